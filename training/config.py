@@ -1,0 +1,132 @@
+"""One dataclass configures a training run: defaults per style, then a TOML file, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STYLES = ("bach", "bach-offline", "folk")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+LOSSES = ("sparse_categorical_crossentropy",)
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    style: str = "bach"
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 32
+    seq_len: int = 64
+    learning_rate: float = 2e-3
+    optimizer: str = "adam"
+    loss: str = "sparse_categorical_crossentropy"
+    clipnorm: float = 1.0
+    # model sizes
+    embedding: int = 32
+    units: int = 256
+    layers: int = 2
+    dropout: float = 0.2
+    dense: int = 128
+    # DeepBach (bach-offline): past and future context, sampling gap, second LSTM
+    timesteps: int = 16
+    gap: int = 1
+    lstm1: int = 200
+    middle: int = 200
+    second_lstm: bool = False
+    # data
+    limit: int = 0  # pieces read from the corpus, 0 = all
+    transpose: bool = True
+    window_stride: int = 16
+    essen: bool = True
+    oneill: bool = False
+    kern_dir: str = ""
+    cache_dir: str = "~/.cache/partimento"
+    rebuild: bool = False
+    # run
+    seed: int = 1337
+    checkpoint_every: int = 5
+    steps_per_epoch: int = 0  # 0 = one pass over the training windows
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ConfigError(f"style: {self.style!r} is not one of {', '.join(STYLES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer: {self.optimizer!r} is not one of "
+                              f"{', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
+        for key in ("epochs", "batch_size", "seq_len", "embedding", "units", "layers", "dense",
+                    "timesteps", "gap", "lstm1", "middle", "checkpoint_every", "window_stride"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be a whole number of at least 1, "
+                                  f"got {getattr(self, key)}")
+        for key in ("limit", "steps_per_epoch", "seed"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(f"learning_rate: must be between 0 and 1, got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bach": {"epochs": 30, "seq_len": 128, "units": 256, "layers": 2, "embedding": 32,
+             "dropout": 0.3, "learning_rate": 2e-3, "batch_size": 32},
+    "bach-offline": {"epochs": 10, "batch_size": 256, "timesteps": 16, "embedding": 20,
+                     "lstm1": 200, "middle": 200, "dropout": 0.3, "learning_rate": 1e-3},
+    "folk": {"epochs": 25, "seq_len": 64, "units": 256, "layers": 1, "embedding": 48,
+             "dropout": 0.2, "learning_rate": 2e-3, "batch_size": 64},
+}
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
+
+
+def resolve(style: str, file: Path | None = None, overrides: dict[str, Any] | None = None
+            ) -> TrainConfig:
+    """Defaults for the style, then the TOML file's keys, then the flags that were given."""
+    types = {f.name: type(f.default) for f in fields(TrainConfig)}
+    values: dict[str, Any] = {"style": style, **STYLE_DEFAULTS.get(style, {})}
+    if file is not None:
+        try:
+            data = tomllib.loads(Path(file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file}: {exc}") from None
+        data = data.get("train", data)
+        values.update(data)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k.replace("-", "_")] = v
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown training key (known: {', '.join(sorted(types))})")
+    return TrainConfig(**{k: _coerce(k, v, types[k]) for k, v in values.items()})

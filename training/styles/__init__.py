@@ -1,0 +1,40 @@
+"""Styles: each module knows its data, its Keras model and the tensors of its step model.
+
+A style module provides ``KIND``, ``prepare(cfg) -> Prepared``, ``build(cfg, encoding) ->
+(training model, step model)`` and ``tensors(cfg, encoding) -> (inputs, outputs)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import numpy as np
+
+MODULES = {"bach": "training.styles.bach", "bach-offline": "training.styles.bach_offline",
+           "folk": "training.styles.folk"}
+
+
+@dataclass(frozen=True)
+class Split:
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    weight: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.x.values())))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    encoding: dict
+    splits: dict[str, Split]
+    data: dict = field(default_factory=dict)
+
+
+def get(style: str) -> ModuleType:
+    try:
+        return importlib.import_module(MODULES[style])
+    except KeyError:
+        raise ValueError(f"unknown style {style!r} (known: {', '.join(MODULES)})") from None

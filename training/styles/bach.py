@@ -1,0 +1,138 @@
+"""Style ``bach``: the live, causal four-voice harmonizer.
+
+At each sixteenth step the model reads the soprano of this step, alto, tenor and bass of the
+step before, the bar position, the fermata flag and the mode, and predicts this step's bass,
+then tenor given the bass, then alto given both (the ``given`` inputs). Two stacked LSTMs carry
+the state, so a step costs the same at bar 1 and bar 100.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon.core.contract import Tensor
+from daemon.core.encoding import REST_CODE
+from training.config import TrainConfig
+from training.styles import Prepared, Split
+from training.styles import bach_data
+
+TOKENS = ("soprano", "alto_prev", "tenor_prev", "bass_prev")
+CONDITIONS = {"position": 16, "fermata": 2, "mode": 2}
+GIVEN = ("bass_given", "tenor_given")
+HEADS = ("bass", "tenor", "alto")
+KIND = "live-harmonizer"
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    data = bach_data.load(cfg)
+    encoding = data.encoding()
+    vocab = data.vocabulary
+    splits = {}
+    for name in ("train", "valid", "test"):
+        pieces = bach_data.transposed(data.splits[name], data.ranges,
+                                      cfg.transpose and name == "train")
+        splits[name] = _arrays(pieces, vocab, cfg.seq_len, cfg.window_stride)
+    return Prepared(encoding=encoding, splits=splits, data=data.describe())
+
+
+def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in (*TOKENS, *CONDITIONS, *GIVEN, *HEADS,
+                                                        "weight")}
+    for c in pieces:
+        tok = np.stack([vocab.encode(c.voices[v]) for v in range(4)])  # S A T B
+        rest = vocab.code_to_token(REST_CODE)
+        prev = np.concatenate([np.full((4, 1), rest, np.int32), tok[:, :-1]], axis=1)
+        full = {"soprano": tok[0], "alto_prev": prev[1], "tenor_prev": prev[2],
+                "bass_prev": prev[3], "position": c.position.astype(np.int32),
+                "fermata": c.fermata.astype(np.int32),
+                "mode": np.full(c.steps, c.mode, np.int32),
+                "bass_given": tok[3], "tenor_given": tok[2],
+                "bass": tok[3], "tenor": tok[2], "alto": tok[1],
+                "weight": np.ones(c.steps, np.float32)}
+        for s in bach_data.windows(c.steps, seq_len, stride):
+            for k, arr in full.items():
+                w = arr[s:s + seq_len]
+                if len(w) < seq_len:  # a short piece: pad with rests that weigh nothing
+                    pad = 0.0 if k == "weight" else (rest if k in (*TOKENS, *GIVEN, *HEADS)
+                                                     else 0)
+                    w = np.concatenate([w, np.full(seq_len - len(w), pad, w.dtype)])
+                cols[k].append(w)
+    arrays = {k: np.stack(v) for k, v in cols.items()}
+    x = {k: arrays[k] for k in (*TOKENS, *CONDITIONS, *GIVEN)}
+    y = {k: arrays[k] for k in HEADS}
+    w = {k: arrays["weight"] for k in HEADS}
+    return Split(x, y, w)
+
+
+def build(cfg: TrainConfig, encoding: dict):
+    """(training model, step model): the same layers, the step model with explicit state."""
+    import keras
+    from keras import layers
+
+    V = len(encoding["vocabulary"])
+    pitch = layers.Embedding(V, cfg.embedding, name="pitch_embedding")
+    cond = {k: layers.Embedding(n, 8 if k == "position" else 4, name=f"{k}_embedding")
+            for k, n in CONDITIONS.items()}
+    project = layers.Dense(cfg.units, activation="relu", name="input_projection")
+    lstms = [layers.LSTM(cfg.units, return_sequences=True, return_state=True, name=f"lstm{i}")
+             for i in range(cfg.layers)]
+    drop = layers.Dropout(cfg.dropout, name="dropout")
+    hidden = {h: layers.Dense(cfg.dense, activation="relu", name=f"{h}_hidden") for h in HEADS}
+    out = {h: layers.Dense(V, name=h) for h in HEADS}
+
+    def forward(inp: dict, states: list | None):
+        x = layers.Concatenate(axis=-1)([pitch(inp[k]) for k in TOKENS] +
+                                        [cond[k](inp[k]) for k in CONDITIONS])
+        x = project(x)
+        new_states = []
+        for i, lstm in enumerate(lstms):
+            init = None if states is None else states[2 * i:2 * i + 2]
+            x, h, c = lstm(x, initial_state=init)
+            new_states += [h, c]
+            x = drop(x)
+        gb, gt = pitch(inp["bass_given"]), pitch(inp["tenor_given"])
+        logits = {
+            "bass": out["bass"](hidden["bass"](x)),
+            "tenor": out["tenor"](hidden["tenor"](layers.Concatenate()([x, gb]))),
+            "alto": out["alto"](hidden["alto"](layers.Concatenate()([x, gb, gt]))),
+        }
+        return logits, new_states
+
+    def inputs():
+        return {k: keras.Input((None,), dtype="int32", name=k)
+                for k in (*TOKENS, *CONDITIONS, *GIVEN)}
+
+    inp = inputs()
+    logits, _ = forward(inp, None)
+    train_model = keras.Model(inp, logits, name="bach_live")
+
+    inp2 = inputs()
+    states_in = []
+    for i in range(cfg.layers):
+        states_in += [keras.Input((cfg.units,), name=f"h{i}_in"),
+                      keras.Input((cfg.units,), name=f"c{i}_in")]
+    logits2, states_out = forward(inp2, states_in)
+    named_states = [layers.Identity(name=t.name.replace("_in", "_out"))(s)
+                    for t, s in zip(states_in, states_out, strict=True)]
+    # lists, in the order of tensors(): tf2onnx passes inputs positionally
+    step_model = keras.Model([*inp2.values(), *states_in],
+                             [*(logits2[h] for h in HEADS), *named_states], name="bach_step")
+    return train_model, step_model
+
+
+def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
+    seq = ("batch", "time")
+    voice_of = {"soprano": "soprano", "alto_prev": "alto", "tenor_prev": "tenor",
+                "bass_prev": "bass", "bass_given": "bass", "tenor_given": "tenor"}
+    ins = [Tensor(k, seq, "int32", "token", voice=voice_of[k]) for k in TOKENS]
+    ins += [Tensor(k, seq, "int32", "condition") for k in CONDITIONS]
+    ins += [Tensor(k, seq, "int32", "given", voice=voice_of[k]) for k in GIVEN]
+    V = len(encoding["vocabulary"])
+    outs = [Tensor(h, (*seq, V), "float32", "logits", voice=h) for h in HEADS]
+    for i in range(cfg.layers):
+        for s in ("h", "c"):
+            ins.append(Tensor(f"{s}{i}_in", ("batch", cfg.units), "float32", "state-in",
+                              pairs_with=f"{s}{i}_out"))
+            outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
+                               pairs_with=f"{s}{i}_in"))
+    return ins, outs

@@ -1,0 +1,17 @@
+"""Versions of what made a model, recorded in its contract."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("partimento", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
+                 "music21", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
