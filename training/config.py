@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 STYLES = ("bach", "bach-offline", "folk")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -85,8 +90,8 @@ class TrainConfig:
 
 
 STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bach": {"epochs": 30, "seq_len": 128, "units": 256, "layers": 2, "embedding": 32,
-             "dropout": 0.3, "learning_rate": 2e-3, "batch_size": 32},
+    "bach": {"epochs": 20, "steps_per_epoch": 200, "seq_len": 128, "units": 256, "layers": 2,
+             "embedding": 32, "dropout": 0.3, "learning_rate": 2e-3, "batch_size": 32},
     "bach-offline": {"epochs": 10, "batch_size": 256, "timesteps": 16, "embedding": 20,
                      "lstm1": 200, "middle": 200, "dropout": 0.3, "learning_rate": 1e-3},
     "folk": {"epochs": 25, "seq_len": 64, "units": 256, "layers": 1, "embedding": 48,

@@ -113,10 +113,10 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
         raise ExportError(f"ONNX tensors {sorted(got_in)} -> {sorted(got_out)} do not match the "
                           f"contract {sorted(want_in)} -> {sorted(want_out)}")
     if contract.states:
-        diff = style_parity = step_parity(contract, train_model, session)
+        diff = step_parity(contract, train_model, session)
     else:
-        diff = style_parity = style.parity(cfg, contract, train_model, session)
-    log.info("ONNX parity: max logit difference %.2e", style_parity)
+        diff = style.parity(cfg, contract, train_model, session)
+    log.info("ONNX parity: max logit difference %.2e", diff)
     if not diff <= TOLERANCE:
         raise ExportError(f"ONNX model differs from Keras by {diff:.2e} (> {TOLERANCE:.0e}); "
                           "nothing written")

@@ -80,7 +80,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     class EveryN(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % cfg.checkpoint_every == 0:
-                self.model.save_weights(run_dir / "checkpoints" / f"epoch-{epoch + 1:03d}.weights.h5")
+                name = f"epoch-{epoch + 1:03d}.weights.h5"
+                self.model.save_weights(run_dir / "checkpoints" / name)
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from importlib import metadata
 
@@ -10,8 +11,6 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("partimento", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
                  "music21", "numpy"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out

@@ -13,8 +13,7 @@ import numpy as np
 from daemon.core.contract import Tensor
 from daemon.core.encoding import REST_CODE
 from training.config import TrainConfig
-from training.styles import Prepared, Split
-from training.styles import bach_data
+from training.styles import Prepared, Split, bach_data
 
 TOKENS = ("soprano", "alto_prev", "tenor_prev", "bass_prev")
 CONDITIONS = {"position": 16, "fermata": 2, "mode": 2}

@@ -1,0 +1,219 @@
+"""The ``partimento`` command line. Errors come out as one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+log = logging.getLogger("partimento")
+
+TRAIN_EXTRA = "pip install 'partimento[train]'"
+
+
+class CliError(Exception):
+    """A failure to report to the user in one line."""
+
+
+def _needs_training_extra(what: str) -> None:
+    import importlib.util
+
+    missing = [m for m in ("tensorflow", "tf2onnx", "music21")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CliError(f"{what} needs the training extra ({', '.join(missing)} missing): "
+                       f"{TRAIN_EXTRA}")
+
+
+# --- harmonize ----------------------------------------------------------------------------------
+
+def read_melody(path: Path):
+    if path.suffix.lower() in (".mid", ".midi", ".smf"):
+        from daemon import midifile
+
+        return midifile.read_melody(path)
+    import importlib.util
+
+    if importlib.util.find_spec("music21") is None:
+        raise CliError(f"reading {path.suffix} files needs music21: {TRAIN_EXTRA} "
+                       "(MIDI files need nothing more)")
+    from training.data.melody import read_melody as read_with_music21
+
+    return read_with_music21(path)
+
+
+def cmd_harmonize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from daemon import midifile, model
+    from daemon.core import harmonizer, rules
+
+    melody = read_melody(Path(args.melody))
+    soprano, position, fermata = melody.grid()
+    _, mode = rules.estimate_key(soprano)
+    name = args.model or ("bach" if args.live else "bach-offline")
+    loaded = model.load(name)
+    rng_seed = args.seed
+    if args.live:
+        settings = harmonizer.HarmonizerSettings(temperature=args.temperature,
+                                                 candidates=args.candidates)
+        h = harmonizer.LiveHarmonizer(loaded.contract, loaded.run, settings=settings, mode=mode,
+                                      seed=rng_seed)
+        voices = harmonizer.harmonize(h, soprano, position, fermata)
+    else:
+        from daemon.core import gibbs
+
+        voices = gibbs.harmonize(soprano, position, fermata, mode, loaded.contract, loaded.run,
+                                 temperature=args.temperature,
+                                 rng=np.random.default_rng(rng_seed),
+                                 **({"iterations": args.iterations} if args.iterations else {}))
+    midifile.write_satb(args.output, melody, voices)
+    print(f"{args.output}: {len(melody.notes)} melody notes harmonized in four voices "
+          f"({'live' if args.live else 'offline'} model {loaded.contract.name}, "
+          f"{'minor' if mode else 'major'})")
+    return 0
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    from training.config import TrainConfig
+
+    for f in fields(TrainConfig):
+        if f.name == "style":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = type(f.default)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"(default {f.default})")
+        else:
+            p.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(),
+                           help=f"(default {f.default!r} or the style's own)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _needs_training_extra("partimento train")
+    from training.config import TrainConfig, resolve
+    from training.train import train
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "style"}
+    cfg = resolve(args.style, Path(args.config) if args.config else None, overrides)
+    run_dir = Path(args.run_dir or f"runs/{args.style}")
+    train(cfg, run_dir, resume=args.resume)
+    print(f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
+          f"-o exported_models/{args.style}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _needs_training_extra("partimento export")
+    from training.export import export
+
+    contract = export(Path(args.run), Path(args.output), name=args.name)
+    print(f"{args.output}: model.onnx and model.json for style {contract.style} "
+          f"({contract.kind}); ONNX parity "
+          f"{contract.training['parity_max_logit_difference']:.1e}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _needs_training_extra("partimento evaluate")
+    from training.evaluate import evaluate
+
+    evaluate(args.model, write=not args.no_write, limit=args.limit, seed=args.seed)
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    from training.config import STYLES
+
+    p = argparse.ArgumentParser(prog="partimento", description="A real-time MIDI accompanist: "
+                                "live four-voice chorale harmonization and melody continuation.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    h = sub.add_parser("harmonize", help="harmonize a melody file in four voices",
+                       description="Harmonize a melody (MIDI, MusicXML, ABC or **kern; the top "
+                       "part if several) and write a MIDI file with tracks Soprano, Alto, Tenor "
+                       "and Bass, the soprano being the melody unchanged.")
+    h.add_argument("melody", help="the melody file")
+    h.add_argument("-o", "--output", required=True, help="the MIDI file to write")
+    h.add_argument("--live", action="store_true", help="use the causal live model and the "
+                   "daemon's own stepping code (default: the offline model, pseudo-Gibbs)")
+    h.add_argument("--temperature", type=float, default=1.0, help="sampling temperature "
+                   "(default 1.0)")
+    h.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable result")
+    h.add_argument("--model", default=None, help="model name or folder (default bach for "
+                   "--live, else bach-offline)")
+    h.add_argument("--candidates", type=int, default=8, help="live: chords sampled per step, "
+                   "the best by voice leading is kept (default 8)")
+    h.add_argument("--iterations", type=int, default=None, help="offline: pseudo-Gibbs "
+                   "iterations (default: the sampler's own, scaled to the melody)")
+    h.set_defaults(func=cmd_harmonize)
+
+    t = sub.add_parser("train", help="train a style (needs the training extra)",
+                       description="Train a style. Defaults per style, then --config FILE.toml "
+                       "([train] table), then these flags.")
+    t.add_argument("style", choices=STYLES)
+    t.add_argument("--config", help="a TOML file with a [train] table of the keys below")
+    t.add_argument("--run-dir", help="the run folder (default runs/STYLE)")
+    t.add_argument("--resume", action="store_true", help="go on with an interrupted run")
+    _config_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a run as model.onnx + model.json",
+                       description="Convert a run to an ONNX step model and its contract, after "
+                       "checking that the ONNX model reproduces the Keras one.")
+    e.add_argument("run", help="the run folder")
+    e.add_argument("-o", "--output", required=True, help="the model folder to write")
+    e.add_argument("--name", help="the model's name (default: the folder's name)")
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("evaluate", help="evaluate a model on the test split",
+                       description="NLL and accuracy on the test split next to a baseline; for "
+                       "bach models also harmonize every test soprano and measure voice "
+                       "leading next to Bach's own chorales. Figures go into model.json.")
+    v.add_argument("model", help="model name or folder")
+    v.add_argument("--limit", type=int, default=0, help="only the first N test pieces")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--no-write", action="store_true", help="print, but leave model.json as is")
+    v.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from daemon.core.encoding import EncodingError
+    from daemon.core.melody import MelodyError
+    from daemon.core.sampling import SamplingError
+    from daemon.model import ModelError
+    from training.config import ConfigError
+    from training.export import ExportError
+
+    known = (CliError, ModelError, MelodyError, ConfigError, EncodingError, SamplingError,
+             ExportError, FileNotFoundError, FileExistsError, PermissionError)
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        print(f"partimento: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("partimento: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"partimento: error: {type(exc).__name__}: {first} (run with -v for details)",
+              file=sys.stderr)
+        return 1
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Live four-voice harmonization, one sixteenth step at a time.
+
+This is the stepping code the daemon runs and ``partimento harmonize --live`` runs: the causal
+``bach`` model is fed this step's soprano and the previous step's alto, tenor and bass; it
+predicts bass, then tenor given the bass, then alto given both. A few candidate chords are
+sampled that way and the one with the best log-probability minus voice-leading penalty is
+chosen, so parallels and crossings the model would risk are ruled out causally.
+
+Pure: the model is any callable ``run(feeds, outputs) -> dict`` (an onnxruntime session in
+the daemon, a fake in unit tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from daemon.core import sampling, voiceleading
+from daemon.core.contract import Contract
+from daemon.core.encoding import HOLD_CODE, MAJOR, REST_CODE
+
+RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+
+_PREV = {"alto": "alto_prev", "tenor": "tenor_prev", "bass": "bass_prev"}
+
+
+@dataclass(frozen=True)
+class HarmonizerSettings:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    candidates: int = 8
+    """Chords sampled per step; 1 turns the voice-leading choice off."""
+    voice_leading: float = 1.0
+    """How much a voice-leading penalty weighs against the model's log-probability."""
+
+    def __post_init__(self) -> None:
+        sampling.check_temperature(self.temperature)
+        sampling.check_top_p(self.top_p)
+        if not 1 <= self.candidates <= 64:
+            raise ValueError(f"candidates must be 1-64, got {self.candidates}")
+        if self.voice_leading < 0:
+            raise ValueError(f"voice_leading must be 0 or more, got {self.voice_leading}")
+
+
+class LiveHarmonizer:
+    """Carries the model's recurrent state and the voices' last notes from step to step."""
+
+    def __init__(self, contract: Contract, run: RunFn, *,
+                 settings: HarmonizerSettings | None = None, mode: int = MAJOR,
+                 seed: int | None = None) -> None:
+        if contract.kind != "live-harmonizer":
+            raise ValueError(f"model {contract.name} is a {contract.kind}, not a live harmonizer")
+        self.contract = contract
+        self.vocab = contract.vocabulary
+        self._run = run
+        self.settings = settings or HarmonizerSettings()
+        self.mode = mode
+        self.rng = np.random.default_rng(seed)
+        self.ranges = {v: tuple(r) for v, r in contract.encoding["voice_ranges"].items()}
+        self._rest = self.vocab.code_to_token(REST_CODE)
+        self._hold = self.vocab.code_to_token(HOLD_CODE)
+        self._logit_names = [contract.output("logits", v).name for v in ("bass", "tenor", "alto")]
+        self._state_pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the start of a piece: silent voices, zero state."""
+        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._state_pairs}
+        self.prev_tokens = {"alto": self._rest, "tenor": self._rest, "bass": self._rest}
+        self.sounding = (REST_CODE, REST_CODE, REST_CODE, REST_CODE)  # S A T B, model octave
+        self._soprano_sounding = False
+        self._shift = 0  # octaves between the melody as played and as the model reads it
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def step(self, soprano: int, position: int, fermata: int = 0) -> tuple[int, int, int]:
+        """This step's alto, tenor and bass as grid codes (pitch, ``HOLD_CODE`` or rest).
+
+        ``soprano`` is a grid code. A melody outside the model's soprano range is read octaves
+        up or down, and the harmony comes back in the melody's own octave.
+        """
+        if soprano >= 0:
+            self._shift = self._octave_shift(soprano)
+            s_pitch = soprano + self._shift
+            s_tok = self.vocab.code_to_token(s_pitch)
+            self._soprano_sounding = True
+        elif soprano == HOLD_CODE and self._soprano_sounding:
+            s_tok, s_pitch = self._hold, self.sounding[0]
+        else:
+            s_tok, s_pitch = self._rest, REST_CODE
+            self._soprano_sounding = False
+
+        base = {"soprano": s_tok, "position": int(position) % 16, "fermata": int(bool(fermata)),
+                "mode": int(self.mode)}
+        base.update({_PREV[v]: t for v, t in self.prev_tokens.items()})
+        chosen = self._choose(base, s_pitch)
+        codes = []
+        sounding = [s_pitch]
+        for voice in ("alto", "tenor", "bass"):
+            tok = chosen[voice]
+            code = self.vocab.token_to_code(tok)
+            prev = self.sounding[("alto", "tenor", "bass").index(voice) + 1]
+            sounding.append(prev if code == HOLD_CODE else code)
+            codes.append(code)
+            self.prev_tokens[voice] = tok
+        self.sounding = tuple(sounding)  # type: ignore[assignment]
+        return tuple(c - self._shift if c >= 0 else c for c in codes)  # type: ignore[return-value]
+
+    def _octave_shift(self, pitch: int) -> int:
+        low, high = self.ranges["soprano"]
+        shift = 0
+        while pitch + shift > high and pitch + shift - 12 >= 0:
+            shift -= 12
+        while pitch + shift < low and pitch + shift + 12 <= 127:
+            shift += 12
+        vlow, vhigh = self.vocab.pitch_range
+        while pitch + shift > vhigh:
+            shift -= 12
+        while pitch + shift < vlow:
+            shift += 12
+        return shift
+
+    def _feeds(self, base: dict, k: int, bass: np.ndarray, tenor: np.ndarray) -> dict:
+        feeds = {name: np.full((k, 1), value, np.int32) for name, value in base.items()}
+        feeds["bass_given"] = bass.reshape(k, 1).astype(np.int32)
+        feeds["tenor_given"] = tenor.reshape(k, 1).astype(np.int32)
+        for name, st in self.state.items():
+            feeds[name] = np.repeat(st, k, axis=0)
+        return feeds
+
+    def _choose(self, base: dict, s_pitch: int) -> dict[str, int]:
+        st = self.settings
+        k = st.candidates
+        rest1 = np.full(1, self._rest)
+        first = self._run(self._feeds(base, 1, rest1, rest1),
+                          [self._logit_names[0], *(o for _, o, _ in self._state_pairs)])
+        self.state = {i: first[o] for i, o, _ in self._state_pairs}
+
+        bass_logits = first[self._logit_names[0]][:, -1]
+        bass_p = sampling.probabilities(bass_logits, st.temperature, top_p=st.top_p)
+        bass = sampling.sample(np.repeat(bass_p, k, axis=0), self.rng)
+        rest_k = np.full(k, self._rest)
+        tenor_logits = self._run(self._feeds(base, k, bass, rest_k), [self._logit_names[1]])
+        tenor_p = sampling.probabilities(tenor_logits[self._logit_names[1]][:, -1],
+                                         st.temperature, top_p=st.top_p)
+        tenor = sampling.sample(tenor_p, self.rng)
+        alto_logits = self._run(self._feeds(base, k, bass, tenor), [self._logit_names[2]])
+        alto_p = sampling.probabilities(alto_logits[self._logit_names[2]][:, -1],
+                                        st.temperature, top_p=st.top_p)
+        alto = sampling.sample(alto_p, self.rng)
+
+        rows = np.arange(k)
+        logp = (np.log(np.repeat(bass_p, k, axis=0)[rows, bass] + 1e-12) +
+                np.log(tenor_p[rows, tenor] + 1e-12) + np.log(alto_p[rows, alto] + 1e-12))
+        best, best_score = 0, -np.inf
+        seen = set()
+        for i in range(k):
+            key = (int(alto[i]), int(tenor[i]), int(bass[i]))
+            if key in seen:
+                continue
+            seen.add(key)
+            score = float(logp[i])
+            if st.voice_leading and k > 1:
+                cur = (s_pitch, *self._sounding_of(key))
+                score -= st.voice_leading * voiceleading.penalty(self.sounding, cur, self.ranges)
+            if score > best_score:
+                best, best_score = i, score
+        return {"alto": int(alto[best]), "tenor": int(tenor[best]), "bass": int(bass[best])}
+
+    def _sounding_of(self, tokens: tuple[int, int, int]) -> tuple[int, int, int]:
+        out = []
+        for j, tok in enumerate(tokens):
+            code = self.vocab.token_to_code(tok)
+            out.append(self.sounding[j + 1] if code == HOLD_CODE else code)
+        return tuple(out)  # type: ignore[return-value]
+
+
+def harmonize(harmonizer: LiveHarmonizer, soprano: np.ndarray, position: np.ndarray,
+              fermata: np.ndarray | None = None) -> np.ndarray:
+    """A whole melody through the live stepping code: (4, steps) grid codes, soprano unchanged."""
+    harmonizer.reset()
+    steps = len(soprano)
+    out = np.full((4, steps), REST_CODE, np.int16)
+    out[0] = soprano
+    for i in range(steps):
+        f = 0 if fermata is None else int(fermata[i])
+        out[1:, i] = harmonizer.step(int(soprano[i]), int(position[i]), f)
+    return out

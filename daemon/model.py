@@ -1,0 +1,111 @@
+"""Exported models on disk: ``model.json`` read as a contract, ``model.onnx`` as an onnxruntime
+session, and the two checked against each other before anything plays."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.core.contract import Contract, ContractError
+
+_ORT_TYPES = {"tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(float)": "float32"}
+
+
+class ModelError(Exception):
+    """A model that cannot be used; the message is one line naming the file."""
+
+
+def models_dirs() -> list[Path]:
+    """Where named models are looked for, first match wins."""
+    dirs = []
+    if os.environ.get("PARTIMENTO_MODELS"):
+        dirs.append(Path(os.environ["PARTIMENTO_MODELS"]))
+    dirs.append(Path(__file__).resolve().parents[1] / "exported_models")
+    dirs.append(Path.cwd() / "exported_models")
+    return dirs
+
+
+def find(name_or_path: str | Path) -> Path:
+    """A model folder from a path, or from a name under the models folders."""
+    p = Path(name_or_path)
+    if (p / "model.json").exists():
+        return p
+    for d in models_dirs():
+        if (d / str(name_or_path) / "model.json").exists():
+            return d / str(name_or_path)
+    looked = ", ".join(str(d) for d in models_dirs())
+    raise ModelError(f"no model {str(name_or_path)!r}: not a model folder and not found in "
+                     f"{looked}")
+
+
+def read_contract(folder: Path) -> Contract:
+    path = folder / "model.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path} is not readable JSON: {str(exc).splitlines()[0]}") from None
+    try:
+        return Contract.from_dict(data)
+    except ContractError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+
+
+@dataclass
+class Model:
+    """A loaded model: its contract and a session that runs it."""
+
+    folder: Path
+    contract: Contract
+    session: object  # onnxruntime.InferenceSession
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        names = outputs or [t.name for t in self.contract.outputs]
+        return dict(zip(names, self.session.run(names, feeds), strict=True))  # type: ignore[attr-defined]
+
+
+def load(name_or_path: str | Path, *, threads: int = 1) -> Model:
+    """Load and check a model; any problem is a :class:`ModelError` with a one-line message."""
+    import onnxruntime as ort
+
+    folder = find(name_or_path)
+    contract = read_contract(folder)
+    onnx_path = folder / "model.onnx"
+    if not onnx_path.exists():
+        raise ModelError(f"{onnx_path} does not exist")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{onnx_path} cannot be loaded: {first[:200]}") from None
+    check(contract, session, onnx_path)
+    return Model(folder, contract, session)
+
+
+def check(contract: Contract, session, onnx_path: Path) -> None:
+    """The contract's tensors must be the graph's, with the same element types and ranks."""
+    for kind, declared, actual in (("input", contract.inputs, session.get_inputs()),
+                                   ("output", contract.outputs, session.get_outputs())):
+        got = {a.name: a for a in actual}
+        want = {t.name: t for t in declared}
+        if set(got) != set(want):
+            missing = sorted(set(want) - set(got))
+            extra = sorted(set(got) - set(want))
+            raise ModelError(f"model.json does not match {onnx_path}: {kind}s missing "
+                             f"{missing or 'none'}, unexpected {extra or 'none'}")
+        for name, t in want.items():
+            dtype = _ORT_TYPES.get(got[name].type, got[name].type)
+            if dtype != t.dtype or len(got[name].shape) != len(t.shape):
+                raise ModelError(f"model.json does not match {onnx_path}: {kind} {name} is "
+                                 f"{dtype} of rank {len(got[name].shape)}, contract says "
+                                 f"{t.dtype} of rank {len(t.shape)}")

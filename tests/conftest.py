@@ -1,0 +1,45 @@
+"""Shared fixtures: the chorale cache, a tiny trained and exported live model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "exported_models"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip with a message, except under CI where a missing piece is a failure."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required under CI: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def chorales(tmp_path_factory):
+    """music21's Bach chorales, split; parsed once into the user cache (about a minute)."""
+    from training.data import chorales as corpus
+
+    cache = Path(os.environ.get("PARTIMENTO_CACHE", "~/.cache/partimento")).expanduser()
+    return corpus.load_corpus(cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_live_model(tmp_path_factory):
+    """A live bach model trained for a few steps on 12 chorales and exported (seconds)."""
+    from training.config import resolve
+    from training.export import export
+    from training.train import train
+
+    base = tmp_path_factory.mktemp("tiny-bach")
+    cfg = resolve("bach", overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
+                                         dense=16, seq_len=32, limit=12, verbose=0,
+                                         cache_dir=str(base / "cache")))
+    train(cfg, base / "run")
+    export(base / "run", base / "bach-tiny")
+    return base / "bach-tiny"

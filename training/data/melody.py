@@ -1,0 +1,54 @@
+"""Melodies from MusicXML, ABC and **kern files through music21 (the top part if several)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.core.melody import Melody, MelodyError, TickNote
+
+TICKS_PER_BEAT = 480
+
+
+def read_melody(path: Path | str) -> Melody:
+    from music21 import converter, expressions, stream
+
+    path = Path(path)
+    if not path.exists():
+        raise MelodyError(f"{path} does not exist")
+    try:
+        score = converter.parse(str(path))
+    except Exception as exc:  # music21 raises many unrelated types for a bad file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MelodyError(f"{path} cannot be read as music: {first[:160]}") from None
+    if isinstance(score, stream.Opus):
+        if not score.scores:
+            raise MelodyError(f"{path} holds no tunes")
+        score = score.scores[0]
+    parts = list(score.parts) if hasattr(score, "parts") and score.parts else [score]
+    part = parts[0].stripTies()
+    notes = []
+    for n in part.flatten().notes:
+        if n.duration.isGrace:
+            continue
+        if n.isChord:
+            raise MelodyError(f"{path.name} has a chord at quarter {float(n.offset):g} where a "
+                              "melody is expected")
+        start = int(round(float(n.offset) * TICKS_PER_BEAT))
+        end = start + max(1, int(round(float(n.quarterLength) * TICKS_PER_BEAT)))
+        fermata = any(isinstance(e, expressions.Fermata) for e in n.expressions)
+        vel = n.volume.velocity if n.volume.velocity else 80
+        notes.append(TickNote(n.pitch.midi, start, end, int(vel), fermata))
+    if not notes:
+        raise MelodyError(f"{path} holds no notes")
+    tempo_us = 500_000
+    marks = score.flatten().getElementsByClass("MetronomeMark")
+    if marks and marks[0].number:
+        tempo_us = int(60_000_000 / marks[0].getQuarterBPM())
+    bar, pickup = 4.0, 0.0
+    sigs = part.flatten().getElementsByClass("TimeSignature")
+    if sigs:
+        bar = float(sigs[0].barDuration.quarterLength)
+    measures = part.getElementsByClass("Measure")
+    if measures and measures[0].paddingLeft:
+        pickup = float(measures[0].paddingLeft)
+    return Melody(tuple(notes), TICKS_PER_BEAT, tempo_us, bar, pickup, path.name)
