@@ -76,7 +76,7 @@ def write_satb(path: Path | str, melody: Melody, voices: np.ndarray) -> None:
             events = [(round(n.start * per_step), n.pitch, HARMONY_VELOCITY) for n in notes]
             events += [(round(n.end * per_step), n.pitch, 0) for n in notes]
         track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        track.append(mido.MetaMessage("track_name", name=name.capitalize(), time=0))
         if v == 0:
             track.append(mido.MetaMessage("set_tempo", tempo=melody.tempo_us, time=0))
             num, den = _time_signature(melody.bar_quarters)

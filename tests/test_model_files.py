@@ -38,7 +38,7 @@ def _copy(src, tmp_path):
 def test_corrupt_onnx_is_one_clear_error(tiny_live_model, tmp_path):
     d = _copy(tiny_live_model, tmp_path)
     (d / "model.onnx").write_bytes(b"this is not an onnx file")
-    with pytest.raises(model.ModelError, match="model.onnx cannot be loaded") as e:
+    with pytest.raises(model.ModelError, match=r"model\.onnx cannot be loaded") as e:
         model.load(d)
     assert "\n" not in str(e.value)
 

@@ -1,0 +1,180 @@
+"""`partimento harmonize` from the command line, on real chorale melodies."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from daemon.core.encoding import grid_to_notes
+from tests.conftest import SHIPPED, require
+
+pytestmark = pytest.mark.slow
+
+
+def partimento(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def write_melody(path, grid, ticks_per_beat=480, velocity=90, extra_chord=False):
+    """A one-track MIDI file of a soprano grid, with slightly human velocities."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("time_signature", numerator=4, denominator=4))
+    step = ticks_per_beat // 4
+    events = []
+    for i, n in enumerate(grid_to_notes(grid)):
+        events.append((n.start * step, "note_on", n.pitch, velocity - i % 7))
+        events.append((n.end * step, "note_off", n.pitch, 0))
+        if extra_chord and i == 2:
+            events.append((n.start * step, "note_on", n.pitch - 4, 80))
+            events.append((n.end * step, "note_off", n.pitch - 4, 0))
+    now = 0
+    for t, kind, pitch, vel in sorted(events, key=lambda e: (e[0], e[1] == "note_on")):
+        tr.append(mido.Message(kind, note=pitch, velocity=vel, time=t - now))
+        now = t
+    mid.save(str(path))
+
+
+def notes_of(track):
+    t, on, out = 0, {}, []
+    for m in track:
+        t += m.time
+        if m.type == "note_on" and m.velocity:
+            on[m.note] = (t, m.velocity)
+        elif m.type in ("note_on", "note_off") and m.note in on:
+            start, vel = on.pop(m.note)
+            out.append((m.note, start, t, vel))
+    assert not on, f"notes left sounding: {on}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_chorale(chorales):
+    return chorales["test"][0]
+
+
+def test_live_harmonize_writes_four_named_tracks(tiny_live_model, test_chorale, tmp_path):
+    melody = tmp_path / "melody.mid"
+    write_melody(melody, test_chorale.voices[0])
+    out = tmp_path / "out.mid"
+    r = partimento("harmonize", melody, "-o", out, "--live", "--model", tiny_live_model,
+                   "--seed", 3)
+    assert r.returncode == 0, r.stderr
+    mid = mido.MidiFile(str(out))
+    assert mid.type == 1
+    names = [next(m.name for m in t if m.type == "track_name") for t in mid.tracks]
+    assert names == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert notes_of(mid.tracks[0]) == notes_of(mido.MidiFile(str(melody)).tracks[0])
+    for track in mid.tracks[1:]:
+        assert notes_of(track), "a harmony voice is silent"
+
+
+def test_same_seed_same_harmony(tiny_live_model, test_chorale, tmp_path):
+    melody = tmp_path / "melody.mid"
+    write_melody(melody, test_chorale.voices[0][:64])
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}.mid"
+        assert partimento("harmonize", melody, "-o", out, "--live", "--model",
+                          tiny_live_model, "--seed", 7).returncode == 0
+        outs.append([notes_of(t) for t in mido.MidiFile(str(out)).tracks])
+    assert outs[0] == outs[1]
+
+
+def test_shipped_live_model_keeps_voices_in_range(test_chorale, tmp_path):
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    melody = tmp_path / "melody.mid"
+    write_melody(melody, test_chorale.voices[0])
+    out = tmp_path / "out.mid"
+    r = partimento("harmonize", melody, "-o", out, "--live", "--seed", 1)
+    assert r.returncode == 0, r.stderr
+    ranges = {"Alto": (53, 77), "Tenor": (45, 72), "Bass": (33, 67)}  # SATB ranges, widened
+    mid = mido.MidiFile(str(out))
+    for track in mid.tracks[1:]:
+        pitches = [n[0] for n in notes_of(track)]
+        low, high = ranges[track.name]
+        inside = np.mean([low <= p <= high for p in pitches])
+        assert inside >= 0.95, f"{track.name}: {pitches}"
+
+
+def test_shipped_offline_model_harmonizes_musicxml(tmp_path):
+    require((SHIPPED / "bach-offline" / "model.onnx").exists(), "no shipped bach-offline model")
+    from music21 import corpus
+
+    src = corpus.getWork("bwv269")  # a chorale file: its top part is the melody
+    out = tmp_path / "out.mid"
+    r = partimento("harmonize", src, "-o", out, "--seed", 1, "--iterations", 300)
+    assert r.returncode == 0, r.stderr
+    mid = mido.MidiFile(str(out))
+    assert [t.name for t in mid.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert all(notes_of(t) for t in mid.tracks)
+
+
+@pytest.mark.parametrize("content", [b"", b"MThd garbage", b"\x00" * 100])
+def test_unreadable_melody_is_one_line_error(content, tiny_live_model, tmp_path):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(content)
+    r = partimento("harmonize", bad, "-o", tmp_path / "o.mid", "--live", "--model",
+                   tiny_live_model)
+    assert r.returncode == 1
+    assert r.stderr.startswith("partimento: error: ") and r.stderr.count("\n") == 1
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_empty_midi_says_no_notes(tiny_live_model, tmp_path):
+    empty = tmp_path / "empty.mid"
+    mido.MidiFile().save(str(empty))
+    r = partimento("harmonize", empty, "-o", tmp_path / "o.mid", "--live", "--model",
+                   tiny_live_model)
+    assert r.returncode == 1 and "holds no notes" in r.stderr
+
+
+def test_chord_where_melody_expected(tiny_live_model, test_chorale, tmp_path):
+    melody = tmp_path / "chords.mid"
+    write_melody(melody, test_chorale.voices[0][:64], extra_chord=True)
+    r = partimento("harmonize", melody, "-o", tmp_path / "o.mid", "--live", "--model",
+                   tiny_live_model)
+    assert r.returncode == 1 and "chord" in r.stderr and "melody is expected" in r.stderr
+
+
+def test_missing_file(tmp_path):
+    r = partimento("harmonize", tmp_path / "nope.mid", "-o", tmp_path / "o.mid", "--live")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_corrupt_model_is_one_line_error(tiny_live_model, test_chorale, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_live_model, broken)
+    (broken / "model.onnx").write_bytes(b"\x08\x01garbage")
+    melody = tmp_path / "melody.mid"
+    write_melody(melody, test_chorale.voices[0][:32])
+    r = partimento("harmonize", melody, "-o", tmp_path / "o.mid", "--live", "--model", broken)
+    assert r.returncode == 1
+    assert "model.onnx cannot be loaded" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_style_is_refused():
+    r = partimento("train", "polka")
+    assert r.returncode == 2 and "invalid choice: 'polka'" in r.stderr
+
+
+def test_bad_training_value_names_the_key(tmp_path):
+    r = partimento("train", "folk", "--dropout", "1.5", "--run-dir", tmp_path / "run")
+    assert r.returncode == 1
+    assert "dropout: must be in [0, 1)" in r.stderr
+
+
+def test_bad_config_file_names_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nepochs = 'many'\n")
+    r = partimento("train", "bach", "--config", cfg, "--run-dir", tmp_path / "run")
+    assert r.returncode == 1 and "epochs: expected int" in r.stderr

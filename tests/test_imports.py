@@ -1,0 +1,34 @@
+"""The runtime never pulls in the training stack."""
+
+import subprocess
+import sys
+
+RUNTIME_MODULES = ["daemon", "daemon.cli", "daemon.model", "daemon.midifile",
+                   "daemon.core.encoding", "daemon.core.contract", "daemon.core.harmonizer",
+                   "daemon.core.gibbs", "daemon.core.sampling", "daemon.core.voiceleading",
+                   "daemon.core.rules", "daemon.core.melody"]
+
+
+def test_daemon_imports_neither_tensorflow_nor_music21():
+    code = ("import sys\n"
+            f"for m in {RUNTIME_MODULES!r}: __import__(m)\n"
+            "from daemon import cli; cli.parser()\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'music21', 'tf2onnx'))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+
+
+def test_core_imports_no_io_library():
+    code = ("import sys\n"
+            "import daemon.core.encoding, daemon.core.contract, daemon.core.harmonizer, "
+            "daemon.core.sampling, daemon.core.voiceleading, daemon.core.melody, "
+            "daemon.core.gibbs, daemon.core.rules\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
