@@ -34,20 +34,24 @@ def prepare(cfg: TrainConfig) -> Prepared:
     return Prepared(encoding=encoding, splits=splits, data=data.describe())
 
 
+def piece_arrays(c, vocab) -> dict[str, np.ndarray]:
+    """Every input, target and weight of one whole chorale, step by step (teacher forcing)."""
+    tok = np.stack([vocab.encode(c.voices[v]) for v in range(4)])  # S A T B
+    rest = vocab.code_to_token(REST_CODE)
+    prev = np.concatenate([np.full((4, 1), rest, np.int32), tok[:, :-1]], axis=1)
+    return {"soprano": tok[0], "alto_prev": prev[1], "tenor_prev": prev[2], "bass_prev": prev[3],
+            "position": c.position.astype(np.int32), "fermata": c.fermata.astype(np.int32),
+            "mode": np.full(c.steps, c.mode, np.int32),
+            "bass_given": tok[3], "tenor_given": tok[2],
+            "bass": tok[3], "tenor": tok[2], "alto": tok[1],
+            "weight": np.ones(c.steps, np.float32)}
+
+
 def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in (*TOKENS, *CONDITIONS, *GIVEN, *HEADS,
-                                                        "weight")}
+    cols: dict[str, list[np.ndarray]] = {}
+    rest = vocab.code_to_token(REST_CODE)
     for c in pieces:
-        tok = np.stack([vocab.encode(c.voices[v]) for v in range(4)])  # S A T B
-        rest = vocab.code_to_token(REST_CODE)
-        prev = np.concatenate([np.full((4, 1), rest, np.int32), tok[:, :-1]], axis=1)
-        full = {"soprano": tok[0], "alto_prev": prev[1], "tenor_prev": prev[2],
-                "bass_prev": prev[3], "position": c.position.astype(np.int32),
-                "fermata": c.fermata.astype(np.int32),
-                "mode": np.full(c.steps, c.mode, np.int32),
-                "bass_given": tok[3], "tenor_given": tok[2],
-                "bass": tok[3], "tenor": tok[2], "alto": tok[1],
-                "weight": np.ones(c.steps, np.float32)}
+        full = piece_arrays(c, vocab)
         for s in bach_data.windows(c.steps, seq_len, stride):
             for k, arr in full.items():
                 w = arr[s:s + seq_len]
@@ -55,7 +59,7 @@ def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
                     pad = 0.0 if k == "weight" else (rest if k in (*TOKENS, *GIVEN, *HEADS)
                                                      else 0)
                     w = np.concatenate([w, np.full(seq_len - len(w), pad, w.dtype)])
-                cols[k].append(w)
+                cols.setdefault(k, []).append(w)
     arrays = {k: np.stack(v) for k, v in cols.items()}
     x = {k: arrays[k] for k in (*TOKENS, *CONDITIONS, *GIVEN)}
     y = {k: arrays[k] for k in HEADS}
