@@ -92,10 +92,11 @@ class TrainConfig:
 STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "bach": {"epochs": 20, "steps_per_epoch": 200, "seq_len": 128, "units": 256, "layers": 2,
              "embedding": 32, "dropout": 0.3, "learning_rate": 2e-3, "batch_size": 32},
-    "bach-offline": {"epochs": 10, "batch_size": 256, "timesteps": 16, "embedding": 20,
-                     "lstm1": 200, "middle": 200, "dropout": 0.3, "learning_rate": 1e-3},
-    "folk": {"epochs": 25, "seq_len": 64, "units": 256, "layers": 1, "embedding": 48,
-             "dropout": 0.2, "learning_rate": 2e-3, "batch_size": 64},
+    "bach-offline": {"epochs": 16, "steps_per_epoch": 229, "batch_size": 256, "timesteps": 16,
+                     "gap": 1, "embedding": 20, "lstm1": 200, "middle": 200,
+                     "second_lstm": False, "dropout": 0.2, "learning_rate": 1e-3},
+    "folk": {"epochs": 8, "steps_per_epoch": 0, "seq_len": 64, "units": 256, "layers": 1,
+             "embedding": 48, "dropout": 0.2, "learning_rate": 2e-3, "batch_size": 64},
 }
 
 

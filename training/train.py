@@ -72,8 +72,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     model, _ = style.build(cfg, prepared.encoding)
     losses = {k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in
               train_split.y}
+    # weighted: padding (weight 0) counts neither in the loss nor in the accuracy
     model.compile(optimizer=_optimizer(cfg), loss=losses,
-                  metrics={k: ["accuracy"] for k in train_split.y})
+                  weighted_metrics={k: ["accuracy"] for k in train_split.y})
     model.summary(print_fn=log.info)
 
     # fit

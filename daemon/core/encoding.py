@@ -108,8 +108,9 @@ class Vocabulary:
         return table[shifted].astype(np.int32)
 
     def decode(self, tokens: Iterable[int]) -> np.ndarray:
-        """Tokens to grid codes (``int16``)."""
-        codes = np.array([symbol_to_code(s) for s in self.symbols], np.int16)
+        """Tokens to grid codes (``int16``); ``START`` (outside any piece) reads as a rest."""
+        codes = np.array([REST_CODE if s == START else symbol_to_code(s) for s in self.symbols],
+                         np.int16)
         return codes[np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)]
 
     def pitch_mask(self) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""Per-step cost of the shipped models in onnxruntime, as the daemon runs them.
+
+    python bench/step_latency.py [--steps 2000]
+
+Prints, per model, the time of one raw model step (batch 1) and of one full live harmonizer
+step (bass, tenor and alto for 8 candidate chords plus the voice-leading choice), p50 / p99 /
+max in milliseconds. Figures are recorded in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from daemon import model
+from daemon.core import harmonizer
+
+
+def percentiles(samples: list[float]) -> str:
+    a = np.array(samples) * 1e3
+    return (f"p50 {np.percentile(a, 50):.3f} ms  p99 {np.percentile(a, 99):.3f} ms  "
+            f"max {a.max():.3f} ms")
+
+
+def raw_step(m: model.Model, steps: int) -> list[float]:
+    c = m.contract
+    feeds = {t.name: np.zeros((1, 1), np.int32) for t in c.inputs
+             if t.role in ("token", "condition", "given")}
+    feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in c.states}
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        out = m.run(feeds)
+        times.append(time.perf_counter() - t0)
+        feeds |= {i.name: out[o.name] for i, o in c.states}
+    return times
+
+
+def live_step(m: model.Model, steps: int) -> list[float]:
+    h = harmonizer.LiveHarmonizer(m.contract, m.run, seed=0)
+    low, high = m.contract.encoding["voice_ranges"]["soprano"]
+    rng = np.random.default_rng(0)
+    times = []
+    for i in range(steps):
+        soprano = int(rng.integers(low, high + 1)) if i % 4 == 0 else -2
+        t0 = time.perf_counter()
+        h.step(soprano, i % 16)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    args = ap.parse_args()
+    for name in ("bach", "folk"):
+        try:
+            m = model.load(name)
+        except model.ModelError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        raw_step(m, 50)
+        print(f"{name:6s} one model step       {percentiles(raw_step(m, args.steps))}")
+        if m.contract.kind == "live-harmonizer":
+            live_step(m, 50)
+            print(f"{name:6s} one harmonizer step  {percentiles(live_step(m, args.steps))}")
+
+
+if __name__ == "__main__":
+    main()
