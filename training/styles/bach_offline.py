@@ -26,6 +26,7 @@ import numpy as np
 from daemon.core.contract import Contract, Tensor
 from daemon.core.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
 from daemon.core.gibbs import CONDITIONS, condition_input, conditions, token_input, windows
+from daemon.core.sampling import log_softmax
 from training.config import TrainConfig
 from training.data.chorales import Chorale
 from training.styles import Prepared, Split, bach_data
@@ -192,3 +193,37 @@ def parity(cfg: TrainConfig, contract: Contract, train_model, session, batch: in
                            "conditions": feeds[condition_input(v)]}, training=False)[v]
         worst = max(worst, float(np.abs(np.asarray(ref) - got[v]).max()))
     return worst
+
+
+def test_nll(m, cfg: TrainConfig, pieces: list[Chorale]) -> dict:
+    """NLL per token and accuracy of each harmony voice at every step, all other voices true.
+
+    Runs the exported ONNX model (``m`` is a loaded :class:`daemon.model.Model`).
+    """
+    vocab = m.contract.vocabulary
+    dt = int(m.contract.encoding["window"]["timesteps"])
+    pad = vocab.index(START)
+    sums = {v: [0.0, 0, 0] for v in HARMONY_VOICES}
+    for c in pieces:
+        tokens = np.stack([vocab.encode(c.voices[v]) for v in range(4)])
+        conds = conditions(c.position, c.fermata, c.mode)
+        for start in range(0, c.steps, 256):
+            times = np.arange(start, min(start + 256, c.steps))
+            tok, cond = windows(tokens, conds, times, dt, pad)
+            feeds = {}
+            for v in HARMONY_VOICES:
+                feeds[token_input(v)] = tok.astype(np.int32)
+                feeds[condition_input(v)] = cond.astype(np.int32)
+            out = m.run(feeds)
+            for i, v in enumerate(HARMONY_VOICES):
+                logits = np.asarray(out[v], np.float64)
+                target = tokens[1 + i, times]
+                lp = log_softmax(logits)
+                sums[v][0] -= lp[np.arange(len(times)), target].sum()
+                sums[v][1] += int((logits.argmax(-1) == target).sum())
+                sums[v][2] += len(times)
+    nll = {v: round(s[0] / s[2], 4) for v, s in sums.items()}
+    nll["mean"] = round(sum(s[0] for s in sums.values()) / sum(s[2] for s in sums.values()), 4)
+    return {"nll_per_token": nll,
+            "accuracy": {v: round(s[1] / s[2], 4) for v, s in sums.items()},
+            "context": "every other voice known at every step (DeepBach's conditional)"}
