@@ -135,6 +135,7 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
                                "training", "versions")},
                            "evaluation": evaluation})
     contract.training["parity_max_logit_difference"] = diff
+    contract.training["parameters"] = int(train_model.count_params())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.onnx").write_bytes(blob)
     (out_dir / "model.json").write_text(json.dumps(contract.to_dict(), indent=1) + "\n")
