@@ -92,10 +92,17 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
                                         save_best_only=True, save_weights_only=True),
         EveryN(),
     ]
+    # --resume: an interrupted run goes on from backup/ (weights, optimizer, epoch); a finished
+    # run is extended from its final weights, after the epochs its log already has
+    initial_epoch = 0
+    if resume and not (run_dir / "backup").exists() and (run_dir / "final.weights.h5").exists():
+        model.load_weights(run_dir / "final.weights.h5")
+        initial_epoch = max(0, len((run_dir / "log.csv").read_text().splitlines()) - 1)
     t0 = time.monotonic()
     model.fit(train_split.x, train_split.y, sample_weight=train_split.weight,
               validation_data=(valid_split.x, valid_split.y, valid_split.weight),
-              batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
+              batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              shuffle=True,
               steps_per_epoch=cfg.steps_per_epoch or None, callbacks=callbacks,
               verbose=cfg.verbose)
     model.save_weights(run_dir / "final.weights.h5")
