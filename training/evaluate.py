@@ -9,6 +9,7 @@ The figures are printed and written into the model's ``model.json`` under ``eval
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -85,8 +86,7 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
         generated.append(harmonizer.harmonize(h, c.voices[0], c.position, c.fermata))
     steps = sum(c.steps for c in test)
     figures["harmonization"] = _harmonization(
-        "live", generated, test, {"temperature": LIVE_SETTINGS.temperature,
-                                  "candidates": LIVE_SETTINGS.candidates, "seed": seed,
+        "live", generated, test, {**dataclasses.asdict(LIVE_SETTINGS), "seed": seed,
                                   "ms_per_step": round((time.monotonic() - t0) / steps * 1e3,
                                                        3)})
     return figures

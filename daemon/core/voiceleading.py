@@ -154,6 +154,17 @@ def _tertian_table() -> np.ndarray:
 _TERTIAN = _tertian_table()
 
 
+def is_tertian(chord: Chord) -> bool:
+    """True when all four voices sound and their pitch classes form a complete triad or
+    seventh chord. Plain Python lookup, for the live loop."""
+    mask = 0
+    for p in chord:
+        if p < 0:
+            return False
+        mask |= 1 << (p % 12)
+    return bool(_TERTIAN[mask])
+
+
 def pitch_class_masks(sounding: np.ndarray) -> np.ndarray:
     """Per step the 12-bit set of pitch classes that sound (``(4, steps)`` sounding pitches)."""
     s = np.asarray(sounding, np.int64)
