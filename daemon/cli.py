@@ -64,11 +64,15 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
         voices = harmonizer.harmonize(h, soprano, position, fermata)
     else:
         from daemon.core import gibbs
+        from daemon.core.encoding import octave_shift_into, transpose_grid
 
-        voices = gibbs.harmonize(soprano, position, fermata, mode, loaded.contract, loaded.run,
-                                 temperature=args.temperature,
+        # a melody outside the model's soprano range is sung octaves away, then moved back
+        shift = octave_shift_into(soprano, *loaded.contract.encoding["voice_ranges"]["soprano"])
+        voices = gibbs.harmonize(transpose_grid(soprano, shift), position, fermata, mode,
+                                 loaded.contract, loaded.run, temperature=args.temperature,
                                  rng=np.random.default_rng(rng_seed),
                                  **({"iterations": args.iterations} if args.iterations else {}))
+        voices = np.stack([soprano, *(transpose_grid(v, -shift) for v in voices[1:])])
     midifile.write_satb(args.output, melody, voices)
     print(f"{args.output}: {len(melody.notes)} melody notes harmonized in four voices "
           f"({'live' if args.live else 'offline'} model {loaded.contract.name}, "

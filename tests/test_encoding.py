@@ -74,3 +74,12 @@ def test_sounding_pitches_resolves_holds_per_voice():
 def test_folk_transposition_goes_to_c_major_or_a_minor(tonic, mode, shift):
     assert folk_transposition(tonic, mode) == shift
     assert (tonic + shift) % 12 == (0 if mode == MAJOR else 9)
+
+
+def test_octave_shift_into_range():
+    from daemon.core.encoding import octave_shift_into
+
+    melody = np.array([84, HOLD_CODE, 86, 88, REST_CODE])
+    assert octave_shift_into(melody, 60, 79) == -12
+    assert octave_shift_into(np.array([62, 64]), 60, 79) == 0
+    assert octave_shift_into(np.array([REST_CODE]), 60, 79) == 0

@@ -237,6 +237,18 @@ def pitch_span(grid: np.ndarray) -> tuple[int, int] | None:
     return (int(p.min()), int(p.max())) if p.size else None
 
 
+def octave_shift_into(grid: np.ndarray, low: int, high: int) -> int:
+    """The whole octaves that bring most of a line's notes into ``low..high`` (0 if none)."""
+    g = np.asarray(grid)
+    p = g[g >= 0].astype(int)
+    if not p.size:
+        return 0
+    shifts = range(-48, 49, 12)
+    inside = [int(((p + s >= low) & (p + s <= high)).sum()) for s in shifts]
+    best = max(inside)
+    return min((s for s, n in zip(shifts, inside, strict=True) if n == best), key=abs)
+
+
 def fits_range(grid: np.ndarray, low: int, high: int) -> bool:
     span = pitch_span(grid)
     return span is None or (span[0] >= low and span[1] <= high)
