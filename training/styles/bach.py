@@ -14,6 +14,7 @@ from daemon.core.contract import Tensor
 from daemon.core.encoding import REST_CODE
 from training.config import TrainConfig
 from training.styles import Prepared, Split, bach_data
+from training.styles.recurrent import LSTMStack, state_tensors
 
 TOKENS = ("soprano", "alto_prev", "tenor_prev", "bass_prev")
 CONDITIONS = {"position": 16, "fermata": 2, "mode": 2}
@@ -77,22 +78,14 @@ def build(cfg: TrainConfig, encoding: dict):
     cond = {k: layers.Embedding(n, 8 if k == "position" else 4, name=f"{k}_embedding")
             for k, n in CONDITIONS.items()}
     project = layers.Dense(cfg.units, activation="relu", name="input_projection")
-    lstms = [layers.LSTM(cfg.units, return_sequences=True, return_state=True, name=f"lstm{i}")
-             for i in range(cfg.layers)]
-    drop = layers.Dropout(cfg.dropout, name="dropout")
+    stack = LSTMStack(cfg)
     hidden = {h: layers.Dense(cfg.dense, activation="relu", name=f"{h}_hidden") for h in HEADS}
     out = {h: layers.Dense(V, name=h) for h in HEADS}
 
     def forward(inp: dict, states: list | None):
         x = layers.Concatenate(axis=-1)([pitch(inp[k]) for k in TOKENS] +
                                         [cond[k](inp[k]) for k in CONDITIONS])
-        x = project(x)
-        new_states = []
-        for i, lstm in enumerate(lstms):
-            init = None if states is None else states[2 * i:2 * i + 2]
-            x, h, c = lstm(x, initial_state=init)
-            new_states += [h, c]
-            x = drop(x)
+        x, new_states = stack(project(x), states)
         gb, gt = pitch(inp["bass_given"]), pitch(inp["tenor_given"])
         logits = {
             "bass": out["bass"](hidden["bass"](x)),
@@ -110,13 +103,9 @@ def build(cfg: TrainConfig, encoding: dict):
     train_model = keras.Model(inp, logits, name="bach_live")
 
     inp2 = inputs()
-    states_in = []
-    for i in range(cfg.layers):
-        states_in += [keras.Input((cfg.units,), name=f"h{i}_in"),
-                      keras.Input((cfg.units,), name=f"c{i}_in")]
+    states_in = stack.state_inputs()
     logits2, states_out = forward(inp2, states_in)
-    named_states = [layers.Identity(name=t.name.replace("_in", "_out"))(s)
-                    for t, s in zip(states_in, states_out, strict=True)]
+    named_states = stack.state_outputs(states_in, states_out)
     # lists, in the order of tensors(): tf2onnx passes inputs positionally
     step_model = keras.Model([*inp2.values(), *states_in],
                              [*(logits2[h] for h in HEADS), *named_states], name="bach_step")
@@ -132,10 +121,5 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     ins += [Tensor(k, seq, "int32", "given", voice=voice_of[k]) for k in GIVEN]
     V = len(encoding["vocabulary"])
     outs = [Tensor(h, (*seq, V), "float32", "logits", voice=h) for h in HEADS]
-    for i in range(cfg.layers):
-        for s in ("h", "c"):
-            ins.append(Tensor(f"{s}{i}_in", ("batch", cfg.units), "float32", "state-in",
-                              pairs_with=f"{s}{i}_out"))
-            outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
-                               pairs_with=f"{s}{i}_in"))
-    return ins, outs
+    state_in, state_out = state_tensors(cfg)
+    return ins + state_in, outs + state_out

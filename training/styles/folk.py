@@ -18,6 +18,7 @@ from training.data import folk as corpus
 from training.data.folk import Tune
 from training.styles import Prepared, Split
 from training.styles.bach_data import windows
+from training.styles.recurrent import LSTMStack, state_tensors
 
 KIND = "continuation"
 INPUT = "token"
@@ -108,19 +109,11 @@ def build(cfg: TrainConfig, encoding: dict):
 
     V = len(encoding["vocabulary"])
     embed = layers.Embedding(V, cfg.embedding, name="token_embedding")
-    lstms = [layers.LSTM(cfg.units, return_sequences=True, return_state=True, name=f"lstm{i}")
-             for i in range(cfg.layers)]
-    drop = layers.Dropout(cfg.dropout, name="dropout")
+    stack = LSTMStack(cfg)
     out = layers.Dense(V, name=OUTPUT)
 
     def forward(token, states: list | None):
-        x = embed(token)
-        new_states = []
-        for i, lstm in enumerate(lstms):
-            init = None if states is None else states[2 * i:2 * i + 2]
-            x, h, c = lstm(x, initial_state=init)
-            new_states += [h, c]
-            x = drop(x)
+        x, new_states = stack(embed(token), states)
         return out(x), new_states
 
     token = keras.Input((None,), dtype="int32", name=INPUT)
@@ -128,13 +121,9 @@ def build(cfg: TrainConfig, encoding: dict):
     train_model = keras.Model({INPUT: token}, {OUTPUT: logits}, name="folk")
 
     token2 = keras.Input((None,), dtype="int32", name=INPUT)
-    states_in = []
-    for i in range(cfg.layers):
-        states_in += [keras.Input((cfg.units,), name=f"h{i}_in"),
-                      keras.Input((cfg.units,), name=f"c{i}_in")]
+    states_in = stack.state_inputs()
     logits2, states_out = forward(token2, states_in)
-    named_states = [layers.Identity(name=t.name.replace("_in", "_out"))(s)
-                    for t, s in zip(states_in, states_out, strict=True)]
+    named_states = stack.state_outputs(states_in, states_out)
     # lists, in the order of tensors(): tf2onnx passes inputs positionally
     step_model = keras.Model([token2, *states_in], [logits2, *named_states], name="folk_step")
     return train_model, step_model
@@ -145,13 +134,8 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     V = len(encoding["vocabulary"])
     ins = [Tensor(INPUT, seq, "int32", "token")]
     outs = [Tensor(OUTPUT, (*seq, V), "float32", "logits")]
-    for i in range(cfg.layers):
-        for s in ("h", "c"):
-            ins.append(Tensor(f"{s}{i}_in", ("batch", cfg.units), "float32", "state-in",
-                              pairs_with=f"{s}{i}_out"))
-            outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
-                               pairs_with=f"{s}{i}_in"))
-    return ins, outs
+    state_in, state_out = state_tensors(cfg)
+    return ins + state_in, outs + state_out
 
 
 def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:

@@ -1,0 +1,56 @@
+"""The stacked LSTM both step models share, with its state as explicit inputs and outputs."""
+
+from __future__ import annotations
+
+from daemon.core.contract import Tensor
+from training.config import TrainConfig
+
+
+class LSTMStack:
+    """``cfg.layers`` LSTMs of ``cfg.units`` with dropout after each, callable with or without
+    initial state; the step model feeds ``h{i}_in``/``c{i}_in`` and reads ``h{i}_out``/
+    ``c{i}_out``."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        from keras import layers
+
+        self.cfg = cfg
+        self.lstms = [layers.LSTM(cfg.units, return_sequences=True, return_state=True,
+                                  name=f"lstm{i}") for i in range(cfg.layers)]
+        self.drop = layers.Dropout(cfg.dropout, name="dropout")
+
+    def __call__(self, x, states: list | None = None):
+        """The sequence output and the final ``[h0, c0, h1, c1, ...]``."""
+        new_states = []
+        for i, lstm in enumerate(self.lstms):
+            init = None if states is None else states[2 * i:2 * i + 2]
+            x, h, c = lstm(x, initial_state=init)
+            new_states += [h, c]
+            x = self.drop(x)
+        return x, new_states
+
+    def state_inputs(self) -> list:
+        import keras
+
+        return [keras.Input((self.cfg.units,), name=f"{s}{i}_in")
+                for i in range(self.cfg.layers) for s in ("h", "c")]
+
+    @staticmethod
+    def state_outputs(states_in: list, states_out: list) -> list:
+        """The final states under the names that pair them with their inputs."""
+        from keras import layers
+
+        return [layers.Identity(name=t.name.replace("_in", "_out"))(s)
+                for t, s in zip(states_in, states_out, strict=True)]
+
+
+def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
+    """Contract entries for the stack's state, each state-in paired with its state-out."""
+    ins, outs = [], []
+    for i in range(cfg.layers):
+        for s in ("h", "c"):
+            ins.append(Tensor(f"{s}{i}_in", ("batch", cfg.units), "float32", "state-in",
+                              pairs_with=f"{s}{i}_out"))
+            outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
+                               pairs_with=f"{s}{i}_in"))
+    return ins, outs
