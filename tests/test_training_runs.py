@@ -104,3 +104,16 @@ def test_split_is_by_tune_and_disjoint(chorales):
     assert not keys["train"] & keys["valid"]
     assert not keys["valid"] & keys["test"]
     assert len(chorales["test"]) >= 30 and len(chorales["train"]) >= 250
+
+
+def test_documented_config_file_names_every_key():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from training.config import TrainConfig
+    from training.config import tomllib as toml
+
+    path = Path(__file__).resolve().parents[1] / "config" / "train.toml"
+    documented = set(toml.loads(path.read_text())["train"])
+    assert documented == {f.name for f in fields(TrainConfig)} - {"style"}
+    assert resolve("folk", path).units == 256
