@@ -43,3 +43,19 @@ def tiny_live_model(tmp_path_factory):
     train(cfg, base / "run")
     export(base / "run", base / "bach-tiny")
     return base / "bach-tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_folk_model(tmp_path_factory):
+    """A folk model trained for a few steps on 20 Essen tunes and exported (seconds)."""
+    from training.config import resolve
+    from training.export import export
+    from training.train import train
+
+    base = tmp_path_factory.mktemp("tiny-folk")
+    cfg = resolve("folk", overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
+                                         embedding=8, seq_len=16, limit=20, verbose=0,
+                                         cache_dir=str(base / "cache")))
+    train(cfg, base / "run")
+    export(base / "run", base / "folk-tiny")
+    return base / "folk-tiny"

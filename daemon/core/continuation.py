@@ -1,0 +1,123 @@
+"""Melody continuation with a stateful step model, one sixteenth token at a time.
+
+The model's recurrent state is kept warm: every step the player plays is fed as it happens
+(:meth:`Continuer.observe`), so an answer (:meth:`Continuer.continue_for`) starts at once,
+without re-reading the phrase. Styles trained in one key (folk: C major / A minor) read the
+player transposed by ``shift`` semitones and answer transposed back.
+
+Pure: the model is any callable ``run(feeds, outputs) -> dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from daemon.core import sampling
+from daemon.core.contract import Contract
+from daemon.core.encoding import HOLD_CODE, REST_CODE, START
+
+RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+
+
+class Continuer:
+    def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None, shift: int = 0,
+                 allowed_pitch_classes: frozenset[int] | None = None) -> None:
+        if contract.kind != "continuation":
+            raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
+                             "model")
+        self.contract = contract
+        self.vocab = contract.vocabulary
+        self._run = run
+        self.temperature = sampling.check_temperature(temperature)
+        self.top_p = sampling.check_top_p(top_p)
+        self.rng = np.random.default_rng(seed)
+        self.shift = shift
+        self._token = contract.input("token").name
+        self._logits = contract.output("logits").name
+        self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
+        self._start = self.vocab.index(START) if START in self.vocab else None
+        low, high = self.vocab.pitch_range
+        self._low, self._high = low, high
+        self.mask = self._mask(allowed_pitch_classes)
+        self.reset()
+
+    def _mask(self, pcs: frozenset[int] | None) -> np.ndarray:
+        """Allowed next tokens: rest, hold and (optionally) pitches of a scale; never START."""
+        mask = np.ones(len(self.vocab), bool)
+        if self._start is not None:
+            mask[self._start] = False
+        if pcs is not None:
+            for i, s in enumerate(self.vocab.symbols):
+                if s.isdigit() and (int(s) - self.shift) % 12 not in pcs:
+                    mask[i] = False
+        return mask
+
+    def reset(self) -> None:
+        """Forget everything; prime with START tokens as in training."""
+        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._pairs}
+        self.logits: np.ndarray | None = None
+        self._sounding = False
+        if self._start is not None:
+            prime = int(self.contract.encoding.get("seq_len", 64))
+            self._feed(np.full(prime, self._start, np.int32))
+
+    def _feed(self, tokens: np.ndarray) -> None:
+        feeds = {self._token: tokens.reshape(1, -1).astype(np.int32), **self.state}
+        names = [self._logits, *(o for _, o, _ in self._pairs)]
+        out = self._run(feeds, names)
+        self.state = {i: out[o] for i, o, _ in self._pairs}
+        self.logits = out[self._logits][0, -1]
+
+    def _to_model(self, code: int) -> int:
+        """A grid code as the model reads it: transposed, folded into its pitch range."""
+        if code == HOLD_CODE:
+            return self.vocab.code_to_token(HOLD_CODE if self._sounding else REST_CODE)
+        if code < 0:
+            return self.vocab.code_to_token(REST_CODE)
+        p = code + self.shift
+        while p > self._high:
+            p -= 12
+        while p < self._low:
+            p += 12
+        return self.vocab.code_to_token(p)
+
+    def observe(self, codes: int | list[int] | np.ndarray) -> None:
+        """Feed what was played, one grid code per sixteenth (one call may carry several)."""
+        arr = np.atleast_1d(np.asarray(codes))
+        tokens = []
+        for c in arr.tolist():
+            tokens.append(self._to_model(int(c)))
+            self._sounding = c >= 0 or (c == HOLD_CODE and self._sounding)
+        if tokens:
+            self._feed(np.array(tokens, np.int32))
+
+    def continue_for(self, steps: int) -> np.ndarray:
+        """The next ``steps`` sixteenths in the learned style, as grid codes in the player's key.
+
+        Each sampled token is fed back, so the state stays warm for what comes next. Where the
+        model would end the tune, the answer rests.
+        """
+        out = np.full(steps, REST_CODE, np.int16)
+        ended = False
+        for i in range(steps):
+            if ended or self.logits is None:
+                break
+            mask = self.mask.copy()
+            if not self._sounding:
+                mask[self.vocab.code_to_token(HOLD_CODE)] = False
+            if self._start is not None and i > 0:
+                mask[self._start] = True  # the model may end the tune
+            p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p,
+                                       mask=mask)
+            tok = int(sampling.sample(p, self.rng)[0])
+            if tok == self._start:
+                ended = True
+                break
+            code = int(self.vocab.token_to_code(tok))
+            out[i] = code - self.shift if code >= 0 else code
+            self._sounding = code >= 0 or (code == HOLD_CODE and self._sounding)
+            self._feed(np.array([tok], np.int32))
+        return out
