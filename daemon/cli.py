@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from daemon.config import ConfigError as DaemonConfigError
     from daemon.core.encoding import EncodingError
     from daemon.core.melody import MelodyError
     from daemon.core.sampling import SamplingError
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.export import ExportError
 
     known = (CliError, ModelError, MelodyError, ConfigError, EncodingError, SamplingError,
-             ExportError, FileNotFoundError, FileExistsError, PermissionError)
+             ExportError, DaemonConfigError, FileNotFoundError, FileExistsError, PermissionError)
     try:
         return int(args.func(args) or 0)
     except known as exc:
