@@ -7,6 +7,7 @@ RUNTIME_MODULES = ["daemon", "daemon.cli", "daemon.model", "daemon.midifile",
                    "daemon.core.encoding", "daemon.core.contract", "daemon.core.harmonizer",
                    "daemon.core.gibbs", "daemon.core.sampling", "daemon.core.voiceleading",
                    "daemon.core.continuation", "daemon.core.ledger", "daemon.core.scheduler",
+                   "daemon.core.tempo", "daemon.core.phrase",
                    "daemon.core.rules", "daemon.core.melody"]
 
 
