@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -131,9 +133,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- MIDI ports ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Keep what the C MIDI libraries print while probing (``ALSA lib ...``, ``Cannot connect to
+    server socket``) off the terminal: their reasons come back in the one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    from daemon.config import RTMIDI_APIS
+    from daemon.midi_io import DEFAULT_BACKEND, backend_name, list_ports
+
+    if args.api is None:
+        backend = backend_name()
+    elif args.api == "auto":
+        backend = DEFAULT_BACKEND
+    else:
+        backend = f"{DEFAULT_BACKEND}/{RTMIDI_APIS[args.api]}"
+    with _native_stderr_silenced():
+        inputs, outputs = list_ports(backend)
+    for name in inputs:
+        print(f"input\t{name}")
+    for name in outputs:
+        print(f"output\t{name}")
+    if not inputs and not outputs:
+        print(f"no MIDI ports ({backend})", file=sys.stderr)
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
+    from daemon.config import RTMIDI_APIS
     from training.config import STYLES
 
     p = argparse.ArgumentParser(prog="partimento", description="A real-time MIDI accompanist: "
@@ -187,6 +228,15 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--no-write", action="store_true", help="print, but leave model.json as is")
     v.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("ports", help="list MIDI input and output ports",
+                       description="List the MIDI backend's ports, one a line: 'input<TAB>NAME' "
+                       "(ports Partimento can read from) then 'output<TAB>NAME'. The backend is "
+                       "--api, else the MIDO_BACKEND environment variable (e.g. "
+                       "mido.backends.rtmidi/UNIX_JACK), else the first that starts.")
+    m.add_argument("--api", choices=("auto", *RTMIDI_APIS), default=None,
+                   help="python-rtmidi's backend, as midi.api in the config file")
+    m.set_defaults(func=cmd_ports)
     return p
 
 
@@ -198,12 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.core.encoding import EncodingError
     from daemon.core.melody import MelodyError
     from daemon.core.sampling import SamplingError
+    from daemon.midi_io import MidiError
     from daemon.model import ModelError
     from training.config import ConfigError
     from training.export import ExportError
 
     known = (CliError, ModelError, MelodyError, ConfigError, EncodingError, SamplingError,
-             ExportError, DaemonConfigError, FileNotFoundError, FileExistsError, PermissionError)
+             ExportError, DaemonConfigError, MidiError, FileNotFoundError, FileExistsError,
+             PermissionError)
     try:
         return int(args.func(args) or 0)
     except known as exc:
