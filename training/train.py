@@ -43,11 +43,13 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise FileExistsError(f"run folder {run_dir} is not empty (use --resume to go on)")
+    seconds_before = 0.0  # wall time of earlier sessions of a resumed run
     if resume:
         if not (run_dir / "run.json").exists():
             raise FileNotFoundError(f"nothing to resume in {run_dir}: no run.json")
-        saved = json.loads((run_dir / "run.json").read_text())["config"]
-        cfg = TrainConfig(**{**saved, "epochs": cfg.epochs})
+        saved = json.loads((run_dir / "run.json").read_text())
+        seconds_before = float(saved.get("training_seconds") or 0.0)
+        cfg = TrainConfig(**{**saved["config"], "epochs": cfg.epochs})
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(cfg.seed)
@@ -106,6 +108,6 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
               steps_per_epoch=cfg.steps_per_epoch or None, callbacks=callbacks,
               verbose=cfg.verbose)
     model.save_weights(run_dir / "final.weights.h5")
-    run_info["training_seconds"] = round(time.monotonic() - t0, 1)
+    run_info["training_seconds"] = round(seconds_before + time.monotonic() - t0, 1)
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1))
     return run_dir
