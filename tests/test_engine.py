@@ -1,0 +1,354 @@
+"""The engine as the service drives it: raw MIDI in with human timing, ticks when it asks for
+them, everything it sends heard through a strict simulated synthesizer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon import model
+from daemon.config import (
+    Config,
+    ContinueConfig,
+    ControlConfig,
+    HarmonizeConfig,
+    TempoConfig,
+    VoiceChannels,
+)
+from daemon.core.encoding import grid_to_notes
+from daemon.engine import Engine, EngineError, parse_message
+from tests.conftest import SHIPPED, require
+
+ALTO, TENOR, BASS, ANSWER = 1, 2, 3, 4
+HARMONY = (ALTO, TENOR, BASS)
+RANGES = {ALTO: (50, 77), TENOR: (45, 72), BASS: (33, 67)}  # bach's voice ranges, +- 3
+MODE_CC, TEMPERATURE_CC = 20, 21
+
+
+# -- a strict synthesizer and a driver ------------------------------------------------------
+
+class Synth:
+    """One voice per channel and key. A note-on for a sounding key, a note-off for a silent
+    one, or a message that is no MIDI fails the test."""
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[int, int]] = set()
+
+    def play(self, messages: list[tuple[int, ...]]) -> None:
+        for m in messages:
+            assert parse_message(m) == tuple(m), f"not a MIDI message: {m}"
+            kind, ch = m[0] & 0xF0, m[0] & 0x0F
+            if kind == 0x90 and m[2] > 0:
+                assert (ch, m[1]) not in self.keys, f"note-on {m} for a sounding key"
+                self.keys.add((ch, m[1]))
+            elif kind in (0x80, 0x90):
+                assert (ch, m[1]) in self.keys, f"note-off {m} for a silent key"
+                self.keys.discard((ch, m[1]))
+            elif kind == 0xB0 and m[1] == 123:
+                self.keys = {k for k in self.keys if k[0] != ch}
+            else:
+                assert kind == 0xB0 and m[1] == 64 and m[2] == 0, f"unexpected {m}"
+
+    def on(self, channel: int) -> set[int]:
+        return {p for c, p in self.keys if c == channel}
+
+
+@dataclass
+class Record:
+    time: float
+    given: tuple[int, ...] | None  # the input message, None for a tick
+    out: list[tuple[int, ...]]
+    sounding: frozenset[tuple[int, int]]
+
+
+Events = list[tuple[float, tuple[int, ...]]]
+
+
+def synth_on(record: Record, channel: int) -> set[int]:
+    return {p for c, p in record.sounding if c == channel}
+
+
+def drive(engine: Engine, events: Events, until: float, synth: Synth) -> list[Record]:
+    """Feed ``events`` at their times and tick whenever the engine asks, up to ``until``."""
+    events = sorted(events, key=lambda e: e[0])
+    records: list[Record] = []
+    i, t = 0, 0.0
+    for _ in range(200_000):
+        due = engine.next_time()
+        at = events[i][0] if i < len(events) else math.inf
+        if due is not None and due <= at and due <= until:
+            t = max(t, due)
+            given, out = None, engine.tick(t)
+        elif at <= until:
+            t, given = events[i]
+            i += 1
+            out = engine.handle(given, t)
+        else:
+            return records
+        synth.play(out)
+        records.append(Record(t, given, out, frozenset(synth.keys)))
+    raise AssertionError("the engine keeps asking to be ticked")
+
+
+def note_ons(messages, channel: int | None = None) -> list[tuple[int, ...]]:
+    return [m for m in messages if m[0] & 0xF0 == 0x90 and m[2] > 0
+            and (channel is None or m[0] & 0x0F == channel)]
+
+
+def human(notes, t0: float, bpm: float, rng: np.random.Generator, *, legato: float = 0.88
+          ) -> Events:
+    """(pitch, start step, length in steps) as a player plays them: onsets a little early or
+    late, notes released a little before the next, velocities that vary."""
+    sps = 60 / (bpm * 4)
+    events: Events = []
+    for pitch, start, length in notes:
+        on = t0 + start * sps + float(rng.normal(0, 0.008))
+        off = on + length * sps * float(rng.uniform(legato - 0.05, legato + 0.05))
+        events += [(on, (0x90, pitch, int(rng.integers(55, 96)))), (off, (0x80, pitch, 40))]
+    return events
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bach() -> Path:
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    return SHIPPED / "bach"
+
+
+@pytest.fixture(scope="module")
+def folk(request) -> Path:
+    """The shipped folk model, else a tiny one trained for the tests."""
+    if (SHIPPED / "folk" / "model.onnx").exists():
+        return SHIPPED / "folk"
+    return request.getfixturevalue("tiny_folk_model")
+
+
+@pytest.fixture(scope="module")
+def loader():
+    """model.load, each model loaded once for the module."""
+    cache: dict[str, model.Model] = {}
+
+    def load(name: str) -> model.Model:
+        if name not in cache:
+            cache[name] = model.load(name)
+        return cache[name]
+    return load
+
+
+def config(bach: Path, folk: Path | str = "folk", **kw) -> Config:
+    return Config(**{
+        "tempo": TempoConfig(bpm=96),
+        "harmonize": HarmonizeConfig(model=str(bach), channels=VoiceChannels(ALTO, TENOR, BASS)),
+        "continue_": ContinueConfig(model=str(folk), bars=2, end_silence=1.0, channel=ANSWER),
+        "control": ControlConfig(mode_cc=MODE_CC, temperature_cc=TEMPERATURE_CC,
+                                 programs=((0, str(bach)), (1, str(folk)))),
+        **kw})
+
+
+# -- harmonize ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_chorale_soprano_is_harmonized_live(bach, loader, chorales):
+    engine = Engine(config(bach), loader, seed=0)
+    rng = np.random.default_rng(0)
+    events: Events = []
+    t0 = 0.5
+    for chorale in chorales["test"][:3]:  # the first phrases of three test chorales
+        notes = [(n.pitch, n.start, n.length) for n in grid_to_notes(chorale.voices[0])[:20]]
+        bpm = float(rng.uniform(80, 100))
+        events += human(notes, t0, bpm, rng)
+        t0 = max(t for t, _ in events) + 2.0
+    synth = Synth()
+    records = drive(engine, events, t0, synth)
+
+    melody_on = [r for r in records if r.given and r.given[0] == 0x90]
+    melody_off = [r for r in records if r.given and r.given[0] == 0x80]
+    assert len(melody_on) == 60
+    full = ordered = 0
+    for r in melody_on:
+        ons = note_ons(r.out)
+        assert len(ons) <= 3 and {m[0] & 0x0F for m in ons} <= set(HARMONY)
+        voices = [synth_on(r, ch) for ch in HARMONY]
+        assert all(len(v) <= 1 for v in voices)
+        if len(ons) == 3 and all(len(v) == 1 for v in voices):
+            full += 1
+            alto, tenor, bass = (v.pop() for v in voices)
+            ordered += bass <= tenor <= alto <= r.given[1]  # type: ignore[index]
+    assert full >= 0.9 * len(melody_on), f"only {full} of 60 melody notes got three voices"
+    assert ordered >= 0.9 * full, f"voices crossed in {full - ordered} of {full} chords"
+    for r in melody_off:  # played detached: the harmony goes with the melody note
+        assert not r.sounding, f"harmony left sounding at a melody release: {r.sounding}"
+
+    held: set[int] = set()
+    for r in records:  # no harmony without a melody note
+        if r.given and r.given[0] == 0x90:
+            held.add(r.given[1])
+        elif r.given and r.given[0] == 0x80:
+            held.discard(r.given[1])
+        assert held or not r.sounding
+    sent = [m for r in records for m in note_ons(r.out)]
+    assert sent and {m[0] & 0x0F for m in sent} == set(HARMONY)
+    for ch in HARMONY:
+        low, high = RANGES[ch]
+        pitches = [m[1] for m in sent if m[0] & 0x0F == ch]
+        inside = sum(low <= p <= high for p in pitches)
+        assert inside >= 0.95 * len(pitches), f"channel {ch + 1}: {sorted(pitches)}"
+    stats = engine.stats()
+    assert stats["notes_in"] == 60 and stats["notes_out"] == len(sent)
+    assert stats["harmony_steps"] > 60 and stats["invalid"] == 0
+
+    # a note held when the daemon stops: everything it sent, replayed, leaves nothing on
+    held_at_stop = engine.handle((0x90, 67, 80), t0 + 1)
+    synth.play(held_at_stop)
+    assert synth.keys
+    last = engine.stop(t0 + 1.2)
+    synth.play(last)
+    assert not synth.keys
+    for ch in (*HARMONY, ANSWER):
+        assert (0xB0 | ch, 64, 0) in last and (0xB0 | ch, 123, 0) in last
+    replay = Synth()
+    replay.play([m for r in records for m in r.out] + held_at_stop + last)
+    assert not replay.keys
+    assert engine.handle((0x90, 60, 80), t0 + 2) == [] and engine.next_time() is None
+
+
+def test_a_chord_is_harmonized_under_its_top_note(bach, loader):
+    engine = Engine(config(bach), loader, seed=1)
+    synth = Synth()
+    synth.play(engine.handle((0x90, 60, 70), 1.000))
+    assert len(synth.keys) == 3
+    synth.play(engine.handle((0x90, 67, 70), 1.012))  # the top of the chord, 12 ms later
+    assert synth.keys and all(p < 67 for _, p in synth.keys)
+    assert engine.handle((0x90, 55, 70), 1.020) == []  # a lower chord note: not the melody
+    synth.play(engine.handle((0x80, 60, 0), 1.3))  # the old melody note goes: harmony stays
+    assert len(synth.keys) == 3
+    synth.play(engine.handle((0x80, 67, 0), 1.4))
+    assert not synth.keys
+
+
+def test_harmony_moves_while_the_melody_is_held(bach, loader):
+    engine = Engine(config(bach), loader, seed=2)
+    synth = Synth()
+    records = drive(engine, [(1.0, (0x90, 72, 80)), (5.0, (0x80, 72, 0))], 5.5, synth)
+    ticks = [r for r in records if r.given is None]
+    sps = 60 / (96 * 4)
+    assert len(ticks) >= 0.9 * 4.0 / sps  # a step each sixteenth
+    assert all(len(r.sounding) <= 3 for r in records)
+    assert records[-1].sounding == frozenset()
+
+
+# -- continue -------------------------------------------------------------------------------
+
+PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4), (71, 12, 4),
+          (72, 16, 2), (71, 18, 2), (69, 20, 2), (67, 22, 2), (66, 24, 4), (67, 28, 8)]
+
+
+def play_phrase(engine: Engine, rng_seed: int = 1, *, more: Events = (), until: float = 9.0):
+    events = human(PHRASE, 1.0, 100, np.random.default_rng(rng_seed)) + list(more)
+    synth = Synth()
+    records = drive(engine, events, until, synth)
+    end = max(t for t, m in events if m[0] == 0x80 and t < 7)  # the phrase's last release
+    return records, synth, end
+
+
+@pytest.mark.slow
+def test_a_phrase_and_silence_get_an_answer_of_two_bars(bach, folk, loader):
+    engine = Engine(config(bach, folk, mode="continue"), loader, seed=0)
+    records, synth, end = play_phrase(engine, until=14.0)
+    answer = [(r.time, m) for r in records for m in r.out]
+    assert answer and all(m[0] & 0x0F == ANSWER for _, m in answer)
+    first, last = answer[0][0], answer[-1][0]
+    beat = 60 / engine.stats()["bpm"]
+    assert end + 1.0 <= first <= end + 1.0 + beat + 0.1  # after the silence, on the next beat
+    assert last - first <= 2 * 4 * beat + 0.01  # at most two bars at the tempo
+    assert last - first >= 4 * beat  # and more than one
+    assert engine.stats()["answers"] == 1
+    assert not synth.keys  # every note-on had its note-off
+
+
+@pytest.mark.slow
+def test_playing_again_interrupts_the_answer_at_once(bach, folk, loader):
+    engine = Engine(config(bach, folk, mode="continue"), loader, seed=0)
+    records = play_phrase(engine, until=14.0)[0]
+    ons = [r.time for r in records for m in note_ons(r.out, ANSWER)]
+    cut = ons[0] + 0.8  # well into the answer
+
+    engine = Engine(config(bach, folk, mode="continue"), loader, seed=0)
+    records, synth, _ = play_phrase(engine, more=[(cut, (0x90, 60, 80))], until=14.0)
+    at = next(i for i, r in enumerate(records) if r.given == (0x90, 60, 80))
+    before = [m for r in records[:at] for m in note_ons(r.out, ANSWER)]
+    assert before, "the answer had begun"
+    assert not synth_on(records[at], ANSWER)  # released in the very reply to the note-on
+    assert all(m[0] & 0x0F != ANSWER for r in records[at + 1:] for m in r.out)
+    assert engine.stats()["interrupts"] == 1 and not synth.on(ANSWER)
+
+
+# -- control --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_mode_switch_and_program_change_release_everything(bach, folk, loader):
+    engine = Engine(config(bach, folk), loader, seed=0)
+    synth = Synth()
+    sent = engine.handle((0x90, 72, 80), 1.0)
+    synth.play(sent)
+    assert len(synth.keys) == 3
+    out = engine.handle((0xB0, MODE_CC, 127), 1.1)
+    sent += out
+    synth.play(out)
+    assert engine.mode == "continue" and not synth.keys
+    assert (0xB0 | ALTO, 123, 0) in out and (0xB0 | ANSWER, 64, 0) in out
+    assert engine.handle((0x80, 72, 0), 1.2) == []
+    assert engine.handle((0xB0, MODE_CC, 100), 1.3) == []  # already there
+
+    for message, now in (((0xC0, 0), 1.4),  # program 1: the bach model, harmonize
+                         ((0x90, 72, 80), 1.5)):
+        out = engine.handle(message, now)
+        sent += out
+        synth.play(out)
+    assert engine.mode == "harmonize" and len(synth.keys) == 3
+    out = engine.handle((0xC0, 1), 1.6)  # program 2: folk, a hot swap
+    sent += out
+    synth.play(out)
+    assert engine.mode == "continue" and not synth.keys
+    stats = engine.stats()
+    assert stats["mode_switches"] == 1 and stats["model_swaps"] == 2
+    assert stats["messages_out"] == len(sent) and stats["notes_out"] == len(note_ons(sent))
+
+
+def test_temperature_cc_and_a_bad_program_model(bach, loader):
+    engine = Engine(config(bach, "no-such-model"), loader, seed=0)
+    engine.handle((0xB0, TEMPERATURE_CC, 0), 1.0)
+    assert engine.temperature == pytest.approx(0.5)
+    engine.handle((0xB0, TEMPERATURE_CC, 127), 1.1)
+    assert engine.temperature == pytest.approx(1.5)
+    synth = Synth()
+    synth.play(engine.handle((0x90, 72, 80), 1.2))
+    assert engine.handle((0xC0, 1), 1.3) == []  # its model cannot be loaded: nothing changes
+    assert engine.handle((0xB0, MODE_CC, 127), 1.4) == []
+    assert engine.mode == "harmonize" and len(synth.keys) == 3
+    assert engine.stats()["model_errors"] == 2
+
+
+def test_a_model_that_cannot_serve_the_mode_is_refused(bach, loader):
+    with pytest.raises(EngineError, match="continue mode"):
+        Engine(config(bach, bach, mode="continue"), loader)
+
+
+def test_junk_is_ignored(bach, loader):
+    engine = Engine(config(bach), loader, seed=0)
+    junk = [(), (0x90,), (0x90, 60), (0x90, 200, 10), (0x90, 60, 100, 5), (0x12, 3, 4),
+            (0xF0, 1, 2, 0xF7), (0xC0, 200), (-1,), (256,), (0xF8, 0), (1.5, 2), "abc", None,
+            b"\x90\x3c", 42]
+    for i, message in enumerate(junk):
+        assert engine.handle(message, 1.0 + i / 100) == []  # type: ignore[arg-type]
+    assert engine.stats()["invalid"] == len(junk)
+    assert engine.handle((0xE0, 0, 64), 1.3) == []  # valid but unused: pitch bend
+    assert engine.handle((0xFE,), 1.3) == []  # active sensing
+    synth = Synth()
+    synth.play(engine.handle(b"\x90\x48\x50", 1.4))  # bytes are a message like any other
+    assert len(synth.keys) == 3
