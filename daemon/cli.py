@@ -59,7 +59,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     loaded = model.load(name)
     rng_seed = args.seed
     if args.live:
-        settings = harmonizer.HarmonizerSettings(temperature=args.temperature,
+        settings = harmonizer.HarmonizerSettings(temperature=args.temperature or 1.0,
                                                  candidates=args.candidates)
         h = harmonizer.LiveHarmonizer(loaded.contract, loaded.run, settings=settings, mode=mode,
                                       seed=rng_seed)
@@ -71,7 +71,8 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
         # a melody outside the model's soprano range is sung octaves away, then moved back
         shift = octave_shift_into(soprano, *loaded.contract.encoding["voice_ranges"]["soprano"])
         voices = gibbs.harmonize(transpose_grid(soprano, shift), position, fermata, mode,
-                                 loaded.contract, loaded.run, temperature=args.temperature,
+                                 loaded.contract, loaded.run,
+                                 temperature=args.temperature or gibbs.DEFAULT_TEMPERATURE,
                                  rng=np.random.default_rng(rng_seed),
                                  **({"iterations": args.iterations} if args.iterations else {}))
         voices = np.stack([soprano, *(transpose_grid(v, -shift) for v in voices[1:])])
@@ -171,6 +172,49 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the daemon and the demo --------------------------------------------------------------------
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "partimento.toml"
+"""``partimento run`` reads this when it is there and no ``--config`` is given."""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.config import Config, load
+    from daemon.engine import EngineError
+
+    if args.config:
+        config = load(Path(args.config))
+    else:
+        config = load(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else Config()
+    level = config.logging_level
+    logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
+    try:
+        from daemon.service import serve
+    except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
+        raise CliError(f"partimento run needs python-rtmidi and its MIDI libraries: "
+                       f"{exc}") from exc
+
+    def ready(r) -> None:
+        print(r.line, flush=True)
+
+    try:
+        return asyncio.run(serve(config, on_ready=ready))
+    except EngineError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import DemoError, run_demo
+
+    try:
+        return run_demo(Path(args.output_dir), wav=args.wav, seed=args.seed,
+                        soundfont=Path(args.soundfont) if args.soundfont else None)
+    except DemoError as exc:
+        raise CliError(str(exc)) from exc
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -190,8 +234,8 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("-o", "--output", required=True, help="the MIDI file to write")
     h.add_argument("--live", action="store_true", help="use the causal live model and the "
                    "daemon's own stepping code (default: the offline model, pseudo-Gibbs)")
-    h.add_argument("--temperature", type=float, default=1.0, help="sampling temperature "
-                   "(default 1.0)")
+    h.add_argument("--temperature", type=float, default=None, help="sampling temperature "
+                   "(default 1.0 live, 0.5 offline)")
     h.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable result")
     h.add_argument("--model", default=None, help="model name or folder (default bach for "
                    "--live, else bach-offline)")
@@ -237,6 +281,28 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--api", choices=("auto", *RTMIDI_APIS), default=None,
                    help="python-rtmidi's backend, as midi.api in the config file")
     m.set_defaults(func=cmd_ports)
+
+    r = sub.add_parser("run", help="run the live daemon on MIDI ports",
+                       description="Run the daemon: read the melody from the MIDI input, play "
+                       "harmony or answers on the MIDI output, until SIGINT or SIGTERM (which "
+                       "release every sounding note). Prints one ready line when the models are "
+                       "loaded and the ports open. The backend is midi.api, else MIDO_BACKEND.")
+    r.add_argument("--config", help="the TOML configuration (default: config/partimento.toml "
+                   "beside the package if there, else the built-in defaults)")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="play built-in melodies through the engine (no MIDI needed)",
+                       description="Play a chorale melody (harmonize mode) and a folk phrase "
+                       "(continue mode) through the live engine on a simulated clock, without "
+                       "MIDI ports, and write demo-harmonize.mid and demo-continue.mid.")
+    d.add_argument("-o", "--output-dir", default=".", help="where the files go (default: the "
+                   "current folder)")
+    d.add_argument("--wav", action="store_true", help="also render WAV files with fluidsynth "
+                   "and a General MIDI soundfont, when installed")
+    d.add_argument("--soundfont", default=None, help="the .sf2 for --wav (default: "
+                   "$PARTIMENTO_SOUNDFONT, else the usual system places)")
+    d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    d.set_defaults(func=cmd_demo)
     return p
 
 
@@ -248,8 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.core.encoding import EncodingError
     from daemon.core.melody import MelodyError
     from daemon.core.sampling import SamplingError
-    from daemon.midi_io import MidiError
     from daemon.model import ModelError
+    try:
+        from daemon.midi_io import MidiError
+    except ImportError:  # python-rtmidi or its ALSA library is missing: only MIDI commands care
+        MidiError = CliError
     from training.config import ConfigError
     from training.export import ExportError
 

@@ -103,9 +103,11 @@ def _bach_offline(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> d
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
     generated = [gibbs.harmonize(c.voices[0], c.position, c.fermata, c.mode, m.contract, m.run,
-                                 rng=rng) for c in test]
+                                 temperature=gibbs.DEFAULT_TEMPERATURE, rng=rng) for c in test]
     figures["harmonization"] = _harmonization(
-        "offline", generated, test, {"seed": seed, "seconds_per_piece":
+        "offline", generated, test, {"seed": seed, "temperature": gibbs.DEFAULT_TEMPERATURE,
+                                     "voice_leading": gibbs.VOICE_LEADING,
+                                     "sweeps": gibbs.SWEEPS, "seconds_per_piece":
                                      round((time.monotonic() - t0) / max(1, len(test)), 2)})
     return figures
 

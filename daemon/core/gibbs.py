@@ -29,13 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from daemon.core import voiceleading
 from daemon.core.encoding import (
     HARMONY_VOICES,
     HOLD,
+    HOLD_CODE,
     REST,
+    REST_CODE,
     START,
+    VOICES,
     EncodingError,
     Vocabulary,
+    sounding_pitches,
+    symbol_to_code,
 )
 
 CONDITIONS = ("position", "fermata", "mode")
@@ -49,6 +55,15 @@ core shared with a training run. DeepBach spent about 30 updates per cell; more 
 more settled harmony at proportional cost."""
 
 DEFAULT_BATCH = 16
+VOICE_LEADING = 4.0
+"""Weight of the voice-leading penalty in the sampled distribution. Measured on 6 test
+chorales at temperature 0.5 (parallel fifths and octaves per 100 chord changes; Bach: 0.5):
+weight 0 gives about 28, 1 gives 8.8, 2 gives 3.8, 4 gives 2.3, 8 gives 1.7 with fewer
+complete triads. Without it the model, which predicts one voice from all the others, often
+follows a neighbour that was resampled in the same call to move the same way."""
+DEFAULT_TEMPERATURE = 0.5
+"""Measured with the weight above: temperature 1.0 leaves 37 % of sonorities outside
+triads and sevenths (Bach 18 %); 0.5 leaves 20 %."""
 START_TEMPERATURE = 1.5
 """DeepBach starts hot and cools towards the requested temperature (its "recuit")."""
 
@@ -139,6 +154,38 @@ def sample(logits: np.ndarray, temperature: float, allowed: np.ndarray,
     return np.argmax(scaled + gumbel, axis=-1)
 
 
+def leading_costs(codes: np.ndarray, voice: int, times: np.ndarray, vocab: Vocabulary,
+                  ranges: Mapping[str, tuple[int, int]]) -> np.ndarray:
+    """Per cell and candidate token, the voice-leading penalty of putting that token there.
+
+    ``codes`` is the current ``(4, steps)`` grid. For voice ``voice`` at each of ``times``,
+    every token is tried: the chord it makes at ``t`` is scored against the chord before it
+    and the chord after it (a hold after ``t`` carries the candidate on), with
+    :func:`daemon.core.voiceleading.penalty`. Returns ``(len(times), len(vocab))``.
+    """
+    sounding = sounding_pitches(codes)
+    steps = codes.shape[1]
+    cand = [symbol_to_code(s) if s != START else REST_CODE for s in vocab.symbols]
+    out = np.zeros((len(times), len(vocab)))
+    for row, t in enumerate(np.asarray(times).tolist()):
+        prev = tuple(int(x) for x in sounding[:, t - 1]) if t > 0 else None
+        nxt = tuple(int(x) for x in sounding[:, t + 1]) if t + 1 < steps else None
+        held_next = t + 1 < steps and codes[voice, t + 1] == HOLD_CODE
+        before = sounding[voice, t - 1] if t > 0 else REST_CODE
+        for k, code in enumerate(cand):
+            p = int(before if code == HOLD_CODE else code)
+            chord = list(int(x) for x in sounding[:, t])
+            chord[voice] = p
+            cost = voiceleading.penalty(prev, tuple(chord), ranges)
+            if nxt is not None:
+                after = list(nxt)
+                if held_next:
+                    after[voice] = p
+                cost += voiceleading.penalty(tuple(chord), tuple(after), ranges)
+            out[row, k] = cost
+    return out
+
+
 def positions(steps: int, per_voice: int, rng: np.random.Generator) -> np.ndarray:
     """``(3, per_voice)`` steps to resample, one row per harmony voice.
 
@@ -188,7 +235,8 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
               model: Any, run: Run, *, iterations: int | None = None,
               temperature: float = 1.0, rng: np.random.Generator | None = None,
               batch: int = DEFAULT_BATCH, start_temperature: float = START_TEMPERATURE,
-              timesteps: int | None = None) -> np.ndarray:
+              timesteps: int | None = None, voice_leading: float = VOICE_LEADING
+              ) -> np.ndarray:
     """Alto, tenor and bass under a soprano, by DeepBach's parallel pseudo-Gibbs sampling.
 
     ``soprano`` holds grid codes; ``position``, ``fermata`` and ``mode`` are the conditions.
@@ -197,6 +245,9 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
     feeds (``{voice}_tokens``, ``{voice}_conditions`` for every harmony voice) to logits keyed
     by voice. Each call resamples ``batch`` far-apart cells per harmony voice; ``iterations``
     calls are made, by default enough for each cell to be resampled :data:`SWEEPS` times.
+    With ``voice_leading`` > 0 each cell is drawn from the model's distribution times
+    ``exp(-voice_leading * penalty)`` (see :func:`leading_costs`): the model's choice,
+    constrained by the same voice-leading rules the live harmonizer uses.
     Returns ``(4, steps)`` grid codes, the soprano exactly as given.
     """
     vocab, ranges, dt = _read_model(model, timesteps)
@@ -218,12 +269,17 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
     if iterations is None:
         iterations = int(np.ceil(SWEEPS * steps / per_voice))
     pad = vocab.index(START)
+    vl_ranges = {v: tuple(ranges.get(v, voiceleading.SATB_RANGES[v])) for v in VOICES}
     for temp in temperatures(iterations, temperature, start_temperature):
         times = positions(steps, per_voice, rng)
         logits = run(feeds(tokens, conds, times, dt, pad))
         for i, voice in enumerate(HARMONY_VOICES):
             mask = np.where((times[i] == 0)[:, None], no_hold_first[voice], allowed[voice])
-            tokens[1 + i, times[i]] = sample(np.asarray(logits[voice]), float(temp), mask, rng)
+            scores = np.asarray(logits[voice], np.float64)
+            if voice_leading:
+                costs = leading_costs(vocab.decode(tokens), 1 + i, times[i], vocab, vl_ranges)
+                scores = scores - voice_leading * float(temp) * costs
+            tokens[1 + i, times[i]] = sample(scores, float(temp), mask, rng)
     out = vocab.decode(tokens)
     out[0] = soprano
     return out
