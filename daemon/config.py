@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import re
-import sys
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,11 +41,6 @@ from typing import Any, ClassVar, NoReturn
 
 from daemon.core.encoding import MAJOR, MINOR
 from daemon.core.harmonizer import HarmonizerSettings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MODES = ("harmonize", "continue")
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,

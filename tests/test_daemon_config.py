@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,6 @@ from daemon import config
 from daemon.config import Config, ConfigError, from_dict, load
 from daemon.core.encoding import MAJOR, MINOR
 from daemon.core.harmonizer import HarmonizerSettings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config" / "partimento.toml"
 

@@ -58,7 +58,7 @@ async def _until(queue: asyncio.Queue[Arrival], last: tuple[int, ...] | None = N
 
     try:
         return await asyncio.wait_for(collect(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"{len(got)} messages in {timeout} s, the last "
                              f"{[m for m, _ in got[-3:]]}") from None
 

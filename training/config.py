@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 STYLES = ("bach", "bach-offline", "folk")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")

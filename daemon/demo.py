@@ -1,0 +1,313 @@
+"""``partimento demo``: built-in melodies played through the engine on a simulated clock.
+
+No MIDI port and no sleeping: the demo keeps a virtual monotonic time, feeds each note-on and
+note-off to :meth:`Engine.handle <daemon.engine.Engine.handle>` at its time and, between them,
+calls :meth:`Engine.tick <daemon.engine.Engine.tick>` whenever :meth:`Engine.next_time
+<daemon.engine.Engine.next_time>` asks, as the service's scheduler does; at the end
+:meth:`Engine.stop <daemon.engine.Engine.stop>`. So it runs anywhere the models run, without
+MIDI hardware, ALSA or JACK (python-rtmidi is not even imported).
+
+Two takes, each written as a type-1 MIDI file of what was played and what came out:
+
+* ``demo-harmonize.mid``: the first four phrases of the chorale *Ein feste Burg ist unser Gott*
+  (Luther, 1529, the soprano of Bach's setting BWV 302), harmonized by the live ``bach`` model;
+  tracks Melody, Alto, Tenor, Bass, one per MIDI channel.
+* ``demo-continue.mid``: the first half of the German children's song *Alle meine Entchen*
+  (traditional), then silence, and the ``folk`` model's answer; tracks Phrase and Answer.
+
+What ``Engine.handle`` costs per note-on is measured with :func:`time.perf_counter` (the first
+one includes onnxruntime's warm-up). With ``--wav`` both files are rendered to WAV with the
+``fluidsynth`` program and a General MIDI soundfont, when both are installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+
+from daemon import model as model_files
+from daemon.config import Config, ContinueConfig
+from daemon.core.ledger import MidiOut, is_note_on
+from daemon.engine import Engine, ModelLike
+
+Melody = Sequence[tuple[int, float]]
+"""(MIDI pitch, length in beats) per note, played legato."""
+
+CHORALE_TITLE = "Ein feste Burg ist unser Gott (BWV 302, soprano)"
+CHORALE: Melody = (
+    (74, 1), (74, 1), (74, 1), (69, .5), (71, .5), (73, 1), (74, .5), (73, .5), (71, 1),
+    (69, 1),                                                       # Ein feste Burg ist unser Gott
+    (74, 1), (73, 1), (71, 1), (69, 1), (71, 1), (67, .5), (66, .5), (64, 1),
+    (62, 1),                                                       # ein gute Wehr und Waffen
+    (62, 1), (69, 1), (71, 1), (69, 1), (68, 1), (69, 2),          # er hilft uns frei aus aller Not
+    (62, 1), (69, 1), (71, 1), (73, 1), (74, 1),                   # die uns jetzt hat betroffen
+)
+CHORALE_BPM = 84.0
+FOLK_TITLE = "Alle meine Entchen (traditional)"
+FOLK: Melody = ((60, 1), (62, 1), (64, 1), (65, 1), (67, 2), (67, 2),
+                (69, 1), (69, 1), (69, 1), (69, 1), (67, 4))
+FOLK_BPM = 100.0
+
+SEED = 1
+START = 1.0
+"""Virtual seconds at the first note."""
+GAP = 0.02
+"""Seconds between a note's release and the next note (legato, as a keyboard is played)."""
+VELOCITY = 80
+MELODY_CHANNEL = 0
+ANSWER_CHANNEL = 4
+"""The answer's channel (5 in file terms), apart from the phrase's, so each has its sound."""
+MAX_CALLS = 100_000
+TICKS_PER_BEAT = 480
+PROGRAMS = {"harmonize": 52, "continue": 73}
+"""General MIDI programs (0-127): Choir Aahs for the chorale, Flute for the phrase..."""
+ANSWER_PROGRAM = 71
+"""...and Clarinet for the answer."""
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
+              "/usr/share/soundfonts/FluidR3_GM.sf2", "/usr/share/soundfonts/default.sf2",
+              "/usr/local/share/soundfonts/default.sf2",
+              "/opt/homebrew/share/soundfonts/default.sf2")
+GET_WAV = ("no WAV: install fluidsynth and a General MIDI soundfont (Debian/Ubuntu: apt-get "
+           "install fluidsynth fluid-soundfont-gm; elsewhere give the .sf2 with --soundfont)")
+
+
+class DemoError(Exception):
+    """Rendering failed; the message is one line."""
+
+
+@dataclass
+class Take:
+    """One performance: what was played and what the engine sent, at virtual times."""
+
+    mode: str
+    title: str
+    bpm: float
+    played: list[tuple[float, MidiOut]]
+    sent: list[tuple[float, MidiOut]] = field(default_factory=list)
+    handle_seconds: list[float] = field(default_factory=list)
+    """Engine.handle per note-on, time.perf_counter."""
+    tick_seconds: list[float] = field(default_factory=list)
+    """Engine.tick per call (the one that ends a phrase generates the answer)."""
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def last_release(self) -> float:
+        return max(t for t, m in self.played if not is_note_on(m))
+
+
+def events(melody: Melody, bpm: float, *, start: float = START) -> list[tuple[float, MidiOut]]:
+    """The note-ons and note-offs a player would send for ``melody``, in time order."""
+    beat = 60.0 / bpm
+    out: list[tuple[float, MidiOut]] = []
+    t = start
+    for pitch, beats in melody:
+        out.append((t, (0x90 | MELODY_CHANNEL, pitch, VELOCITY)))
+        out.append((t + beats * beat - GAP, (0x80 | MELODY_CHANNEL, pitch, 64)))
+        t += beats * beat
+    return out
+
+
+def perform(engine: Engine, take: Take) -> Take:
+    """Drive ``engine`` with ``take.played`` as the service does, on a virtual clock: every
+    input at its time, a tick whenever the engine asks for one before the next input, until it
+    asks for nothing; then stop."""
+    pending = sorted(take.played, key=lambda e: e[0])
+    i, now = 0, pending[0][0]
+    for _ in range(MAX_CALLS):
+        due = engine.next_time()
+        at = pending[i][0] if i < len(pending) else math.inf
+        if due is not None and due <= at:
+            now = max(now, due)
+            began = time.perf_counter()
+            out = engine.tick(now)
+            take.tick_seconds.append(time.perf_counter() - began)
+        elif i < len(pending):
+            now, message = pending[i]
+            i += 1
+            began = time.perf_counter()
+            out = engine.handle(message, now)
+            if is_note_on(message):
+                take.handle_seconds.append(time.perf_counter() - began)
+        else:
+            break
+        take.sent += [(now, m) for m in out]
+    else:
+        raise RuntimeError(f"the engine asked for more than {MAX_CALLS} ticks")
+    take.stats = engine.stats()
+    take.sent += [(now, m) for m in engine.stop(now)]
+    return take
+
+
+# --- MIDI files ---------------------------------------------------------------------------------
+
+def write_take(path: Path, take: Take, names: dict[int, str], melody_name: str,
+               programs: dict[int, int]) -> list[str]:
+    """A type-1 file: the melody's track, then one track per channel the engine sent on (in
+    ``names``' order); the track names written."""
+    tpb = TICKS_PER_BEAT
+    start = take.played[0][0]
+
+    def tick(t: float) -> int:
+        return max(0, round((t - start) * take.bpm / 60 * tpb))
+
+    parts = [(melody_name, MELODY_CHANNEL, take.played)]
+    for channel, name in names.items():
+        mine = [(t, m) for t, m in take.sent if len(m) > 1 and m[0] & 0x0F == channel]
+        if mine:
+            parts.append((name, channel, mine))
+    mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
+    for k, (name, channel, timed) in enumerate(parts):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        if k == 0:
+            track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(take.bpm), time=0))
+        track.append(mido.Message("program_change", channel=channel,
+                                  program=programs.get(channel, 0), time=0))
+        last = 0
+        for t, message in timed:  # in the order sent: a re-strike's note-off stays first
+            at = tick(t)
+            track.append(mido.Message.from_bytes(list(message), time=at - last))
+            last = at
+        track.append(mido.MetaMessage("end_of_track", time=0))
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return [p[0] for p in parts]
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+def _ms(seconds: Sequence[float]) -> str:
+    ordered = sorted(seconds)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1] * 1e3
+
+    return f"p50 {pct(50):.2f} ms, p99 {pct(99):.2f} ms"
+
+
+def _processing(take: Take) -> str:
+    longest = max(take.tick_seconds, default=0.0) * 1e3
+    return (f"  processing per note-on (Engine.handle, time.perf_counter): "
+            f"{_ms(take.handle_seconds)}; longest Engine.tick {longest:.2f} ms")
+
+
+def _note_ons(timed: Sequence[tuple[float, MidiOut]], channel: int | None = None
+              ) -> list[tuple[float, MidiOut]]:
+    return [(t, m) for t, m in timed
+            if is_note_on(m) and (channel is None or m[0] & 0x0F == channel)]
+
+
+def harmonized_at_once(take: Take) -> int:
+    """How many melody note-ons got harmony notes struck at the same moment."""
+    struck = {t for t, _ in _note_ons(take.sent)}
+    return sum(1 for t, _ in _note_ons(take.played) if t in struck)
+
+
+def _soundfont(given: Path | None) -> Path | None:
+    if given is not None:
+        return given if given.is_file() else None
+    env = os.environ.get("PARTIMENTO_SOUNDFONT")
+    candidates = ([env] if env else []) + list(SOUNDFONTS)
+    return next((Path(c) for c in candidates if Path(c).is_file()), None)
+
+
+def render_wavs(paths: Sequence[Path], soundfont: Path | None,
+                say: Callable[[str], object]) -> list[Path]:
+    """Each MIDI file to a WAV beside it with fluidsynth; one line saying what is missing if
+    fluidsynth or a soundfont is."""
+    exe = shutil.which("fluidsynth")
+    font = _soundfont(soundfont)
+    if exe is None or font is None:
+        missing = soundfont if soundfont is not None and font is None else None
+        say(f"no WAV: soundfont {missing} not found" if missing else GET_WAV)
+        return []
+    wavs = []
+    for mid in paths:
+        wav = mid.with_suffix(".wav")
+        try:
+            done = subprocess.run([exe, "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", str(wav),
+                                   str(font), str(mid)], capture_output=True, text=True,
+                                  timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DemoError(f"fluidsynth failed on {mid}: {exc}") from exc
+        if done.returncode != 0 or not wav.exists():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise DemoError(f"fluidsynth failed on {mid} (exit {done.returncode}): {last}")
+        wavs.append(wav)
+        say(f"wrote {wav} (fluidsynth, {font.name})")
+    return wavs
+
+
+# --- the demo -----------------------------------------------------------------------------------
+
+def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
+             soundfont: Path | None = None, say: Callable[[str], object] = print,
+             load_model: Callable[[str], ModelLike] | None = None) -> int:
+    """Both takes; files into ``out_dir``; what happened through ``say``. Returns 0."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, ModelLike] = {}
+
+    def load(name: str) -> ModelLike:
+        if name not in cache:
+            cache[name] = (load_model or model_files.load)(name)
+        return cache[name]
+
+    config = dataclasses.replace(Config(), continue_=ContinueConfig(channel=ANSWER_CHANNEL))
+    written = []
+
+    # harmonize
+    engine = Engine(config, load, seed=seed)
+    take = perform(engine, Take("harmonize", CHORALE_TITLE, CHORALE_BPM,
+                                events(CHORALE, CHORALE_BPM)))
+    ch = config.harmonize.channels
+    voices = {ch.alto: "Alto", ch.tenor: "Tenor", ch.bass: "Bass"}
+    path = out_dir / "demo-harmonize.mid"
+    tracks = write_take(path, take, voices, "Melody",
+                        dict.fromkeys((MELODY_CHANNEL, *voices), PROGRAMS["harmonize"]))
+    ons = _note_ons(take.sent)
+    per_voice = ", ".join(f"{name.lower()} {len(_note_ons(take.sent, c))}"
+                          for c, name in voices.items())
+    melody_ons = len(_note_ons(take.played))
+    say(f"harmonize: {take.title}, {melody_ons} notes at {take.bpm:g} BPM, model "
+        f"{engine.model_names['harmonize']}, seed {seed}")
+    say(f"  notes in {take.stats['notes_in']}, notes out {len(ons)} ({per_voice}); "
+        f"{harmonized_at_once(take)} of {melody_ons} melody notes harmonized at once; "
+        f"{take.stats['harmony_steps']} harmony steps")
+    say(_processing(take))
+    say(f"  wrote {path} (tracks {', '.join(tracks)})")
+    written.append(path)
+
+    # continue
+    engine = Engine(dataclasses.replace(config, mode="continue"), load, seed=seed)
+    take = perform(engine, Take("continue", FOLK_TITLE, FOLK_BPM, events(FOLK, FOLK_BPM)))
+    answer = _note_ons(take.sent, ANSWER_CHANNEL)
+    path = out_dir / "demo-continue.mid"
+    tracks = write_take(path, take, {ANSWER_CHANNEL: "Answer"}, "Phrase",
+                        {MELODY_CHANNEL: PROGRAMS["continue"], ANSWER_CHANNEL: ANSWER_PROGRAM})
+    say(f"continue: {take.title}, {len(_note_ons(take.played))} notes at {take.bpm:g} BPM, "
+        f"model {engine.model_names['continue']}, seed {seed}")
+    if answer:
+        offs = [t for t, m in take.sent if m[0] & 0xF0 == 0x80 and m[0] & 0x0F == ANSWER_CHANNEL]
+        span = max(offs, default=answer[-1][0]) - answer[0][0]
+        beats = span * take.stats["bpm"] / 60
+        say(f"  notes in {take.stats['notes_in']}, answer {len(answer)} notes over "
+            f"{span:.1f} s ({beats / 4:.1f} bars at {take.stats['bpm']:g} BPM), starting "
+            f"{answer[0][0] - take.last_release:.2f} s after the phrase's last note ended")
+    else:
+        say(f"  notes in {take.stats['notes_in']}, answer 0 notes")
+    say(_processing(take))
+    say(f"  wrote {path} (tracks {', '.join(tracks)})")
+    written.append(path)
+
+    if wav:
+        render_wavs(written, soundfont, say)
+    return 0

@@ -1,0 +1,497 @@
+"""The live daemon: MIDI in, the engine, MIDI out, as one asyncio ``TaskGroup``.
+
+:func:`serve` loads the models (off the event loop), opens the ports ``[midi]`` names (off the
+loop), sends a panic to the output (a previous run may have left notes hanging), calls
+``on_ready`` and runs four named tasks until SIGINT or SIGTERM (or ``stop_event``):
+
+``midi-in``
+    Takes ``(message, t)`` from the reader thread's queue (:class:`~daemon.midi_io.InputReader`
+    stamps ``t`` with :func:`time.monotonic` where the message arrives), calls
+    :meth:`Engine.handle(message, t) <daemon.engine.Engine.handle>` and sends what it returns at
+    once. Inference runs inside ``handle`` (one batched ONNX step, about 2 ms), inline on the
+    loop: nothing else is due in those 2 ms that could not wait, and a thread hop would cost
+    more than it saves. :class:`Timings` records, per message, the time from its arrival stamp
+    to the moment after its replies were sent, and how long ``handle`` alone took.
+``scheduler``
+    Sleeps until :meth:`Engine.next_time <daemon.engine.Engine.next_time>` (woken early by
+    every input message, which may change it), then calls ``tick`` and sends what is due.
+    Lateness, the moment after sending minus the time it was due, is recorded per tick that
+    sent something.
+``ports``
+    Every :data:`PORT_CHECK_SECONDS`: is the output's port still there, has the reader thread
+    ended? A lost output: one warning line, the engine's notes are forgotten (``panic``; the
+    port that held them is gone), messages are dropped (and counted) until it is back. A lost
+    input (the reader logs its own line): the harmony of notes whose note-offs will never come
+    is released (``panic``). Either is reopened by the same name every
+    :data:`REOPEN_SECONDS`, never crashing the daemon; a reopened output gets a panic first.
+``signals``
+    Waits for the stop event (set by SIGINT/SIGTERM), then cancels the others.
+
+On every way out (a signal, an error in a task, a failure while starting) :meth:`Service.close`
+takes :meth:`Engine.stop <daemon.engine.Engine.stop>`'s release messages (the ledger's
+note-offs, then sustain off and all-notes-off on every channel) and sends them while the output
+is still open, then closes the ports within :data:`CLOSE_SECONDS`. :func:`serve` returns 0 after
+a stop; an error in a task is raised again (the first one, not the task group's wrapper) after
+the cleanup.
+
+Blocking calls (opening, checking and closing ports, stopping the reader) run in daemon threads
+of their own (:func:`off_loop`), not the loop's default executor: a JACK call that hangs can
+then delay neither the loop nor the end of the process. Models are loaded with
+:func:`asyncio.to_thread` before anything else runs.
+
+Needs Python 3.11 (:class:`asyncio.TaskGroup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from daemon import model as model_files
+from daemon.config import Config
+from daemon.core.ledger import MidiOut, is_note_off
+from daemon.engine import Engine, EngineError, ModelLike
+from daemon.midi_io import (
+    QUEUE_LIMIT,
+    Arrival,
+    InputReader,
+    MidiError,
+    MidiInput,
+    MidiOutput,
+    OutputWriter,
+    open_input,
+    open_output,
+)
+
+log = logging.getLogger(__name__)
+
+PORT_CHECK_SECONDS = 1.0
+"""How often the ``ports`` task checks the ports (and tries to reopen a lost one)."""
+REOPEN_SECONDS = 1.0
+"""How often a lost port is tried again by name."""
+FLUSH_SECONDS = 0.02
+"""Wait after the last messages before closing the output: JACK sends what rtmidi queued in
+its next period (1.3 ms at 64 frames); a few periods of margin."""
+CLOSE_SECONDS = 1.5
+"""At most this long closing the ports at the end, so a stop takes well under 2 s."""
+TIMING_WINDOW = 10_000
+"""How many of the latest measurements :class:`Timings` keeps of each kind."""
+
+T = TypeVar("T")
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0-100) of ``values`` (NaN when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _ms(values: Sequence[float]) -> str:
+    return (f"p50 {percentile(values, 50) * 1e3:.2f} ms, p99 {percentile(values, 99) * 1e3:.2f} "
+            f"ms, max {max(values) * 1e3:.2f} ms" if values else "none")
+
+
+class Timings:
+    """What the service measures on the monotonic clock, in seconds (the latest
+    :data:`TIMING_WINDOW` of each).
+
+    * ``note_on``: melody note-ons (status 0x9n, velocity above 0), from the reader's arrival
+      stamp to the moment after the replies were sent: queue, ``handle`` (inference) and send;
+    * ``handle``: :meth:`Engine.handle` alone, for the same note-ons;
+    * ``message``: the same as ``note_on``, for every message;
+    * ``lateness``: for each tick that sent something, the moment after sending minus the
+      time the engine had said it was due;
+    * ``tick``: :meth:`Engine.tick` alone, every call (the one that ends a phrase in continue
+      mode generates the whole answer, inline like the note-on's inference).
+    """
+
+    def __init__(self, window: int = TIMING_WINDOW) -> None:
+        self.note_on: deque[float] = deque(maxlen=window)
+        self.handle: deque[float] = deque(maxlen=window)
+        self.message: deque[float] = deque(maxlen=window)
+        self.lateness: deque[float] = deque(maxlen=window)
+        self.tick: deque[float] = deque(maxlen=window)
+
+    def record_message(self, message: Sequence[int], arrived: float, started: float,
+                       handled: float, sent: float) -> None:
+        self.message.append(sent - arrived)
+        if len(message) == 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
+            self.note_on.append(sent - arrived)
+            self.handle.append(handled - started)
+
+    def record_tick(self, due: float, started: float, ticked: float, sent: float | None
+                    ) -> None:
+        """A tick due at ``due``, run from ``started`` to ``ticked``; ``sent``: when what it
+        returned had been sent (None: it returned nothing)."""
+        self.tick.append(ticked - started)
+        if sent is not None:
+            self.lateness.append(sent - due)
+
+    def summary(self) -> str:
+        """One line: note-on arrival to sent, handle alone, tick lateness."""
+        longest = max(self.tick, default=0.0) * 1e3
+        return (f"{len(self.note_on)} note-ons, arrival to sent {_ms(self.note_on)} "
+                f"(Engine.handle {_ms(self.handle)}); {len(self.lateness)} ticks sent, "
+                f"lateness {_ms(self.lateness)}; longest Engine.tick {longest:.2f} ms")
+
+
+# --- threads ------------------------------------------------------------------------------------
+
+async def off_loop(fn: Callable[..., T], *args: Any,
+                   orphan: Callable[[T], object] | None = None) -> T:
+    """``fn(*args)`` in a daemon thread of its own, awaited.
+
+    The result comes back with ``loop.call_soon_threadsafe``. If the caller was cancelled
+    meanwhile, ``orphan(result)`` is run in a new daemon thread (e.g. to close a port opened
+    for nobody).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        elif ok and orphan is not None:
+            threading.Thread(target=orphan, args=(value,), name="orphan", daemon=True).start()
+
+    def work() -> None:
+        try:
+            value, ok = fn(*args), True
+        except BaseException as exc:  # handed to the awaiting side, whatever it is
+            value, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(deliver, ok, value)
+
+    name = getattr(fn, "__name__", "blocking")
+    threading.Thread(target=work, name=f"off-loop-{name}", daemon=True).start()
+    return await future
+
+
+def _close_input(reader: InputReader | None, port: MidiInput | None) -> None:
+    """Stop the reader thread, then close its port (never while the thread may read it)."""
+    if reader is not None and not reader.stop():
+        return  # the thread still polls the port: leave it open rather than crash in rtmidi
+    if port is not None:
+        port.close()
+
+
+def _close(port: MidiInput | MidiOutput) -> None:
+    port.close()
+
+
+# --- the service --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ready:
+    """What :func:`serve` tells ``on_ready`` once models are loaded and ports open."""
+
+    mode: str
+    model: str
+    input: str
+    output: str
+
+    @property
+    def line(self) -> str:
+        return (f"partimento: ready (mode {self.mode}, model {self.model}, in {self.input}, "
+                f"out {self.output})")
+
+
+def model_loader(config: Config) -> Callable[[str], ModelLike]:
+    """Load a model by name: from ``models_dir`` first when configured, then as
+    :func:`daemon.model.load` finds it."""
+    def load(name: str) -> ModelLike:
+        folder = config.models_dir
+        if folder is not None and (folder / name / "model.json").exists():
+            return model_files.load(folder / name)
+        return model_files.load(name)
+    return load
+
+
+class Service:
+    """The running daemon's state: the engine, the ports, the tasks' shared events."""
+
+    def __init__(self, config: Config, engine: Engine, stop: asyncio.Event) -> None:
+        self.config = config
+        self.engine = engine
+        self.timings = Timings()
+        self.queue: asyncio.Queue[Arrival] = asyncio.Queue(QUEUE_LIMIT)
+        self.input: MidiInput | None = None
+        self.output: MidiOutput | None = None
+        self.reader: InputReader | None = None
+        self.writer: OutputWriter | None = None
+        self.unsent = 0
+        """Messages dropped because the output was lost."""
+        self._stop = stop
+        self._wake = asyncio.Event()
+        self._trouble = asyncio.Event()
+        self._lost: list[MidiInput | MidiOutput] = []
+        self._tried: dict[str, bool] = {"input": False, "output": False}
+        self._closed = False
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the output (and silence it), then the input and its reader thread."""
+        midi = self.config.midi
+        self.output = await off_loop(open_output, midi, orphan=_close)
+        self.writer = OutputWriter(self.output)
+        self._send(self.engine.panic(time.monotonic()))
+        self.input = await off_loop(open_input, midi, orphan=_close)
+        self._start_reader()
+
+    def _start_reader(self) -> None:
+        assert self.input is not None
+        self.reader = InputReader(self.input, self.queue, on_error=self._on_input_error)
+        self.reader.start()
+
+    def _on_input_error(self, error: MidiError) -> None:
+        self._trouble.set()  # the reader has logged it
+
+    def ready(self) -> Ready:
+        assert self.input is not None and self.output is not None
+        mode = self.engine.mode
+        return Ready(mode, self.engine.model_names[mode], self.input.name, self.output.name)
+
+    # -- run ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The four tasks, until the stop event; an error in one is raised again here."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._midi_in(), name="midi-in"),
+                         tg.create_task(self._scheduler(), name="scheduler"),
+                         tg.create_task(self._ports(), name="ports")]
+                tg.create_task(self._signals(tasks), name="signals")
+        except Exception as exc:
+            errors = list(_leaves(exc))
+            for other in errors[1:]:
+                log.error("also failed: %s: %s", type(other).__name__, other)
+            raise errors[0] from None  # the group adds nothing but a wrapper
+
+    async def _signals(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        await self._stop.wait()
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()  # a task cancelled from outside ends the group without an error
+
+    async def _midi_in(self) -> None:
+        queue, engine, timings, clock = self.queue, self.engine, self.timings, time.monotonic
+        while True:
+            message, arrived = await queue.get()
+            started = clock()
+            out = engine.handle(message, arrived)
+            handled = clock()
+            self._send(out)
+            timings.record_message(message, arrived, started, handled, clock())
+            self._wake.set()
+
+    async def _scheduler(self) -> None:
+        engine, clock = self.engine, time.monotonic
+        while True:
+            if not self.queue.empty():  # input first: it may change what is due
+                await asyncio.sleep(0)
+                continue
+            due = engine.next_time()
+            now = clock()
+            if due is None or due > now:
+                self._wake.clear()
+                timeout = None if due is None else due - now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            out = engine.tick(now)
+            ticked = clock()
+            if out:
+                self._send(out)
+            self.timings.record_tick(due, now, ticked, clock() if out else None)
+            await asyncio.sleep(0)  # let input in between ticks
+
+    async def _ports(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._trouble.wait(), PORT_CHECK_SECONDS)
+            self._trouble.clear()
+            await self._check_output()
+            await self._check_input()
+            await self._close_lost()
+
+    # -- ports -------------------------------------------------------------------------------
+
+    async def _check_output(self) -> None:
+        if self.writer is not None:
+            try:
+                await off_loop(self.writer.check)
+            except MidiError as exc:
+                self._output_lost(exc)
+                return  # reopened at the next check, a second from now
+        if self.writer is None:
+            port = await self._reopen("output", open_output)
+            if port is not None:
+                assert isinstance(port, MidiOutput)
+                self.output, self.writer = port, OutputWriter(port)
+                self._send(self.engine.panic(time.monotonic()))
+
+    async def _check_input(self) -> None:
+        reader = self.reader
+        if reader is not None and (reader.error is not None or not reader.running):
+            self.reader, port, self.input = None, self.input, None
+            self._send(self.engine.panic(time.monotonic()))  # no note-off will come
+            await off_loop(_close_input, reader, port)
+            return
+        if reader is None:
+            port = await self._reopen("input", open_input)
+            if port is not None:
+                assert isinstance(port, MidiInput)
+                self.input = port
+                self._start_reader()
+
+    async def _reopen(self, direction: str, opener: Callable[..., Any]
+                      ) -> MidiInput | MidiOutput | None:
+        try:
+            port = await off_loop(opener, self.config.midi, orphan=_close)
+        except MidiError as exc:
+            if not self._tried[direction]:  # one line per loss, not one per attempt
+                log.info("MIDI %s not back yet (%s); trying every %g s", direction, exc,
+                         REOPEN_SECONDS)
+                self._tried[direction] = True
+            return None
+        self._tried[direction] = False
+        log.warning("MIDI %s %r reopened", direction, port.name)
+        return port
+
+    def _output_lost(self, error: MidiError) -> None:
+        """Forget the output and the notes it held; the ``ports`` task reopens it."""
+        if self.output is None:
+            return
+        log.warning("%s: its notes are forgotten, reopening it by name every %g s",
+                    error, REOPEN_SECONDS)
+        self._lost.append(self.output)
+        self.output = self.writer = None
+        self.engine.panic(time.monotonic())  # the ledger forgets what the lost port held
+        self._trouble.set()
+
+    async def _close_lost(self) -> None:
+        while self._lost:
+            port = self._lost.pop()
+            with contextlib.suppress(Exception):
+                await off_loop(_close, port)
+
+    def _send(self, messages: list[MidiOut]) -> None:
+        if not messages:
+            return
+        if self.writer is None:
+            self.unsent += len(messages)
+            return
+        try:
+            self.writer.send_all(messages)
+        except MidiError as exc:
+            self._output_lost(exc)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """The last messages (``Engine.stop``) out while the output is open, then every port
+        closed within :data:`CLOSE_SECONDS`. Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            last = self.engine.stop(time.monotonic())
+            if self.writer is not None:
+                self._send(last)
+                released = sum(1 for m in last if is_note_off(m))
+                log.info("released %d sounding notes, all notes off on %d channels",
+                         released, sum(1 for m in last if m[0] & 0xF0 == 0xB0) // 2)
+                await asyncio.sleep(FLUSH_SECONDS)
+        except Exception as exc:  # the ports must close whatever went wrong here
+            log.error("releasing the notes failed: %s: %s", type(exc).__name__, exc)
+        jobs = [off_loop(_close_input, self.reader, self.input)]
+        jobs += [off_loop(_close, p) for p in (self.output, *self._lost) if p is not None]
+        self.reader = self.input = self.output = self.writer = None
+        self._lost = []
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True),
+                                             CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("MIDI ports not closed within %g s; leaving them to the exit",
+                        CLOSE_SECONDS)
+        else:
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.warning("closing a MIDI port failed: %s", result)
+        stats = self.engine.stats()
+        log.info("stopped: %d notes in, %d out, %d dropped unsent; %s", stats["notes_in"],
+                 stats["notes_out"], self.unsent, self.timings.summary())
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    inner = getattr(exc, "exceptions", None)
+    if not isinstance(inner, tuple):
+        yield exc
+        return
+    for e in inner:
+        yield from _leaves(e)
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[int]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
+            continue
+        installed.append(sig)
+    return installed
+
+
+async def serve(config: Config, *, stop_event: asyncio.Event | None = None,
+                on_ready: Callable[[Ready], object] | None = None,
+                seed: int | None = None) -> int:
+    """Run the daemon until SIGINT, SIGTERM or ``stop_event``; 0 after a stop.
+
+    Raises :class:`~daemon.engine.EngineError` (the start mode's model), or
+    :class:`~daemon.midi_io.MidiError` (a port), or a task's error after the cleanup.
+    """
+    loop = asyncio.get_running_loop()
+    stop = stop_event or asyncio.Event()
+    installed = _install_signals(loop, stop)
+    service: Service | None = None
+    try:
+        engine = await asyncio.to_thread(Engine, config, model_loader(config), seed=seed)
+        try:
+            await asyncio.to_thread(engine.preload)
+        except EngineError as exc:
+            log.warning("%s; switching to it will fail", exc)
+        if stop.is_set():
+            return 0
+        service = Service(config, engine, stop)
+        await service.open()
+        if stop.is_set():
+            return 0
+        if on_ready is not None:
+            on_ready(service.ready())
+        await service.run()
+        return 0
+    finally:
+        if service is not None:
+            await service.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,102 @@
+"""``partimento demo`` on a machine without MIDI: no backend named, no JACK server, and
+python-rtmidi made unimportable, so the demo can only pass if it touches no MIDI port."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import pytest
+
+from tests.conftest import ROOT, SHIPPED, require
+
+ALTO, TENOR, BASS, ANSWER = 1, 2, 3, 4  # the default configuration's channels; the demo's answer
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    for name in ("bach", "folk"):
+        require((SHIPPED / name / "model.onnx").exists(), f"no shipped {name} model")
+    base = tmp_path_factory.mktemp("demo")
+    blocker = base / "no-rtmidi" / "rtmidi"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('python-rtmidi is not here')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MIDO_BACKEND", "JACK_DEFAULT_SERVER")}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker.parent), str(ROOT),
+                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PATH"] = os.path.dirname(sys.executable)  # no fluidsynth, whatever is installed
+    out_dir = base / "out"
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "-o", str(out_dir),
+                           "--wav"], cwd=base, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return done, out_dir
+
+
+def notes(track: mido.MidiTrack) -> list[tuple[int, int, int, int]]:
+    """(start tick, end tick, channel, pitch) of every note of a track."""
+    t, sounding, out = 0, {}, []
+    for msg in track:
+        t += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            assert (msg.channel, msg.note) not in sounding, f"note-on for a sounding key {msg}"
+            sounding[msg.channel, msg.note] = t
+        elif msg.type in ("note_on", "note_off"):
+            start = sounding.pop((msg.channel, msg.note))
+            out.append((start, t, msg.channel, msg.note))
+    assert not sounding, f"notes left sounding at the end: {sounding}"
+    return sorted(out)
+
+
+def test_demo_runs_without_any_midi_backend(demo):
+    done, out_dir = demo
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["demo-continue.mid",
+                                                         "demo-harmonize.mid"]
+    assert done.stdout.splitlines()[-1].startswith("no WAV: install fluidsynth")
+
+
+def test_the_harmonize_file_has_harmony_under_every_melody_note(demo):
+    done, out_dir = demo
+    mid = mido.MidiFile(out_dir / "demo-harmonize.mid")
+    assert [t.name for t in mid.tracks] == ["Melody", "Alto", "Tenor", "Bass"]
+    melody = notes(mid.tracks[0])
+    voices = {ch: notes(track) for ch, track in zip((ALTO, TENOR, BASS), mid.tracks[1:],
+                                                    strict=True)}
+    for ch, ns in voices.items():
+        assert ns and {n[2] for n in ns} == {ch}
+    below = 0
+    for start, _, _, pitch in melody:
+        under = [n for ns in voices.values() for n in ns if n[0] <= start < n[1]]
+        assert under, f"no harmony under the melody note {pitch} at tick {start}"
+        below += all(n[3] <= pitch for n in under)
+    assert below >= 0.9 * len(melody), "the harmony crosses above the melody"
+    full = sum(1 for start, *_ in melody
+               if all(any(n[0] == start for n in ns) for ns in voices.values()))
+    assert full >= 0.9 * len(melody)
+
+    harmony = sum(len(ns) for ns in voices.values())
+    summary = done.stdout
+    assert f"notes in {len(melody)}, notes out {harmony} (" in summary
+    assert f"{len(melody)} of {len(melody)} melody notes harmonized at once" in summary
+    assert re.search(r"processing per note-on \(Engine\.handle, time\.perf_counter\): "
+                     r"p50 \d+\.\d\d ms, p99 \d+\.\d\d ms", summary)
+
+
+def test_the_continue_file_answers_after_the_phrase(demo):
+    done, out_dir = demo
+    mid = mido.MidiFile(out_dir / "demo-continue.mid")
+    assert [t.name for t in mid.tracks] == ["Phrase", "Answer"]
+    phrase, answer = notes(mid.tracks[0]), notes(mid.tracks[1])
+    assert len(phrase) == 11 and answer
+    assert {n[2] for n in answer} == {ANSWER}
+    phrase_end = max(n[1] for n in phrase)
+    assert min(n[0] for n in answer) > phrase_end
+    beats = (max(n[1] for n in answer) - min(n[0] for n in answer)) / mid.ticks_per_beat
+    assert beats <= 8.01  # two bars at most
+    assert f"notes in 11, answer {len(answer)} notes over " in done.stdout
