@@ -51,8 +51,9 @@ def card(folder: Path) -> str:
     lines.append(f"- Data: {data.get('corpus', '?')}.")
     if "filter" in data:
         lines.append(f"- Filter: {data['filter']}.")
-    counts = data.get("pieces") or data.get("tunes")
-    lines.append(f"- Split: {data.get('split', '?')}; pieces {counts}.")
+    counts = data.get("pieces") or data.get("tunes") or {}
+    lines.append(f"- Split: {data.get('split', '?')}; "
+                 + ", ".join(f"{n} {k}" for k, n in counts.items()) + " pieces.")
     lines.append(f"- Transposition: {c['encoding'].get('transposition', '?')}.")
     lines.append(f"- Vocabulary: {len(c['encoding']['vocabulary'])} symbols "
                  f"(`{c['encoding']['vocabulary'][0]}` … `{c['encoding']['vocabulary'][-1]}`).")
@@ -66,6 +67,8 @@ def card(folder: Path) -> str:
     secs = t.get("seconds")
     lines.append(f"- Training time: {secs / 60:.0f} minutes wall time (2-core CPU, no GPU)."
                  if secs else "- Training time: not recorded.")
+    if t.get("notes"):
+        lines.append(f"- Note: {t['notes']}")
     lines.append(f"- ONNX parity with Keras: max logit difference "
                  f"{t.get('parity_max_logit_difference', float('nan')):.1e}.")
     lines += ["", "Reproduce (seeded; each step's figures end up in `model.json`):", "", "```sh",
@@ -98,8 +101,9 @@ def card(folder: Path) -> str:
     harm = ev.get("harmonization")
     if harm:
         who = [k for k in harm if k != "settings"]
-        lines += ["", f"Harmonizing every test soprano (settings {harm['settings']}), measured "
-                  "the same way for Bach's own chorales and the rule-based baseline:", "",
+        settings = ", ".join(f"{k} {v}" for k, v in harm["settings"].items())
+        lines += ["", f"Harmonizing every test soprano ({settings}), measured the same way for "
+                  "Bach's own chorales and the rule-based baseline:", "",
                   "| | " + " | ".join(who) + " |", "|---" * (len(who) + 1) + "|"]
         for key, label in METRICS:
             lines.append(f"| {label} | " + " | ".join(_fmt(harm[w].get(key)) for w in who) +
