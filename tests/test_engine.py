@@ -20,8 +20,9 @@ from daemon.config import (
     VoiceChannels,
 )
 from daemon.core.encoding import grid_to_notes
-from daemon.engine import Engine, EngineError, parse_message
+from daemon.engine import Engine, EngineError
 from tests.conftest import SHIPPED, require
+from tests.synth import Synth
 
 ALTO, TENOR, BASS, ANSWER = 1, 2, 3, 4
 HARMONY = (ALTO, TENOR, BASS)
@@ -30,32 +31,6 @@ MODE_CC, TEMPERATURE_CC = 20, 21
 
 
 # -- a strict synthesizer and a driver ------------------------------------------------------
-
-class Synth:
-    """One voice per channel and key. A note-on for a sounding key, a note-off for a silent
-    one, or a message that is no MIDI fails the test."""
-
-    def __init__(self) -> None:
-        self.keys: set[tuple[int, int]] = set()
-
-    def play(self, messages: list[tuple[int, ...]]) -> None:
-        for m in messages:
-            assert parse_message(m) == tuple(m), f"not a MIDI message: {m}"
-            kind, ch = m[0] & 0xF0, m[0] & 0x0F
-            if kind == 0x90 and m[2] > 0:
-                assert (ch, m[1]) not in self.keys, f"note-on {m} for a sounding key"
-                self.keys.add((ch, m[1]))
-            elif kind in (0x80, 0x90):
-                assert (ch, m[1]) in self.keys, f"note-off {m} for a silent key"
-                self.keys.discard((ch, m[1]))
-            elif kind == 0xB0 and m[1] == 123:
-                self.keys = {k for k in self.keys if k[0] != ch}
-            else:
-                assert kind == 0xB0 and m[1] == 64 and m[2] == 0, f"unexpected {m}"
-
-    def on(self, channel: int) -> set[int]:
-        return {p for c, p in self.keys if c == channel}
-
 
 @dataclass
 class Record:
