@@ -100,3 +100,28 @@ def test_the_continue_file_answers_after_the_phrase(demo):
     beats = (max(n[1] for n in answer) - min(n[0] for n in answer)) / mid.ticks_per_beat
     assert beats <= 8.01  # two bars at most
     assert f"notes in 11, answer {len(answer)} notes over " in done.stdout
+
+
+def test_wav_rendering_with_fluidsynth(tmp_path):
+    """With FluidSynth and a General MIDI soundfont installed, --wav writes audible WAVs as
+    long as the music."""
+    import shutil
+    import wave
+
+    import numpy as np
+
+    require(shutil.which("fluidsynth") is not None, "fluidsynth is not installed")
+    require(any(Path(p).exists() for p in ("/usr/share/sounds/sf2/FluidR3_GM.sf2",
+                                          "/usr/share/soundfonts/FluidR3_GM.sf2")),
+            "no General MIDI soundfont (fluid-soundfont-gm)")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "-o", str(tmp_path),
+                           "--wav"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    for name in ("demo-harmonize", "demo-continue"):
+        with wave.open(str(tmp_path / f"{name}.wav")) as w:
+            seconds = w.getnframes() / w.getframerate()
+            frames = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+        midi_seconds = mido.MidiFile(str(tmp_path / f"{name}.mid")).length
+        assert midi_seconds <= seconds <= midi_seconds + 5
+        assert np.sqrt(np.mean(frames.astype(float) ** 2)) > 100, f"{name}.wav is silent"
