@@ -413,6 +413,17 @@ class Engine:
             except Exception as exc:  # the loader is the caller's: any failure alike
                 raise EngineError(f"cannot load the {mode} model {name!r}: {exc}") from exc
 
+    def prepare(self) -> None:
+        """Answer the next grid step in advance, for every melody note it could bring
+        (:meth:`LiveHarmonizer.prepare <daemon.core.harmonizer.LiveHarmonizer.prepare>`), so
+        that note is answered without running the model. For an idle moment, and safe in
+        another thread than :meth:`handle` and :meth:`tick`: it only reads the engine, and an
+        answer for a state that has moved on is never used."""
+        h, last = self._harmonizer, self._last_step
+        if self._stopped or self.mode != "harmonize" or h is None or last is None:
+            return
+        h.prepare((last + 1) % STEPS_PER_BAR, 0)
+
     def stats(self) -> dict[str, Any]:
         """Counters and state, for logs and telemetry."""
         now = self._last_now

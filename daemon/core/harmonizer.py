@@ -12,6 +12,7 @@ the daemon, a fake in unit tests).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from daemon.core.encoding import HOLD_CODE, MAJOR, REST_CODE
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 _PREV = {"alto": "alto_prev", "tenor": "tenor_prev", "bass": "bass_prev"}
+_VERSIONS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class LiveHarmonizer:
         self.sounding = (REST_CODE, REST_CODE, REST_CODE, REST_CODE)  # S A T B, model octave
         self._soprano_sounding = False
         self._shift = 0  # octaves between the melody as played and as the model reads it
+        self._version = next(_VERSIONS)  # names this state; prepare()'s answers are for one
+        self._table: tuple | None = None
+        self.prepared_hits = 0
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -82,7 +87,8 @@ class LiveHarmonizer:
         """This step's alto, tenor and bass as grid codes (pitch, ``HOLD_CODE`` or rest).
 
         ``soprano`` is a grid code. A melody outside the model's soprano range is read octaves
-        up or down, and the harmony comes back in the melody's own octave.
+        up or down, and the harmony comes back in the melody's own octave. When
+        :meth:`prepare` has answered this step in advance, the answer is taken from there.
         """
         if soprano >= 0:
             self._shift = self._octave_shift(soprano)
@@ -95,10 +101,14 @@ class LiveHarmonizer:
             s_tok, s_pitch = self._rest, REST_CODE
             self._soprano_sounding = False
 
-        base = {"soprano": s_tok, "position": int(position) % 16, "fermata": int(bool(fermata)),
-                "mode": int(self.mode)}
-        base.update({_PREV[v]: t for v, t in self.prev_tokens.items()})
-        chosen = self._choose(base, s_pitch)
+        key = self._table_key(position, fermata)
+        table = self._table
+        if table is not None and table[0] == key and s_tok in table[1]:
+            chosen, self.state = table[1][s_tok]
+            self.prepared_hits += 1
+        else:
+            answers, states = self._answers(self._base(position, fermata), [s_tok], [s_pitch])
+            chosen, self.state = answers[0], {n: st[0:1] for n, st in states.items()}
         codes = []
         sounding = [s_pitch]
         for voice in ("alto", "tenor", "bass"):
@@ -109,7 +119,45 @@ class LiveHarmonizer:
             codes.append(code)
             self.prev_tokens[voice] = tok
         self.sounding = tuple(sounding)  # type: ignore[assignment]
+        self._version = next(_VERSIONS)  # last: prepare() reading this version sees it all
         return tuple(c - self._shift if c >= 0 else c for c in codes)  # type: ignore[return-value]
+
+    def prepare(self, position: int, fermata: int = 0) -> None:
+        """Answer the next step in advance for every soprano it could bring.
+
+        Every soprano token the model reads in its soprano range, plus hold and rest, goes
+        through the model as one batch; :meth:`step` then only looks its answer up, so a
+        melody note is answered in microseconds. The answers hold while the harmonizer's
+        state, mode and settings are unchanged. Safe to run in another thread than
+        :meth:`step`: it only reads the state, and an answer made for a state that has moved
+        on is never used.
+        """
+        key = self._table_key(position, fermata)
+        state, prev, sounding = self.state, dict(self.prev_tokens), self.sounding
+        low, high = self.ranges["soprano"]
+        vlow, vhigh = self.vocab.pitch_range
+        pitches = list(range(max(low, vlow), min(high, vhigh) + 1))
+        toks = [self.vocab.code_to_token(p) for p in pitches] + [self._rest]
+        s_pitches = pitches + [REST_CODE]
+        if self._soprano_sounding:
+            toks.append(self._hold)
+            s_pitches.append(sounding[0])
+        base = self._base(position, fermata, prev)
+        answers, states = self._answers(base, toks, s_pitches, state=state, sounding=sounding)
+        table = {t: (a, {n: st[i:i + 1] for n, st in states.items()})
+                 for i, (t, a) in enumerate(zip(toks, answers, strict=True))}
+        if key == self._table_key(position, fermata):  # the state did not move meanwhile
+            self._table = (key, table)
+
+    def _table_key(self, position: int, fermata: int) -> tuple:
+        return (self._version, int(position) % 16, int(bool(fermata)), int(self.mode),
+                self.settings)
+
+    def _base(self, position: int, fermata: int, prev: dict[str, int] | None = None) -> dict:
+        base = {"position": int(position) % 16, "fermata": int(bool(fermata)),
+                "mode": int(self.mode)}
+        base.update({_PREV[v]: t for v, t in (prev or self.prev_tokens).items()})
+        return base
 
     def _octave_shift(self, pitch: int) -> int:
         low, high = self.ranges["soprano"]
@@ -125,62 +173,77 @@ class LiveHarmonizer:
             shift += 12
         return shift
 
-    def _feeds(self, base: dict, k: int, bass: np.ndarray, tenor: np.ndarray) -> dict:
-        feeds = {name: np.full((k, 1), value, np.int32) for name, value in base.items()}
-        feeds["bass_given"] = bass.reshape(k, 1).astype(np.int32)
-        feeds["tenor_given"] = tenor.reshape(k, 1).astype(np.int32)
-        for name, st in self.state.items():
-            feeds[name] = np.repeat(st, k, axis=0)
+    def _feeds(self, base: dict, soprano: np.ndarray, bass: np.ndarray, tenor: np.ndarray,
+               state: dict[str, np.ndarray]) -> dict:
+        rows = len(soprano)
+        feeds = {name: np.full((rows, 1), value, np.int32) for name, value in base.items()}
+        feeds["soprano"] = np.asarray(soprano, np.int32).reshape(rows, 1)
+        feeds["bass_given"] = np.asarray(bass, np.int32).reshape(rows, 1)
+        feeds["tenor_given"] = np.asarray(tenor, np.int32).reshape(rows, 1)
+        for name, st in state.items():  # one state before this step, for every row
+            feeds[name] = np.repeat(st, rows, axis=0)
         return feeds
 
-    def _choose(self, base: dict, s_pitch: int) -> dict[str, int]:
+    def _answers(self, base: dict, s_toks: list[int], s_pitches: list[int], *,
+                 state: dict[str, np.ndarray] | None = None,
+                 sounding: tuple[int, int, int, int] | None = None
+                 ) -> tuple[list[dict[str, int]], dict[str, np.ndarray]]:
+        """For each soprano token, the chosen alto, tenor and bass tokens; and the state after
+        each (one row per soprano token). All sopranos and candidates go as one batch."""
         st = self.settings
-        k = st.candidates
-        rest1 = np.full(1, self._rest)
-        first = self._run(self._feeds(base, 1, rest1, rest1),
+        k, n = st.candidates, len(s_toks)
+        state = self.state if state is None else state
+        sounding = self.sounding if sounding is None else sounding
+        sop = np.asarray(s_toks)
+        rest_n, rest_nk = np.full(n, self._rest), np.full(n * k, self._rest)
+        first = self._run(self._feeds(base, sop, rest_n, rest_n, state),
                           [self._logit_names[0], *(o for _, o, _ in self._state_pairs)])
-        self.state = {i: first[o] for i, o, _ in self._state_pairs}
+        states = {i: first[o] for i, o, _ in self._state_pairs}
 
-        bass_logits = first[self._logit_names[0]][:, -1]
-        bass_p = sampling.probabilities(bass_logits, st.temperature, top_p=st.top_p)
-        bass = sampling.sample(np.repeat(bass_p, k, axis=0), self.rng)
-        rest_k = np.full(k, self._rest)
-        tenor_logits = self._run(self._feeds(base, k, bass, rest_k), [self._logit_names[1]])
-        tenor_p = sampling.probabilities(tenor_logits[self._logit_names[1]][:, -1],
-                                         st.temperature, top_p=st.top_p)
+        sop_k = np.repeat(sop, k)
+        bass_p = np.repeat(sampling.probabilities(first[self._logit_names[0]][:, -1],
+                                                  st.temperature, top_p=st.top_p), k, axis=0)
+        bass = sampling.sample(bass_p, self.rng)
+        out = self._run(self._feeds(base, sop_k, bass, rest_nk, state), [self._logit_names[1]])
+        tenor_p = sampling.probabilities(out[self._logit_names[1]][:, -1], st.temperature,
+                                         top_p=st.top_p)
         tenor = sampling.sample(tenor_p, self.rng)
-        alto_logits = self._run(self._feeds(base, k, bass, tenor), [self._logit_names[2]])
-        alto_p = sampling.probabilities(alto_logits[self._logit_names[2]][:, -1],
-                                        st.temperature, top_p=st.top_p)
+        out = self._run(self._feeds(base, sop_k, bass, tenor, state), [self._logit_names[2]])
+        alto_p = sampling.probabilities(out[self._logit_names[2]][:, -1], st.temperature,
+                                        top_p=st.top_p)
         alto = sampling.sample(alto_p, self.rng)
 
-        rows = np.arange(k)
-        logp = (np.log(np.repeat(bass_p, k, axis=0)[rows, bass] + 1e-12) +
-                np.log(tenor_p[rows, tenor] + 1e-12) + np.log(alto_p[rows, alto] + 1e-12))
-        best, best_score = 0, -np.inf
-        seen = set()
-        for i in range(k):
-            key = (int(alto[i]), int(tenor[i]), int(bass[i]))
-            if key in seen:
-                continue
-            seen.add(key)
-            score = float(logp[i])
-            if k > 1:
-                cur = (s_pitch, *self._sounding_of(key))
-                if st.voice_leading:
-                    score -= st.voice_leading * voiceleading.penalty(self.sounding, cur,
-                                                                     self.ranges)
-                if st.sonority and not voiceleading.is_tertian(cur):
-                    score -= st.sonority
-            if score > best_score:
-                best, best_score = i, score
-        return {"alto": int(alto[best]), "tenor": int(tenor[best]), "bass": int(bass[best])}
+        rows = np.arange(n * k)
+        logp = (np.log(bass_p[rows, bass] + 1e-12) + np.log(tenor_p[rows, tenor] + 1e-12) +
+                np.log(alto_p[rows, alto] + 1e-12))
+        answers = []
+        for j in range(n):
+            best, best_score, seen = j * k, -np.inf, set()
+            for i in range(j * k, (j + 1) * k):
+                key = (int(alto[i]), int(tenor[i]), int(bass[i]))
+                if key in seen:
+                    continue
+                seen.add(key)
+                score = float(logp[i])
+                if k > 1:
+                    cur = (s_pitches[j], *self._sounding_of(key, sounding))
+                    if st.voice_leading:
+                        score -= st.voice_leading * voiceleading.penalty(sounding, cur,
+                                                                         self.ranges)
+                    if st.sonority and not voiceleading.is_tertian(cur):
+                        score -= st.sonority
+                if score > best_score:
+                    best, best_score = i, score
+            answers.append({"alto": int(alto[best]), "tenor": int(tenor[best]),
+                            "bass": int(bass[best])})
+        return answers, states
 
-    def _sounding_of(self, tokens: tuple[int, int, int]) -> tuple[int, int, int]:
+    def _sounding_of(self, tokens: tuple[int, int, int], sounding: tuple[int, ...]
+                     ) -> tuple[int, int, int]:
         out = []
         for j, tok in enumerate(tokens):
             code = self.vocab.token_to_code(tok)
-            out.append(self.sounding[j + 1] if code == HOLD_CODE else code)
+            out.append(sounding[j + 1] if code == HOLD_CODE else code)
         return tuple(out)  # type: ignore[return-value]
 
 
