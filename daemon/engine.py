@@ -258,6 +258,7 @@ class _Counters:
     notes_out: int = 0
     messages_out: int = 0
     harmony_steps: int = 0
+    answered_ahead: int = 0  # harmony steps whose answer prepare() had made in advance
     skipped_steps: int = 0
     answers: int = 0
     interrupts: int = 0
@@ -345,6 +346,7 @@ class Engine:
             if self.phrase.phrase_ended(now):
                 self._answer(now)
         out += [m for _, m in self.scheduler.due(now)]
+        self.tempo.refresh(now)  # the onset tempo estimate, kept out of handle()
         return self._emit(out)
 
     def next_time(self) -> float | None:
@@ -354,6 +356,8 @@ class Engine:
             return None
         now = self._last_now
         times = [self.scheduler.next_time()]
+        if self.tempo.estimate_due:
+            times.append(now)
         if self.mode == HARMONIZE:
             if self._key_dirty:
                 times.append(now)
@@ -582,7 +586,9 @@ class Engine:
         snapshot = copy.copy(h)  # the recurrent state is replaced each step, never mutated
         snapshot.prev_tokens = dict(h.prev_tokens)
         self._undo.append(_Undo(snapshot, dict(self._model_voice), self._last_step, step, kind))
+        hits = h.prepared_hits
         codes = h.step(soprano, step % STEPS_PER_BAR, 0)
+        self.counters.answered_ahead += h.prepared_hits - hits
         self._last_step = step
         for v, code in zip(HARMONY_VOICES, codes, strict=True):
             if code >= 0:

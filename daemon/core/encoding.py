@@ -11,6 +11,7 @@ This module is pure: no I/O, no framework.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,11 +78,11 @@ class Vocabulary:
         except KeyError:
             raise EncodingError(f"symbol {symbol!r} is not in the vocabulary") from None
 
-    @property
+    @functools.cached_property
     def pitches(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.symbols if _is_pitch_symbol(s))
 
-    @property
+    @functools.cached_property
     def pitch_range(self) -> tuple[int, int]:
         p = self.pitches
         if not p:

@@ -160,6 +160,7 @@ class TempoTracker:
         self._tap_bpm: float | None = None
         self._onsets: deque[float] = deque(maxlen=onset_window)
         self._onset_bpm: float | None = None
+        self._estimate_due = False
         # The grid: position _anchor_step at _anchor_time, moving at _anchor_sps from there.
         self._anchor_time: float | None = None
         self._anchor_step = 0.0
@@ -233,11 +234,9 @@ class TempoTracker:
             return
         pos = self._pos(now)
         self._onsets.append(now)
-        if len(self._onsets) >= self.min_onsets:
-            est = estimate_onset_bpm(self._onsets, low=self.onset_range[0],
-                                     high=self.onset_range[1], prior_bpm=self._config_bpm)
-            if est is not None:
-                self._onset_bpm = est
+        # the estimate (about 0.3 ms) is made later, by refresh() or the next tempo query, so
+        # a note-on is answered first
+        self._estimate_due = len(self._onsets) >= self.min_onsets
         if self._anchor_time is None:
             self.set_anchor(now)
             return
@@ -276,6 +275,7 @@ class TempoTracker:
         self._taps.clear()
         self._onset_bpm = None
         self._onsets.clear()
+        self._estimate_due = False
         self._rebase(now)
 
     def set_anchor(self, now: float) -> None:
@@ -291,6 +291,8 @@ class TempoTracker:
 
     def source(self, now: float) -> str:
         """Where the tempo comes from: "clock", "taps", "onsets" or "config"."""
+        if self._estimate_due:
+            self.refresh(now)
         if self._clock_live(now):
             return "clock"
         if self._tap_bpm is not None:
@@ -299,7 +301,29 @@ class TempoTracker:
             return "onsets"
         return "config"
 
+    def refresh(self, now: float) -> None:
+        """Estimate the tempo from the onsets, if new ones came since the last estimate.
+
+        :meth:`onset` leaves this for an idle moment (the daemon calls it on its next tick);
+        :meth:`bpm` does it itself when it is still due. The grid stays continuous at ``now``.
+        """
+        if not self._estimate_due:
+            return
+        self._estimate_due = False
+        est = estimate_onset_bpm(self._onsets, low=self.onset_range[0],
+                                 high=self.onset_range[1], prior_bpm=self._config_bpm)
+        if est is not None and est != self._onset_bpm:
+            self._sync(now)
+            self._onset_bpm = est
+            self._rebase(now)
+
     def bpm(self, now: float) -> float:
+        if self._estimate_due:
+            self.refresh(now)
+        return self._bpm_now(now)
+
+    def _bpm_now(self, now: float) -> float:
+        """The tempo as it stands, without reading new onsets."""
         if self._clock_live(now):
             return clamp_bpm(self._clock_bpm)  # type: ignore[arg-type]
         return self._fallback_bpm()
@@ -307,6 +331,11 @@ class TempoTracker:
     def seconds_per_step(self, now: float) -> float:
         """Seconds per sixteenth at the current tempo."""
         return self._sps(self.bpm(now))
+
+    @property
+    def estimate_due(self) -> bool:
+        """Whether onsets came that :meth:`refresh` has not read yet."""
+        return self._estimate_due
 
     @property
     def anchored(self) -> bool:
@@ -361,7 +390,7 @@ class TempoTracker:
             return
         self._anchor_step = self._pos(now) if pos is None else pos
         self._anchor_time = now
-        self._anchor_sps = self.seconds_per_step(now)
+        self._anchor_sps = self._sps(self._bpm_now(now))
         self._anchor_clock = self._clock_live(now)
         self._pinned = False
 
