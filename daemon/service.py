@@ -55,6 +55,7 @@ import contextlib
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -81,6 +82,8 @@ from daemon.midi_io import (
 log = logging.getLogger(__name__)
 
 PORT_CHECK_SECONDS = 1.0
+SWITCH_INTERVAL = 0.0005
+"""Seconds a Python thread runs before another may take the interpreter (sys.setswitchinterval)."""
 """How often the ``ports`` task checks the ports (and tries to reopen a lost one)."""
 REOPEN_SECONDS = 1.0
 """How often a lost port is tried again by name."""
@@ -489,6 +492,9 @@ async def serve(config: Config, *, stop_event: asyncio.Event | None = None,
     :class:`~daemon.midi_io.MidiError` (a port), or a task's error after the cleanup.
     """
     loop = asyncio.get_running_loop()
+    # the prepare and MIDI reader threads hold the GIL for their Python parts; a short switch
+    # interval (default 5 ms) lets a melody note in sooner
+    sys.setswitchinterval(SWITCH_INTERVAL)
     stop = stop_event or asyncio.Event()
     installed = _install_signals(loop, stop)
     service: Service | None = None
