@@ -133,6 +133,8 @@ class LiveHarmonizer:
         on is never used.
         """
         key = self._table_key(position, fermata)
+        if self._table is not None and self._table[0] == key:
+            return  # already answered for this state
         state, prev, sounding = self.state, dict(self.prev_tokens), self.sounding
         low, high = self.ranges["soprano"]
         vlow, vhigh = self.vocab.pitch_range
