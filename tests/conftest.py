@@ -29,33 +29,28 @@ def chorales(tmp_path_factory):
     return corpus.load_corpus(cache)
 
 
-@pytest.fixture(scope="session")
-def tiny_live_model(tmp_path_factory):
-    """A live bach model trained for a few steps on 12 chorales and exported (seconds)."""
+def train_tiny(base: Path, style: str, **sizes) -> Path:
+    """Train ``style`` for two steps on a few pieces (cached under ``base``) and export it."""
     from training.config import resolve
     from training.export import export
     from training.train import train
 
-    base = tmp_path_factory.mktemp("tiny-bach")
-    cfg = resolve("bach", overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
-                                         dense=16, seq_len=32, limit=12, verbose=0,
-                                         cache_dir=str(base / "cache")))
+    cfg = resolve(style, overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
+                                        verbose=0, cache_dir=str(base / "cache"), **sizes))
     train(cfg, base / "run")
-    export(base / "run", base / "bach-tiny")
-    return base / "bach-tiny"
+    export(base / "run", base / f"{style}-tiny")
+    return base / f"{style}-tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_live_model(tmp_path_factory):
+    """A live bach model trained for a few steps on 12 chorales and exported (seconds)."""
+    return train_tiny(tmp_path_factory.mktemp("tiny-bach"), "bach", dense=16, seq_len=32,
+                      limit=12)
 
 
 @pytest.fixture(scope="session")
 def tiny_folk_model(tmp_path_factory):
     """A folk model trained for a few steps on 20 Essen tunes and exported (seconds)."""
-    from training.config import resolve
-    from training.export import export
-    from training.train import train
-
-    base = tmp_path_factory.mktemp("tiny-folk")
-    cfg = resolve("folk", overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
-                                         embedding=8, seq_len=16, limit=20, verbose=0,
-                                         cache_dir=str(base / "cache")))
-    train(cfg, base / "run")
-    export(base / "run", base / "folk-tiny")
-    return base / "folk-tiny"
+    return train_tiny(tmp_path_factory.mktemp("tiny-folk"), "folk", embedding=8, seq_len=16,
+                      limit=20)
