@@ -119,7 +119,8 @@ def events(melody: Melody, bpm: float, *, start: float = START) -> list[tuple[fl
 def perform(engine: Engine, take: Take) -> Take:
     """Drive ``engine`` with ``take.played`` as the service does, on a virtual clock: every
     input at its time, a tick whenever the engine asks for one before the next input, until it
-    asks for nothing; then stop."""
+    asks for nothing; then stop. After each, the next step is answered ahead (in the service a
+    worker thread does that meanwhile; here it is not counted in the timings)."""
     pending = sorted(take.played, key=lambda e: e[0])
     i, now = 0, pending[0][0]
     for _ in range(MAX_CALLS):
@@ -140,6 +141,7 @@ def perform(engine: Engine, take: Take) -> Take:
         else:
             break
         take.sent += [(now, m) for m in out]
+        engine.prepare()  # what the service's prepare task does after every message and tick
     else:
         raise RuntimeError(f"the engine asked for more than {MAX_CALLS} ticks")
     take.stats = engine.stats()
