@@ -424,9 +424,16 @@ class Engine:
         another thread than :meth:`handle` and :meth:`tick`: it only reads the engine, and an
         answer for a state that has moved on is never used."""
         h, last = self._harmonizer, self._last_step
-        if self._stopped or self.mode != "harmonize" or h is None or last is None:
+        if self._stopped or self.mode != "harmonize" or h is None:
             return
-        h.prepare((last + 1) % STEPS_PER_BAR, 0)
+        if last is None or (self._melody is None and not self.phrase.playing(self._last_now)):
+            # before the first note or paused between phrases: the next note may fall on any
+            # bar position, and it is stepped without catching up (see _melody_on), so answer
+            # every position
+            for position in range(STEPS_PER_BAR):
+                h.prepare(position, 0)
+        else:
+            h.prepare((last + 1) % STEPS_PER_BAR, 0)
 
     def stats(self) -> dict[str, Any]:
         """Counters and state, for logs and telemetry."""
@@ -461,7 +468,7 @@ class Engine:
         elif not self.tempo.anchored:
             self.tempo.set_anchor(now)
         if self.mode == HARMONIZE:
-            return self._melody_on(channel, pitch, velocity, now)
+            return self._melody_on(channel, pitch, velocity, now, was_playing)
         return self._phrase_note(velocity, now, was_playing)
 
     def _note_off(self, channel: int, pitch: int, now: float) -> list[MidiOut]:
@@ -513,8 +520,8 @@ class Engine:
 
     # -- harmonize --------------------------------------------------------------------------
 
-    def _melody_on(self, channel: int, pitch: int, velocity: int, now: float
-                   ) -> list[MidiOut]:
+    def _melody_on(self, channel: int, pitch: int, velocity: int, now: float,
+                   was_playing: bool = True) -> list[MidiOut]:
         assert self._harmonizer is not None
         step = _nearest_step(self._position(now))
         m, last = self._melody, self._last_step
@@ -530,7 +537,10 @@ class Engine:
             step = last  # a late note takes over the step just committed as a hold
         elif last is not None:
             step = max(step, last + 1)
-            self._catch_up(step - 1, MAX_CATCH_UP_IN_HANDLE, count=False)
+            # a phrase after a pause starts where it falls, the pause not read (chorales go on
+            # from a fermata without rests); within a phrase, missed steps are caught up
+            self._catch_up(step - 1, MAX_CATCH_UP_IN_HANDLE if was_playing else 0,
+                           count=False)
         self._melody = _Melody(channel, pitch, velocity, now, step)
         codes = self._step(pitch, step, "note")
         self._key_dirty = self.config.sampling.fixed_key is None

@@ -255,6 +255,7 @@ class Service:
         self._wake = asyncio.Event()
         self._trouble = asyncio.Event()
         self._prepare_wanted = asyncio.Event()  # the engine may answer ahead
+        self._prepare_wanted.set()  # the first note, too
         self._lost: list[MidiInput | MidiOutput] = []
         self._tried: dict[str, bool] = {"input": False, "output": False}
         self._closed = False

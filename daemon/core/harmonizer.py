@@ -78,7 +78,7 @@ class LiveHarmonizer:
         self._soprano_sounding = False
         self._shift = 0  # octaves between the melody as played and as the model reads it
         self._version = next(_VERSIONS)  # names this state; prepare()'s answers are for one
-        self._table: tuple | None = None
+        self._tables: dict[tuple, dict] = {}  # answers prepared ahead, by _table_key
         self.prepared_hits = 0
 
     # -- one step -----------------------------------------------------------------------------
@@ -101,10 +101,9 @@ class LiveHarmonizer:
             s_tok, s_pitch = self._rest, REST_CODE
             self._soprano_sounding = False
 
-        key = self._table_key(position, fermata)
-        table = self._table
-        if table is not None and table[0] == key and s_tok in table[1]:
-            chosen, self.state = table[1][s_tok]
+        table = self._tables.get(self._table_key(position, fermata))
+        if table is not None and s_tok in table:
+            chosen, self.state = table[s_tok]
             self.prepared_hits += 1
         else:
             answers, states = self._answers(self._base(position, fermata), [s_tok], [s_pitch])
@@ -133,8 +132,8 @@ class LiveHarmonizer:
         on is never used.
         """
         key = self._table_key(position, fermata)
-        if self._table is not None and self._table[0] == key:
-            return  # already answered for this state
+        if key in self._tables:
+            return  # already answered for this state and position
         state, prev, sounding = self.state, dict(self.prev_tokens), self.sounding
         low, high = self.ranges["soprano"]
         vlow, vhigh = self.vocab.pitch_range
@@ -149,7 +148,9 @@ class LiveHarmonizer:
         table = {t: (a, {n: st[i:i + 1] for n, st in states.items()})
                  for i, (t, a) in enumerate(zip(toks, answers, strict=True))}
         if key == self._table_key(position, fermata):  # the state did not move meanwhile
-            self._table = (key, table)
+            # a new dict, swapped in whole: step() in another thread sees the old or the new
+            self._tables = {**{k: t for k, t in self._tables.items() if k[0] == key[0]},
+                            key: table}
 
     def _table_key(self, position: int, fermata: int) -> tuple:
         return (self._version, int(position) % 16, int(bool(fermata)), int(self.mode),
