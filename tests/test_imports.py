@@ -15,25 +15,24 @@ def runtime_modules() -> list[str]:
 RUNTIME_MODULES = runtime_modules()
 
 
-def test_daemon_imports_neither_tensorflow_nor_music21():
+def imported(modules: list[str], roots: tuple[str, ...], extra: str = "") -> str:
+    """Import ``modules`` in a fresh interpreter; the loaded modules under ``roots``."""
     code = ("import sys\n"
-            f"for m in {RUNTIME_MODULES!r}: __import__(m)\n"
-            "from daemon import cli; cli.parser()\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'keras', 'music21', 'tf2onnx'))\n"
-            "print(','.join(bad))\n")
+            f"for m in {modules!r}: __import__(m)\n"
+            f"{extra}"
+            f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+    return out.stdout.strip()
+
+
+def test_daemon_imports_neither_tensorflow_nor_music21():
+    bad = imported(RUNTIME_MODULES, ("tensorflow", "keras", "music21", "tf2onnx"),
+                   "from daemon import cli; cli.parser()\n")
+    assert bad == "", f"imported: {bad}"
 
 
 def test_core_imports_no_io_library():
     core = [m for m in RUNTIME_MODULES if m.startswith("daemon.core.")]
-    code = ("import sys\n"
-            f"for m in {core!r}: __import__(m)\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
-            "print(','.join(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+    bad = imported(core, ("mido", "rtmidi", "onnxruntime", "aiomqtt", "asyncio", "socket"))
+    assert bad == "", f"imported: {bad}"

@@ -19,19 +19,12 @@ import numpy as np
 
 from daemon import model as models
 from daemon.core import harmonizer, rules, voiceleading
-from daemon.core.sampling import log_softmax
+from daemon.core.sampling import nll_and_hits
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 LIVE_SETTINGS = harmonizer.HarmonizerSettings(temperature=1.0, candidates=8)
-
-
-def _nll_acc(logits: np.ndarray, targets: np.ndarray) -> tuple[float, float, int]:
-    """Summed NLL (nats), correct count and token count."""
-    lp = log_softmax(logits)
-    nll = -lp[np.arange(len(targets)), targets].sum()
-    return float(nll), int((logits.argmax(-1) == targets).sum()), len(targets)
 
 
 def _ngram_baseline(train_seqs: list[np.ndarray], test_seqs: list[np.ndarray], order: int,
@@ -64,7 +57,7 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
                   for t, _ in m.contract.states}
         out = m.run(feeds, list(bach.HEADS))
         for v in bach.HEADS:
-            nll, correct, n = _nll_acc(out[v][0], arrays[v])
+            nll, correct, n = nll_and_hits(out[v][0], arrays[v])
             sums[v][0] += nll
             sums[v][1] += correct
             sums[v][2] += n

@@ -7,6 +7,7 @@ Keras model within ``TOLERANCE``. Only then are the two files written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -130,12 +131,10 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
                 evaluation = old.get("evaluation", {})
         except ValueError:
             pass
-    contract = Contract(**{**{k: getattr(contract, k) for k in
-                              ("name", "style", "kind", "encoding", "inputs", "outputs",
-                               "training", "versions")},
-                           "evaluation": evaluation})
-    contract.training["parity_max_logit_difference"] = diff
-    contract.training["parameters"] = int(train_model.count_params())
+    contract = dataclasses.replace(
+        contract, evaluation=evaluation,
+        training={**contract.training, "parity_max_logit_difference": diff,
+                  "parameters": int(train_model.count_params())})
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.onnx").write_bytes(blob)
     (out_dir / "model.json").write_text(json.dumps(contract.to_dict(), indent=1) + "\n")

@@ -62,6 +62,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def nll_and_hits(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int, int]:
+    """Summed negative log-likelihood (nats) of ``targets`` under ``logits`` (rows), how many
+    rows' argmax is the target, and the number of rows."""
+    targets = np.asarray(targets)
+    lp = log_softmax(logits)
+    nll = -float(lp[np.arange(len(targets)), targets].sum())
+    return nll, int((np.asarray(logits).argmax(-1) == targets).sum()), len(targets)
+
+
 def scale_mask(pitches: tuple[int, ...], tonic_pc: int, scale_pcs: tuple[int, ...]
                ) -> np.ndarray:
     """True for every pitch whose pitch class belongs to the scale on ``tonic_pc``."""

@@ -26,7 +26,7 @@ import numpy as np
 from daemon.core.contract import Contract, Tensor
 from daemon.core.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
 from daemon.core.gibbs import CONDITIONS, condition_input, conditions, token_input, windows
-from daemon.core.sampling import log_softmax
+from daemon.core.sampling import nll_and_hits
 from training.config import TrainConfig
 from training.data.chorales import Chorale
 from training.styles import Prepared, Split, bach_data
@@ -216,12 +216,11 @@ def test_nll(m, cfg: TrainConfig, pieces: list[Chorale]) -> dict:
                 feeds[condition_input(v)] = cond.astype(np.int32)
             out = m.run(feeds)
             for i, v in enumerate(HARMONY_VOICES):
-                logits = np.asarray(out[v], np.float64)
-                target = tokens[1 + i, times]
-                lp = log_softmax(logits)
-                sums[v][0] -= lp[np.arange(len(times)), target].sum()
-                sums[v][1] += int((logits.argmax(-1) == target).sum())
-                sums[v][2] += len(times)
+                nll, hits, n = nll_and_hits(np.asarray(out[v], np.float64),
+                                            tokens[1 + i, times])
+                sums[v][0] += nll
+                sums[v][1] += hits
+                sums[v][2] += n
     nll = {v: round(s[0] / s[2], 4) for v, s in sums.items()}
     nll["mean"] = round(sum(s[0] for s in sums.values()) / sum(s[2] for s in sums.values()), 4)
     return {"nll_per_token": nll,

@@ -144,7 +144,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     Each tune is read from the START prefix as in training; scored are its steps and the START
     that ends it, for the model and the n-grams alike.
     """
-    from daemon.core.sampling import log_softmax
+    from daemon.core.sampling import nll_and_hits
     from training.baselines import NGram
 
     splits = corpus.load_corpus(cfg)
@@ -158,11 +158,10 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1:]
-        targets = seq[cfg.seq_len:]
-        lp = log_softmax(logits)
-        nll -= lp[np.arange(len(targets)), targets].sum()
-        correct += (logits.argmax(-1) == targets).sum()
-        count += len(targets)
+        tune_nll, hits, n = nll_and_hits(logits, seq[cfg.seq_len:])
+        nll += tune_nll
+        correct += hits
+        count += n
     train_seqs = [tune_tokens(t, vocab) for t in splits["train"]]
     test_seqs = [tune_tokens(t, vocab) for t in test]
     baselines = {}
