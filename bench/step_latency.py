@@ -39,7 +39,7 @@ def raw_step(m: model.Model, steps: int) -> list[float]:
 
 
 def live_step(m: model.Model, steps: int) -> list[float]:
-    h = harmonizer.LiveHarmonizer(m.contract, m.run, seed=0)
+    h = harmonizer.LiveHarmonizer(m.contract, m.run, seed=0, heads=m.heads)
     low, high = m.contract.encoding["voice_ranges"]["soprano"]
     rng = np.random.default_rng(0)
     times = []

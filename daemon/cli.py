@@ -62,7 +62,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
         settings = harmonizer.HarmonizerSettings(temperature=args.temperature or 1.0,
                                                  candidates=args.candidates)
         h = harmonizer.LiveHarmonizer(loaded.contract, loaded.run, settings=settings, mode=mode,
-                                      seed=rng_seed)
+                                      seed=rng_seed, heads=loaded.heads)
         voices = harmonizer.harmonize(h, soprano, position, fermata)
     else:
         from daemon.core import gibbs

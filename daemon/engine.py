@@ -823,7 +823,8 @@ class Engine:
         if serves == HARMONIZE:
             return model, LiveHarmonizer(model.contract, model.run,
                                          settings=self._harmonizer_settings(),
-                                         mode=key[1] if key else MAJOR, seed=self._seed), (0, None)
+                                         mode=key[1] if key else MAJOR, seed=self._seed,
+                                         heads=getattr(model, "heads", None)), (0, None)
         shift, scale = self._continuation_key(model.contract, key) if key else (0, None)
         return model, self._new_continuer(model, shift, scale), (shift, scale)
 

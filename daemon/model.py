@@ -3,6 +3,8 @@ session, and the two checked against each other before anything plays."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -11,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from daemon.core.contract import Contract, ContractError
+from daemon.core.heads import GivenHeads
 
+HEADS_TOLERANCE = 1e-3
+"""Largest logit difference allowed between ``heads.npz`` and the graph's own heads at load."""
 _ORT_TYPES = {"tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(float)": "float32"}
 
 
@@ -63,6 +68,8 @@ class Model:
     folder: Path
     contract: Contract
     session: object  # onnxruntime.InferenceSession
+    heads: GivenHeads | None = None
+    """The tenor and alto heads in numpy, when the contract has them."""
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
             ) -> dict[str, np.ndarray]:
@@ -89,7 +96,54 @@ def load(name_or_path: str | Path, *, threads: int = 1) -> Model:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{onnx_path} cannot be loaded: {first[:200]}") from None
     check(contract, session, onnx_path)
-    return Model(folder, contract, session)
+    model = Model(folder, contract, session)
+    if contract.heads:
+        model.heads = load_heads(folder, contract)
+        check_heads(model)
+    return model
+
+
+def load_heads(folder: Path, contract: Contract) -> GivenHeads:
+    """``heads.npz`` as the contract names it, its checksum and shapes checked."""
+    path = folder / str(contract.heads["file"])
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path} cannot be read: {exc.strerror}") from None
+    if hashlib.sha256(blob).hexdigest() != contract.heads["sha256"]:
+        raise ModelError(f"{path} does not match the checksum in model.json")
+    state = next(o for _, o in contract.states if o.name == contract.heads["source"])
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            return GivenHeads.from_arrays(dict(arrays), state.name, units=int(state.shape[-1]),
+                                          vocabulary=len(contract.vocabulary))
+    except ValueError as exc:
+        raise ModelError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
+def check_heads(model: Model) -> None:
+    """The numpy heads must give the graph's own tenor and alto logits (a few random rows)."""
+    assert model.heads is not None
+    contract, heads = model.contract, model.heads
+    rng = np.random.default_rng(0)
+    rows, vocab = 4, len(contract.vocabulary)
+    feeds: dict[str, np.ndarray] = {}
+    for t in contract.inputs:
+        if t.role == "state-in":
+            feeds[t.name] = rng.normal(0, 0.5, (rows, int(t.shape[-1]))).astype(np.float32)
+        else:
+            high = vocab if t.role in ("token", "given") else 2
+            feeds[t.name] = rng.integers(0, high, (rows, 1)).astype(t.dtype)
+    names = [contract.output("logits", v).name for v in ("tenor", "alto")]
+    out = model.run(feeds, [*names, heads.source])
+    x = out[heads.source]
+    bass = feeds[contract.input("given", "bass").name][:, 0]
+    tenor = feeds[contract.input("given", "tenor").name][:, 0]
+    diff = max(float(np.abs(heads.tenor(x, bass) - out[names[0]][:, -1]).max()),
+               float(np.abs(heads.alto(x, bass, tenor) - out[names[1]][:, -1]).max()))
+    if not diff <= HEADS_TOLERANCE:
+        raise ModelError(f"{model.folder / str(contract.heads['file'])} does not give the "
+                         f"model's logits (off by {diff:.2g})")
 
 
 def check(contract: Contract, session, onnx_path: Path) -> None:

@@ -54,3 +54,15 @@ def test_prepare_in_another_thread_while_stepping(bach):
         got = h.step(s, i % 16)
         t.join()
         assert got == ref.step(s, i % 16), f"step {i}"
+
+
+def test_numpy_heads_choose_what_the_graph_would(bach, chorales):
+    """The tenor and alto heads in numpy (heads.npz) instead of two more graph runs: the same
+    chords, sampled with the same draws, over a whole chorale."""
+    assert bach.heads is not None
+    c = chorales["test"][5]
+    fast = LiveHarmonizer(bach.contract, bach.run, mode=c.mode, seed=3, heads=bach.heads)
+    graph = LiveHarmonizer(bach.contract, bach.run, mode=c.mode, seed=3)
+    for i in range(c.steps):
+        p, f, s = int(c.position[i]), int(c.fermata[i]), int(c.voices[0][i])
+        assert fast.step(s, p, f) == graph.step(s, p, f), f"step {i}"

@@ -65,6 +65,41 @@ def test_contract_that_does_not_match_onnx(tiny_live_model, tmp_path, key, value
     assert "does not match" in str(e.value) and message in str(e.value)
 
 
+def test_heads_are_exported_and_loaded(tiny_live_model):
+    m = model.load(tiny_live_model)
+    assert m.contract.heads["file"] == "heads.npz" and m.heads is not None
+    assert m.heads.source == "h0_out"  # the tiny model has one LSTM layer
+
+
+def test_damaged_heads_are_one_clear_error(tiny_live_model, tmp_path):
+    d = _copy(tiny_live_model, tmp_path)
+    blob = (d / "heads.npz").read_bytes()
+    (d / "heads.npz").write_bytes(blob[:-10] + bytes(10))
+    with pytest.raises(model.ModelError, match=r"heads\.npz does not match the checksum"):
+        model.load(d)
+    (d / "heads.npz").unlink()
+    with pytest.raises(model.ModelError, match=r"heads\.npz cannot be read"):
+        model.load(d)
+
+
+def test_heads_of_another_model_are_refused(tiny_live_model, tmp_path):
+    """Weights that fit the shapes but not the graph: the load-time check finds them."""
+    import hashlib
+    import io
+
+    d = _copy(tiny_live_model, tmp_path)
+    with np.load(d / "heads.npz") as arrays:
+        changed = {k: v * 1.5 for k, v in arrays.items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **changed)
+    (d / "heads.npz").write_bytes(buffer.getvalue())
+    data = json.loads((d / "model.json").read_text())
+    data["heads"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (d / "model.json").write_text(json.dumps(data))
+    with pytest.raises(model.ModelError, match="does not give the model's logits"):
+        model.load(d)
+
+
 def test_model_json_not_json(tiny_live_model, tmp_path):
     d = _copy(tiny_live_model, tmp_path)
     (d / "model.json").write_text("{ nope")

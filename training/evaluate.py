@@ -71,7 +71,8 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
                            [vocab.encode(c.voices[i]) for c in test], 3, len(vocab))
         for i, v in ((1, "alto"), (2, "tenor"), (3, "bass"))}
 
-    h = harmonizer.LiveHarmonizer(m.contract, m.run, settings=LIVE_SETTINGS, seed=seed)
+    h = harmonizer.LiveHarmonizer(m.contract, m.run, settings=LIVE_SETTINGS, seed=seed,
+                                  heads=m.heads)
     t0 = time.monotonic()
     generated = []
     for c in test:

@@ -2,12 +2,16 @@
 
 The step model is converted with tf2onnx, loaded back in onnxruntime, and fed token by token
 (state carried from step to step) on a random sequence; its logits must match the full-sequence
-Keras model within ``TOLERANCE``. Only then are the two files written.
+Keras model within ``TOLERANCE``. A style with heads that can run without the graph
+(``given_heads``: the live harmonizer's tenor and alto) also gets ``heads.npz``, checked against
+the graph's logits the way the daemon checks it at load. Only then are the files written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -25,8 +29,34 @@ TOLERANCE = 1e-4
 OPSET = 17
 
 
+HEADS_FILE = "heads.npz"
+
+
 class ExportError(RuntimeError):
     pass
+
+
+def _given_heads(style, cfg: TrainConfig, step_model, contract: Contract, session,
+                 out_dir: Path) -> tuple[bytes, dict]:
+    """``heads.npz`` and the contract's ``heads`` entry, checked as the daemon checks them."""
+    from daemon import model as model_files
+    from daemon.core.heads import GivenHeads
+
+    source, arrays = style.given_heads(cfg, step_model)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    entry = {"file": HEADS_FILE, "sha256": hashlib.sha256(blob).hexdigest(), "source": source}
+    contract = dataclasses.replace(contract, heads=entry)
+    units = next(int(o.shape[-1]) for _, o in contract.states if o.name == source)
+    heads = GivenHeads.from_arrays(arrays, source, units=units,
+                                   vocabulary=len(contract.vocabulary))
+    try:
+        model_files.check_heads(model_files.Model(out_dir, contract, session, heads))
+    except model_files.ModelError as exc:
+        raise ExportError(f"{exc}; nothing written") from None
+    log.info("heads.npz: tenor and alto heads without the graph, checked")
+    return blob, entry
 
 
 def load_run(run_dir: Path):
@@ -122,6 +152,10 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
         raise ExportError(f"ONNX model differs from Keras by {diff:.2e} (> {TOLERANCE:.0e}); "
                           "nothing written")
 
+    heads_blob, heads = b"", {}
+    if hasattr(style, "given_heads"):
+        heads_blob, heads = _given_heads(style, cfg, step_model, contract, session, out_dir)
+
     previous = out_dir / "model.json"
     evaluation = {}
     if previous.exists():  # keep earlier evaluation figures only if they are for this model
@@ -134,8 +168,10 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
     contract = dataclasses.replace(
         contract, evaluation=evaluation,
         training={**contract.training, "parity_max_logit_difference": diff,
-                  "parameters": int(train_model.count_params())})
+                  "parameters": int(train_model.count_params())}, heads=heads)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.onnx").write_bytes(blob)
+    if heads:
+        (out_dir / HEADS_FILE).write_bytes(heads_blob)
     (out_dir / "model.json").write_text(json.dumps(contract.to_dict(), indent=1) + "\n")
     return contract

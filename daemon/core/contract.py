@@ -80,6 +80,10 @@ class Contract:
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
+    heads: dict[str, Any] = field(default_factory=dict)
+    """A live harmonizer's tenor and alto heads as numpy weights (:mod:`daemon.core.heads`):
+    ``file`` beside ``model.onnx``, its ``sha256``, and ``source``, the state output the heads
+    read. Empty: the graph alone runs them."""
     vocabulary: Vocabulary = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +112,15 @@ class Contract:
                                           ins[t.pairs_with].role != "state-in"):
                 raise ContractError(f"state output {t.name} pairs with {t.pairs_with!r}, "
                                     "which is no state input")
+
+        if self.heads:
+            missing = [k for k in ("file", "sha256", "source") if k not in self.heads]
+            if missing:
+                raise ContractError(f"heads lack {', '.join(missing)}")
+            source = outs.get(self.heads["source"])
+            if source is None or source.role != "state-out":
+                raise ContractError(f"heads read {self.heads['source']!r}, which is no state "
+                                    "output")
 
     @property
     def states(self) -> tuple[tuple[Tensor, Tensor], ...]:
@@ -138,7 +151,8 @@ class Contract:
                        outputs=tuple(Tensor.from_dict(t) for t in d["tensors"]["outputs"]),
                        training=dict(d.get("training", {})),
                        evaluation=dict(d.get("evaluation", {})),
-                       versions=dict(d.get("versions", {})))
+                       versions=dict(d.get("versions", {})),
+                       heads=dict(d.get("heads", {})))
         except KeyError as exc:
             raise ContractError(f"model.json lacks {exc.args[0]!r}") from None
         except (TypeError, AttributeError) as exc:
@@ -150,7 +164,7 @@ class Contract:
                 "tensors": {"inputs": [t.to_dict() for t in self.inputs],
                             "outputs": [t.to_dict() for t in self.outputs]},
                 "training": self.training, "evaluation": self.evaluation,
-                "versions": self.versions}
+                "versions": self.versions, **({"heads": self.heads} if self.heads else {})}
 
 
 def _one(tensors: tuple[Tensor, ...], role: str, voice: str | None, model: str) -> Tensor:

@@ -21,6 +21,7 @@ import numpy as np
 from daemon.core import sampling, voiceleading
 from daemon.core.contract import Contract
 from daemon.core.encoding import HOLD_CODE, MAJOR, REST_CODE
+from daemon.core.heads import GivenHeads
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
@@ -54,12 +55,15 @@ class LiveHarmonizer:
 
     def __init__(self, contract: Contract, run: RunFn, *,
                  settings: HarmonizerSettings | None = None, mode: int = MAJOR,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, heads: GivenHeads | None = None) -> None:
         if contract.kind != "live-harmonizer":
             raise ValueError(f"model {contract.name} is a {contract.kind}, not a live harmonizer")
         self.contract = contract
         self.vocab = contract.vocabulary
         self._run = run
+        self.heads = heads
+        """Tenor and alto heads in numpy (the model's ``heads.npz``): the candidates then cost
+        one LSTM run for all of them instead of three."""
         self.settings = settings or HarmonizerSettings()
         self.mode = mode
         self.rng = np.random.default_rng(seed)
@@ -207,13 +211,21 @@ class LiveHarmonizer:
         bass_p = np.repeat(sampling.probabilities(first[self._logit_names[0]][:, -1],
                                                   st.temperature, top_p=st.top_p), k, axis=0)
         bass = sampling.sample(bass_p, self.rng)
-        out = self._run(self._feeds(base, sop_k, bass, rest_nk, state), [self._logit_names[1]])
-        tenor_p = sampling.probabilities(out[self._logit_names[1]][:, -1], st.temperature,
-                                         top_p=st.top_p)
+        heads = self.heads
+        if heads is not None:  # the heads on the LSTMs' output, without running them again
+            x = np.repeat(first[heads.source], k, axis=0)
+            tenor_logits = heads.tenor(x, bass)
+        else:
+            tenor_logits = self._run(self._feeds(base, sop_k, bass, rest_nk, state),
+                                     [self._logit_names[1]])[self._logit_names[1]][:, -1]
+        tenor_p = sampling.probabilities(tenor_logits, st.temperature, top_p=st.top_p)
         tenor = sampling.sample(tenor_p, self.rng)
-        out = self._run(self._feeds(base, sop_k, bass, tenor, state), [self._logit_names[2]])
-        alto_p = sampling.probabilities(out[self._logit_names[2]][:, -1], st.temperature,
-                                        top_p=st.top_p)
+        if heads is not None:
+            alto_logits = heads.alto(x, bass, tenor)
+        else:
+            alto_logits = self._run(self._feeds(base, sop_k, bass, tenor, state),
+                                    [self._logit_names[2]])[self._logit_names[2]][:, -1]
+        alto_p = sampling.probabilities(alto_logits, st.temperature, top_p=st.top_p)
         alto = sampling.sample(alto_p, self.rng)
 
         rows = np.arange(n * k)

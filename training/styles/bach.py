@@ -112,6 +112,18 @@ def build(cfg: TrainConfig, encoding: dict):
     return train_model, step_model
 
 
+def given_heads(cfg: TrainConfig, step_model) -> tuple[str, dict[str, np.ndarray]]:
+    """The tenor and alto heads' weights for ``heads.npz`` (:mod:`daemon.core.heads`), and the
+    state output they read: the top LSTM's ``h`` is its output for a one-step input."""
+    from daemon.core.heads import EMBEDDING, LAYERS
+
+    arrays = {EMBEDDING: step_model.get_layer(EMBEDDING).get_weights()[0]}
+    for name in LAYERS:
+        kernel, bias = step_model.get_layer(name).get_weights()
+        arrays[f"{name}/kernel"], arrays[f"{name}/bias"] = kernel, bias
+    return f"h{cfg.layers - 1}_out", arrays
+
+
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
     seq = ("batch", "time")
     voice_of = {"soprano": "soprano", "alto_prev": "alto", "tenor_prev": "tenor",
