@@ -184,10 +184,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.config import Config, load
     from daemon.engine import EngineError
 
-    if args.config:
-        config = load(Path(args.config))
+    path = Path(args.config) if args.config else DEFAULT_CONFIG
+    if args.config or DEFAULT_CONFIG.is_file():
+        config = load(path)
     else:
-        config = load(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else Config()
+        config, path = Config(), None
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
     try:
@@ -200,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(r.line, flush=True)
 
     try:
-        return asyncio.run(serve(config, on_ready=ready))
+        return asyncio.run(serve(config, config_path=path, on_ready=ready))
     except EngineError as exc:
         raise CliError(str(exc)) from exc
 

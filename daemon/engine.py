@@ -408,6 +408,28 @@ class Engine:
         if self._continuer is not None:
             self._continuer.temperature = self.temperature
 
+    def set_tempo(self, bpm: float, now: float) -> None:
+        """The configured tempo (``tempo.bpm``) from now on; a tap or onset tempo is dropped,
+        a live MIDI clock still leads."""
+        self.tempo.set_bpm(bpm, now)
+        self._last_now = now
+        self.config = dataclasses.replace(
+            self.config, tempo=dataclasses.replace(self.config.tempo, bpm=float(bpm)))
+
+    def set_bars(self, bars: int) -> None:
+        """How many bars the next continuation answers (``continue.bars``)."""
+        self.config = dataclasses.replace(
+            self.config, continue_=dataclasses.replace(self.config.continue_, bars=int(bars)))
+
+    def load_model(self, name: str) -> None:
+        """Load model ``name`` for a later :meth:`swap_model`, so the swap itself reads no file
+        (safe in another thread: it only adds to the engine's models). Raises
+        :class:`EngineError` when it cannot be loaded."""
+        try:
+            self._model(name)
+        except Exception as exc:  # the loader is the caller's: any failure alike
+            raise EngineError(f"cannot load model {name!r}: {exc}") from exc
+
     def preload(self) -> None:
         """Load both modes' models now rather than at the first switch; raises
         :class:`EngineError` when one cannot be loaded."""

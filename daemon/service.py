@@ -2,7 +2,8 @@
 
 :func:`serve` loads the models (off the event loop), opens the ports ``[midi]`` names (off the
 loop), sends a panic to the output (a previous run may have left notes hanging), calls
-``on_ready`` and runs five named tasks until SIGINT or SIGTERM (or ``stop_event``):
+``on_ready`` (and systemd ``READY=1``) and runs its named tasks until SIGINT or SIGTERM
+(or ``stop_event``):
 
 ``midi-in``
     Takes ``(message, t)`` from the reader thread's queue (:class:`~daemon.midi_io.InputReader`
@@ -30,8 +31,23 @@ loop), sends a panic to the output (a previous run may have left notes hanging),
     input (the reader logs its own line): the harmony of notes whose note-offs will never come
     is released (``panic``). Either is reopened by the same name every
     :data:`REOPEN_SECONDS`, never crashing the daemon; a reopened output gets a panic first.
+``reload``
+    On SIGHUP (or MQTT ``cmd/reload``): reads the configuration file again and builds a new
+    engine from it off the loop (models read again from disk); only then are the old engine's
+    notes released and the new one put in its place. Ports are reopened if ``[midi]``
+    changed, the MQTT link restarted if ``[mqtt]`` did. A file or model that does not load
+    changes nothing (one error line). Under systemd: ``RELOADING=1``, then ``READY=1``.
+``mqtt``
+    While ``[mqtt]`` is enabled, :class:`daemon.mqtt.MqttLink`: control commands are applied
+    by :meth:`Service.apply`, the retained status is :meth:`Service.status` (republished
+    when the mode, model or a port changes), telemetry :meth:`Service.metrics`. The link
+    reconnects by itself; the music never waits for it.
+``watchdog``
+    Under a systemd watchdog (``WATCHDOG_USEC``), ``WATCHDOG=1`` every half period, from the
+    loop: a loop that hangs stops the pings and systemd restarts the daemon.
 ``signals``
-    Waits for the stop event (set by SIGINT/SIGTERM), then cancels the others.
+    Waits for the stop event (set by SIGINT/SIGTERM), sends systemd ``STOPPING=1``, then
+    cancels the others.
 
 On every way out (a signal, an error in a task, a failure while starting) :meth:`Service.close`
 takes :meth:`Engine.stop <daemon.engine.Engine.stop>`'s release messages (the ledger's
@@ -61,10 +77,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from daemon import config as config_files
+from daemon import control
 from daemon import model as model_files
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.core.ledger import MidiOut, is_note_off
 from daemon.engine import Engine, EngineError, ModelLike
 from daemon.midi_io import (
@@ -78,6 +97,7 @@ from daemon.midi_io import (
     open_input,
     open_output,
 )
+from daemon.sdnotify import Notifier, watchdog_task
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +131,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def _to_ms(seconds: float) -> float | None:
+    return None if math.isnan(seconds) else round(seconds * 1e3, 3)
 
 
 def _ms(values: Sequence[float]) -> str:
@@ -240,9 +264,18 @@ def model_loader(config: Config) -> Callable[[str], ModelLike]:
 class Service:
     """The running daemon's state: the engine, the ports, the tasks' shared events."""
 
-    def __init__(self, config: Config, engine: Engine, stop: asyncio.Event) -> None:
+    def __init__(self, config: Config, engine: Engine, stop: asyncio.Event, *,
+                 config_path: Path | None = None, notifier: Notifier | None = None,
+                 seed: int | None = None) -> None:
         self.config = config
         self.engine = engine
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.seed = seed
+        self.started = time.monotonic()
+        self.reloads = 0
+        self.link: Any = None
+        """The :class:`daemon.mqtt.MqttLink` while ``[mqtt]`` is enabled."""
         self.timings = Timings()
         self.queue: asyncio.Queue[Arrival] = asyncio.Queue(QUEUE_LIMIT)
         self.input: MidiInput | None = None
@@ -251,6 +284,8 @@ class Service:
         self.writer: OutputWriter | None = None
         self.unsent = 0
         """Messages dropped because the output was lost."""
+        self.dropped_before = 0
+        """Input messages the readers of earlier connections dropped (their queue was full)."""
         self._stop = stop
         self._wake = asyncio.Event()
         self._trouble = asyncio.Event()
@@ -259,6 +294,8 @@ class Service:
         self._lost: list[MidiInput | MidiOutput] = []
         self._tried: dict[str, bool] = {"input": False, "output": False}
         self._closed = False
+        self._reload_wanted = asyncio.Event()
+        self._mqtt_changed = asyncio.Event()
 
     # -- start -------------------------------------------------------------------------------
 
@@ -275,6 +312,13 @@ class Service:
         assert self.input is not None
         self.reader = InputReader(self.input, self.queue, on_error=self._on_input_error)
         self.reader.start()
+
+    def _forget_reader(self) -> tuple[InputReader | None, MidiInput | None]:
+        reader, port = self.reader, self.input
+        if reader is not None:
+            self.dropped_before += reader.dropped
+        self.reader = self.input = None
+        return reader, port
 
     def _on_input_error(self, error: MidiError) -> None:
         self._trouble.set()  # the reader has logged it
@@ -293,7 +337,13 @@ class Service:
                 tasks = [tg.create_task(self._midi_in(), name="midi-in"),
                          tg.create_task(self._scheduler(), name="scheduler"),
                          tg.create_task(self._ports(), name="ports"),
-                         tg.create_task(self._prepare(), name="prepare")]
+                         tg.create_task(self._prepare(), name="prepare"),
+                         tg.create_task(self._reloader(), name="reload"),
+                         tg.create_task(self._mqtt(), name="mqtt")]
+                interval = self.notifier.watchdog_interval()
+                if interval:
+                    tasks.append(tg.create_task(watchdog_task(self.notifier, interval),
+                                                name="watchdog"))
                 tg.create_task(self._signals(tasks), name="signals")
         except Exception as exc:
             errors = list(_leaves(exc))
@@ -303,16 +353,17 @@ class Service:
 
     async def _signals(self, tasks: Iterable[asyncio.Task[None]]) -> None:
         await self._stop.wait()
+        self.notifier.stopping("releasing notes and closing ports")
         log.info("stopping")
         for task in tasks:
             task.cancel()  # a task cancelled from outside ends the group without an error
 
     async def _midi_in(self) -> None:
-        queue, engine, timings, clock = self.queue, self.engine, self.timings, time.monotonic
+        queue, timings, clock = self.queue, self.timings, time.monotonic
         while True:
             message, arrived = await queue.get()
             started = clock()
-            out = engine.handle(message, arrived)
+            out = self.engine.handle(message, arrived)
             handled = clock()
             self._send(out)
             timings.record_message(message, arrived, started, handled, clock())
@@ -328,8 +379,9 @@ class Service:
             await asyncio.to_thread(self.engine.prepare)
 
     async def _scheduler(self) -> None:
-        engine, clock = self.engine, time.monotonic
+        clock = time.monotonic
         while True:
+            engine = self.engine  # a reload replaces it
             if not self.queue.empty():  # input first: it may change what is due
                 await asyncio.sleep(0)
                 continue
@@ -361,6 +413,172 @@ class Service:
             await self._check_input()
             await self._close_lost()
 
+    # -- reload ------------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Reload the configuration soon (SIGHUP, ``cmd/reload``); one at a time."""
+        self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            with contextlib.suppress(ConfigError, EngineError, MidiError):
+                await self.reload()  # refused: logged, the old settings kept
+
+    async def reload(self) -> None:
+        """Read the configuration file again and play on with it: a new engine (models read
+        again from disk, every sounding note of the old one released first), the ports
+        reopened if ``[midi]`` changed, the MQTT link restarted if ``[mqtt]`` changed. A file
+        that does not load, or a model that does not, changes nothing: raises
+        :class:`~daemon.config.ConfigError` or :class:`~daemon.engine.EngineError` (logged).
+        """
+        with self.notifier.reload(f"reloading {self.config_path}"):
+            try:
+                await self._reload()
+            except (ConfigError, EngineError, MidiError) as exc:
+                log.error("reload refused, old settings kept: %s", exc)
+                raise
+        self._changed()
+
+    async def _reload(self) -> None:
+        if self.config_path is None:
+            raise ConfigError("no configuration file to reload (started without --config)")
+        config = await asyncio.to_thread(config_files.load, self.config_path)
+        engine = await asyncio.to_thread(Engine, config, model_loader(config), seed=self.seed)
+        try:
+            await asyncio.to_thread(engine.preload)
+        except EngineError as exc:
+            log.warning("%s; switching to it will fail", exc)
+        now = time.monotonic()
+        self._send(self.engine.stop(now))  # everything the old engine sounded, released
+        old, self.engine, self.config = self.config, engine, config
+        self._prepare_wanted.set()
+        self._wake.set()
+        if config.midi != old.midi:
+            await self._reopen_ports()
+        if config.mqtt != old.mqtt:
+            self._mqtt_changed.set()
+        self.reloads += 1
+        log.info("reloaded %s: mode %s, model %s", self.config_path, engine.mode,
+                 engine.model_names[engine.mode])
+
+    async def _reopen_ports(self) -> None:
+        """Close both ports and open them as ``[midi]`` now says (a failure: the ``ports``
+        task tries again by name every :data:`REOPEN_SECONDS`)."""
+        reader, port = self._forget_reader()
+        output, self.output, self.writer = self.output, None, None
+        await off_loop(_close_input, reader, port)
+        if output is not None:
+            await off_loop(_close, output)
+        self._trouble.set()  # the ports task reopens them (and sends the new output a panic)
+
+    # -- MQTT --------------------------------------------------------------------------------
+
+    async def _mqtt(self) -> None:
+        """The MQTT link while ``[mqtt]`` is enabled, restarted when a reload changes it."""
+        while True:
+            self._mqtt_changed.clear()
+            if not self.config.mqtt.enabled:
+                self.link = None
+                await self._mqtt_changed.wait()
+                continue
+            from daemon.mqtt import MqttLink  # aiomqtt only when it is used
+
+            self.link = MqttLink(self.config.mqtt, self)
+            task = asyncio.create_task(self.link.run(), name="mqtt-link")
+            changed = asyncio.create_task(self._mqtt_changed.wait())
+            try:
+                await asyncio.wait({task, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (task, changed):
+                    t.cancel()
+                await asyncio.gather(task, changed, return_exceptions=True)
+
+    async def apply(self, command: control.Command) -> str | None:
+        """A control command from MQTT; None when done, else why not (one line)."""
+        engine, now = self.engine, time.monotonic()
+        try:
+            if isinstance(command, control.SetMode):
+                self._send(engine.set_mode(command.mode, now))
+                if engine.mode != command.mode:
+                    return (f"cannot switch to {command.mode}: model "
+                            f"{engine.model_names[command.mode]!r} does not load")
+            elif isinstance(command, control.SetStyle):
+                await asyncio.to_thread(engine.load_model, command.name)
+                if engine is not self.engine:
+                    return "a reload replaced the engine meanwhile; send it again"
+                self._send(engine.swap_model(command.name, time.monotonic()))
+                if engine.model_names[engine.mode] != command.name:
+                    return f"model {command.name!r} cannot play live"
+            elif isinstance(command, control.SetTemperature):
+                engine.set_temperature(command.value)
+            elif isinstance(command, control.SetTempo):
+                engine.set_tempo(command.bpm, now)
+            elif isinstance(command, control.SetBars):
+                engine.set_bars(command.bars)
+            elif isinstance(command, control.Panic):
+                self._send(engine.panic(now))
+                log.info("panic: every note released")
+            elif isinstance(command, control.Reload):
+                self.request_reload()
+        except (EngineError, ConfigError, ValueError) as exc:
+            return str(exc).splitlines()[0]
+        self._prepare_wanted.set()
+        self._wake.set()
+        self._changed()
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """For the retained MQTT status: what plays, where, since when."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        stats = self.engine.stats()
+        try:
+            release = version("partimento")
+        except PackageNotFoundError:
+            release = "unknown"
+        return {"mode": stats["mode"], "style": stats["model"], "model": stats["model"],
+                "models": stats["models"], "temperature": stats["temperature"],
+                "tempo": stats["bpm"], "tempo_source": stats["tempo_source"],
+                "bars": self.config.continue_.bars, "ports": self.ports(),
+                "version": release, "uptime": round(time.monotonic() - self.started, 1),
+                "reloads": self.reloads}
+
+    def metrics(self) -> dict[str, Any]:
+        """For MQTT telemetry: counts since the start, latencies over the latest notes."""
+        stats, t = self.engine.stats(), self.timings
+        dropped = (self.reader.dropped if self.reader is not None else 0) + self.dropped_before
+        return {"notes_in": stats["notes_in"], "notes_out": stats["notes_out"],
+                "messages_in": stats["messages_in"], "invalid": stats["invalid"],
+                "dropped": dropped, "unsent": self.unsent,
+                "latency_ms": {"p50": _to_ms(percentile(t.note_on, 50)),
+                               "p99": _to_ms(percentile(t.note_on, 99)),
+                               "max": _to_ms(max(t.note_on, default=math.nan))},
+                "lateness_ms": {"p50": _to_ms(percentile(t.lateness, 50)),
+                                "p99": _to_ms(percentile(t.lateness, 99))},
+                "answered_ahead": stats["answered_ahead"],
+                "harmony_steps": stats["harmony_steps"], "sounding": stats["sounding"]}
+
+    def ports(self) -> dict[str, Any]:
+        """Each port's configured pattern, the port open for it, and whether it is there."""
+        midi = self.config.midi
+        return {"input": {"wanted": midi.input, "open": self.input.name if self.input else None,
+                          "state": "open" if self.reader is not None else "lost"},
+                "output": {"wanted": midi.output,
+                           "open": self.output.name if self.output else None,
+                           "state": "open" if self.writer is not None else "lost"}}
+
+    def _changed(self) -> None:
+        """Mode, style, settings or ports changed: tell MQTT and systemd."""
+        if self.link is not None:
+            self.link.request_status()
+        engine = self.engine
+        ports = self.ports()
+        lost = [d for d in ("input", "output") if ports[d]["state"] == "lost"]
+        self.notifier.status(f"{engine.mode} with {engine.model_names[engine.mode]}" +
+                             (f"; MIDI {' and '.join(lost)} lost" if lost else ""))
+
     # -- ports -------------------------------------------------------------------------------
 
     async def _check_output(self) -> None:
@@ -376,12 +594,14 @@ class Service:
                 assert isinstance(port, MidiOutput)
                 self.output, self.writer = port, OutputWriter(port)
                 self._send(self.engine.panic(time.monotonic()))
+                self._changed()
 
     async def _check_input(self) -> None:
         reader = self.reader
         if reader is not None and (reader.error is not None or not reader.running):
-            self.reader, port, self.input = None, self.input, None
+            reader, port = self._forget_reader()
             self._send(self.engine.panic(time.monotonic()))  # no note-off will come
+            self._changed()
             await off_loop(_close_input, reader, port)
             return
         if reader is None:
@@ -390,6 +610,7 @@ class Service:
                 assert isinstance(port, MidiInput)
                 self.input = port
                 self._start_reader()
+                self._changed()
 
     async def _reopen(self, direction: str, opener: Callable[..., Any]
                       ) -> MidiInput | MidiOutput | None:
@@ -415,6 +636,7 @@ class Service:
         self.output = self.writer = None
         self.engine.panic(time.monotonic())  # the ledger forgets what the lost port held
         self._trouble.set()
+        self._changed()
 
     async def _close_lost(self) -> None:
         while self._lost:
@@ -481,21 +703,29 @@ def _leaves(exc: BaseException) -> Iterable[BaseException]:
         yield from _leaves(e)
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[int]:
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                     reload: Callable[[], object]) -> list[int]:
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    for sig, handler in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set),
+                         (hangup, reload)):
+        if sig is None:
+            continue
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
             continue
         installed.append(sig)
     return installed
 
 
-async def serve(config: Config, *, stop_event: asyncio.Event | None = None,
+async def serve(config: Config, *, config_path: Path | None = None,
+                stop_event: asyncio.Event | None = None,
                 on_ready: Callable[[Ready], object] | None = None,
-                seed: int | None = None) -> int:
-    """Run the daemon until SIGINT, SIGTERM or ``stop_event``; 0 after a stop.
+                seed: int | None = None, notifier: Notifier | None = None) -> int:
+    """Run the daemon until SIGINT, SIGTERM or ``stop_event``; 0 after a stop. SIGHUP reloads
+    ``config_path``. Under systemd (``NOTIFY_SOCKET``), ``READY=1`` once the models are loaded
+    and the ports open, watchdog pings from the loop, ``RELOADING=1`` and ``STOPPING=1``.
 
     Raises :class:`~daemon.engine.EngineError` (the start mode's model), or
     :class:`~daemon.midi_io.MidiError` (a port), or a task's error after the cleanup.
@@ -505,8 +735,9 @@ async def serve(config: Config, *, stop_event: asyncio.Event | None = None,
     # interval (default 5 ms) lets a melody note in sooner
     sys.setswitchinterval(SWITCH_INTERVAL)
     stop = stop_event or asyncio.Event()
-    installed = _install_signals(loop, stop)
+    notifier = notifier or Notifier()
     service: Service | None = None
+    installed = _install_signals(loop, stop, lambda: service and service.request_reload())
     try:
         engine = await asyncio.to_thread(Engine, config, model_loader(config), seed=seed)
         try:
@@ -515,16 +746,21 @@ async def serve(config: Config, *, stop_event: asyncio.Event | None = None,
             log.warning("%s; switching to it will fail", exc)
         if stop.is_set():
             return 0
-        service = Service(config, engine, stop)
+        service = Service(config, engine, stop, config_path=config_path, notifier=notifier,
+                          seed=seed)
         await service.open()
         if stop.is_set():
             return 0
+        ready = service.ready()
+        notifier.ready(ready.line.removeprefix("partimento: "))
         if on_ready is not None:
-            on_ready(service.ready())
+            on_ready(ready)
         await service.run()
         return 0
     finally:
+        notifier.stopping()
         if service is not None:
             await service.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
+        notifier.close()
