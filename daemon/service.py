@@ -541,7 +541,7 @@ class Service:
         return {"mode": stats["mode"], "style": stats["model"], "model": stats["model"],
                 "models": stats["models"], "temperature": stats["temperature"],
                 "tempo": stats["bpm"], "tempo_source": stats["tempo_source"],
-                "bars": self.config.continue_.bars, "ports": self.ports(),
+                "bars": self.engine.config.continue_.bars, "ports": self.ports(),
                 "version": release, "uptime": round(time.monotonic() - self.started, 1),
                 "reloads": self.reloads}
 
