@@ -208,6 +208,7 @@ class ContextWindow:
         self.steps = steps
         self.max_notes = max_notes
         self._notes: list[ContextNote] = []
+        self._open: dict[tuple[int, str], ContextNote] = {}  # sounding notes, for add_off
 
     def length_seconds(self, seconds_per_step: float | None = None) -> float:
         if self.seconds is not None:
@@ -226,14 +227,18 @@ class ContextWindow:
             self.add_off(pitch, now, source)
             return
         self.add_off(pitch, now, source)
-        self._notes.append(ContextNote(_check_pitch(pitch), now, None, int(velocity), source))
+        note = ContextNote(_check_pitch(pitch), now, None, int(velocity), source)
+        self._notes.append(note)
+        self._open[(note.pitch, source)] = note
         if len(self._notes) > self.max_notes:
             del self._notes[:len(self._notes) - self.max_notes]
 
     def add_off(self, pitch: int, now: float, source: str = "player") -> None:
-        for i in range(len(self._notes) - 1, -1, -1):
-            n = self._notes[i]
-            if n.pitch == pitch and n.source == source and n.off_time is None:
+        n = self._open.pop((pitch, source), None)
+        if n is None:
+            return  # not sounding: the common case of a note-on costs no search
+        for i in range(len(self._notes) - 1, -1, -1):  # a recent note: found near the end
+            if self._notes[i] is n:
                 self._notes[i] = ContextNote(n.pitch, n.on_time, max(now, n.on_time),
                                              n.velocity, n.source)
                 return
@@ -244,6 +249,7 @@ class ContextWindow:
             if n.off_time is None and (source is None or n.source == source):
                 self._notes[i] = ContextNote(n.pitch, n.on_time, max(now, n.on_time),
                                              n.velocity, n.source)
+                self._open.pop((n.pitch, n.source), None)
 
     def message(self, status: int, data1: int, data2: int, now: float,
                 source: str = "player") -> None:
@@ -256,6 +262,7 @@ class ContextWindow:
 
     def clear(self) -> None:
         self._notes.clear()
+        self._open.clear()
 
     # -- queries ----------------------------------------------------------------------------
 
