@@ -178,6 +178,50 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "partimento.to
 """``partimento run`` reads this when it is there and no ``--config`` is given."""
 
 
+class _StartupStderr:
+    """Holds what goes to stderr (log lines, and what the C MIDI libraries print, such as
+    ``ALSA lib ... failed`` while rtmidi tries a backend) until the daemon is ready.
+
+    :meth:`release` (the daemon is up) writes out what was held, in order, and gives stderr
+    back. A start that fails drops it, so the user reads one line: the error (its reason
+    already names the file, key or port). ``hold=False`` (``-v``) holds nothing.
+    """
+
+    def __init__(self, *, hold: bool) -> None:
+        self._hold = hold
+        self._saved: int | None = None
+        self._file = None
+
+    def __enter__(self) -> _StartupStderr:
+        if self._hold:
+            import tempfile
+
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        return self
+
+    def release(self, *, show: bool = True) -> None:
+        if self._saved is None or self._file is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        if show:
+            self._file.seek(0)
+            held = self._file.read()
+            out = getattr(sys.stderr, "buffer", None)
+            if held and out is not None:
+                out.write(held)
+                sys.stderr.flush()
+        self._file.close()
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.release(show=kind is None)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -197,11 +241,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"partimento run needs python-rtmidi and its MIDI libraries: "
                        f"{exc}") from exc
 
+    held = _StartupStderr(hold=not args.verbose)  # a failure to start is one line
+
     def ready(r) -> None:
+        held.release()
         print(r.line, flush=True)
 
     try:
-        return asyncio.run(serve(config, config_path=path, on_ready=ready))
+        with held:
+            return asyncio.run(serve(config, config_path=path, on_ready=ready))
     except EngineError as exc:
         raise CliError(str(exc)) from exc
 
@@ -304,6 +352,10 @@ def parser() -> argparse.ArgumentParser:
                    "$PARTIMENTO_SOUNDFONT, else the usual system places)")
     d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     d.set_defaults(func=cmd_demo)
+
+    from daemon import install
+
+    install.add_parser(sub)
     return p
 
 

@@ -152,12 +152,14 @@ def write_config(path: Path, models: Path, **midi: str) -> Path:
 class Daemon:
     """``python -m daemon.cli run --config ...``, its stdout and stderr in files."""
 
-    def __init__(self, jack, config: Path, folder: Path) -> None:
+    def __init__(self, jack, config: Path, folder: Path, *,
+                 env: dict[str, str] | None = None) -> None:
         self.out, self.err = folder / "stdout.txt", folder / "stderr.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
-                cwd=ROOT, env=jack.env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                cwd=ROOT, env=jack.env(**(env or {})), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err)
 
     def stdout(self) -> str:
         return self.out.read_text()
