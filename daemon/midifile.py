@@ -21,8 +21,15 @@ def read_melody(path: Path | str) -> Melody:
         mid = mido.MidiFile(str(path))
     except FileNotFoundError:
         raise MelodyError(f"{path} does not exist") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise MelodyError(f"{path} is not a readable MIDI file: {exc}") from None
+    except EOFError:
+        raise MelodyError(f"{path} is not a readable MIDI file: it ends in the middle of a "
+                          "chunk (cut short?)") from None
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise MelodyError(f"{path} is not a readable MIDI file: {reason}") from None
+    if mid.ticks_per_beat <= 0:
+        raise MelodyError(f"{path} is not a readable MIDI file: its header gives "
+                          f"{mid.ticks_per_beat} ticks per beat (SMPTE timing or damage)")
     tempo, bar, parts = 500_000, 4.0, {}
     tempo_seen = bar_seen = False
     for ti, track in enumerate(mid.tracks):

@@ -163,3 +163,11 @@ def check(contract: Contract, session, onnx_path: Path) -> None:
                 raise ModelError(f"model.json does not match {onnx_path}: {kind} {name} is "
                                  f"{dtype} of rank {len(got[name].shape)}, contract says "
                                  f"{t.dtype} of rank {len(t.shape)}")
+    # the vocabulary lives in model.json only: the graph's logits must score exactly its symbols
+    symbols = len(contract.vocabulary)
+    graph = {o.name: o for o in session.get_outputs()}
+    for t in contract.outputs:
+        size = graph[t.name].shape[-1] if t.role == "logits" and graph[t.name].shape else None
+        if isinstance(size, int) and size != symbols:
+            raise ModelError(f"model.json does not match {onnx_path}: its vocabulary has "
+                             f"{symbols} symbols, the graph's {t.name} logits {size}")

@@ -94,6 +94,7 @@ class LiveHarmonizer:
         up or down, and the harmony comes back in the melody's own octave. When
         :meth:`prepare` has answered this step in advance, the answer is taken from there.
         """
+        old_shift = self._shift
         if soprano >= 0:
             self._shift = self._octave_shift(soprano)
             s_pitch = soprano + self._shift
@@ -119,6 +120,8 @@ class LiveHarmonizer:
             code = self.vocab.token_to_code(tok)
             prev = self.sounding[("alto", "tenor", "bass").index(voice) + 1]
             sounding.append(prev if code == HOLD_CODE else code)
+            if code == HOLD_CODE and prev >= 0 and self._shift != old_shift:
+                code = prev  # the melody moved by octaves: a held voice is struck again there
             codes.append(code)
             self.prev_tokens[voice] = tok
         self.sounding = tuple(sounding)  # type: ignore[assignment]

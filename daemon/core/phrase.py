@@ -305,30 +305,41 @@ class ContextWindow:
         chosen = sorted((n for n in self._notes
                          if (source is None or n.source == source) and n.on_time <= end),
                         key=lambda n: n.on_time)
-        onsets = [n.on_time for n in chosen]
-        spans = []
-        for i, n in enumerate(chosen):
-            s = int(round((n.on_time - t0) / sps))
-            e = steps if n.off_time is None else int(round((n.off_time - t0) / sps))
-            if n.off_time is not None:
-                later = [t for t in onsets[i + 1:] if n.on_time < t < n.off_time
-                         and n.off_time - t < 0.75 * sps]
-                if later:
-                    e = min(e, int(round((later[0] - t0) / sps)))
-            e = max(e, s + 1)
-            if e <= 0 or s >= steps:
-                continue
-            spans.append((max(s, 0), min(e, steps), n.pitch, s))
         grid = np.full(steps, REST_CODE, np.int16)
-        top = [None] * steps  # (pitch, start step, index) of the highest note per step
-        for idx, (a, b, pitch, s) in enumerate(spans):
-            for k in range(a, b):
-                cand = (pitch, s, idx)
-                if top[k] is None or cand[:2] > top[k][:2]:
-                    top[k] = cand
-        for k in range(steps):
-            if top[k] is None:
-                continue
-            same = k > 0 and top[k - 1] is not None and top[k - 1][2] == top[k][2]
-            grid[k] = HOLD_CODE if same else top[k][0]
+        if not chosen:
+            return grid
+        on = np.fromiter((n.on_time for n in chosen), np.float64, len(chosen))
+        off = np.fromiter((np.nan if n.off_time is None else n.off_time for n in chosen),
+                          np.float64, len(chosen))
+        pitch = np.fromiter((n.pitch for n in chosen), np.int64, len(chosen))
+        ended = ~np.isnan(off)
+        start = np.rint((on - t0) / sps).astype(np.int64)
+        stop = np.where(ended, np.rint((np.nan_to_num(off) - t0) / sps), steps).astype(np.int64)
+        # legato: the first later onset within 3/4 step before a note's end cuts it there
+        j = np.searchsorted(on, np.maximum(on, off - 0.75 * sps), side="right")
+        cut = ended & (j < len(on))
+        cut[cut] &= on[j[cut]] < off[cut]
+        stop[cut] = np.minimum(stop[cut], np.rint((on[j[cut]] - t0) / sps).astype(np.int64))
+        stop = np.maximum(stop, start + 1)
+        keep = (stop > 0) & (start < steps)
+        if not keep.any():
+            return grid
+        a, b = np.maximum(start[keep], 0), np.minimum(stop[keep], steps)
+        pitch, start = pitch[keep], start[keep]
+        # per step the highest note, the later start winning among equal pitches, the earlier
+        # note among equal both: the largest key (pitch, start, -index), packed in an int64
+        index = np.arange(len(a), dtype=np.int64)
+        key = (pitch << 40) | (np.clip(start + (1 << 29), 0, (1 << 30) - 1) << 10) \
+            | (1023 - np.minimum(index, 1023))
+        lengths = b - a
+        rows = np.repeat(index, lengths)
+        at = a[rows] + np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        top = np.full(steps, -1, np.int64)
+        np.maximum.at(top, at, key[rows])
+        sounding = top >= 0
+        grid[sounding] = (top[sounding] >> 40).astype(np.int16)
+        held = sounding.copy()
+        held[0] = False
+        held[1:] &= top[1:] == top[:-1]  # the same note as the step before: held
+        grid[held] = HOLD_CODE
         return grid

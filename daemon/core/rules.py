@@ -58,16 +58,25 @@ def estimate_key(soprano_codes: Sequence[int] | np.ndarray, final_weight: float 
     hist = pitch_class_durations(soprano_codes)
     if not hist.any():
         return 0, MAJOR
-    onsets = [c for c in np.asarray(soprano_codes).tolist() if c >= 0]
-    last = onsets[-1] % 12
-    best, best_r = (0, MAJOR), -np.inf
-    for mode, profile in ((MAJOR, KRUMHANSL_MAJOR), (MINOR, KRUMHANSL_MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
-            r += final_weight if tonic == last else 0.0
-            if r > best_r:
-                best, best_r = (tonic, mode), r
-    return best
+    codes = np.asarray(soprano_codes)
+    last = int(codes[codes >= 0][-1]) % 12
+    h = hist - hist.mean()
+    r = _PROFILES @ h / (np.sqrt(h @ h) + 1e-300)  # Pearson r with all 24 keys at once
+    if final_weight:
+        r[[last, 12 + last]] += final_weight
+    best = int(np.argmax(r))  # the first of equals, major before minor, as the loop had it
+    return best % 12, (MAJOR, MINOR)[best // 12]
+
+
+def _profiles() -> np.ndarray:
+    """The 24 rotated key profiles (major tonics 0-11, then minor), centred and normed."""
+    rows = [np.roll(p, tonic) for p in (KRUMHANSL_MAJOR, KRUMHANSL_MINOR) for tonic in range(12)]
+    out = np.asarray(rows, np.float64)
+    out -= out.mean(axis=1, keepdims=True)
+    return out / np.sqrt((out ** 2).sum(axis=1, keepdims=True))
+
+
+_PROFILES = _profiles()
 
 
 # --- chords of a key ----------------------------------------------------------------------------
