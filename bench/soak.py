@@ -307,8 +307,8 @@ class Account:
 
 # --- the report -----------------------------------------------------------------------------
 
-_AHEAD = re.compile(r"(\d+) notes in, (\d+) out, (\d+) dropped unsent; (\d+) of (\d+) harmony "
-                    r"steps answered ahead")
+_AHEAD = re.compile(r"(\d+) notes in, (\d+) out, (\d+) dropped unsent[^;]*; (\d+) of (\d+) "
+                    r"harmony steps answered ahead")
 
 
 def _stats(s: tuple[float, float, float] | None) -> str:

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -286,12 +287,15 @@ def _open(cls: type[_Port], rt_cls: type, cfg: MidiConfig, backend: str | None,
             rt.open_virtual_port(virtual)
             return cls(rt, virtual, virtual=True)
         names = rt.get_ports()
+        if not wanted:  # "the first port": never one of Partimento's own (it would hear itself)
+            own = re.compile(rf"{re.escape(client_name)}(-\d+)?:")
+            names = [n for n in names if not own.match(n)]
         name = cfg.find_port(names, output=output)
         if name is None:
             listed = ", ".join(names) or "none"
             what = f"matches {wanted!r}" if wanted else "is there"
             raise MidiError(f"no MIDI {direction} {what} ({direction}s: {listed})")
-        index = names.index(name)
+        index = rt.get_ports().index(name)
         if rt.get_port_name(index) != name:  # the list changed under us
             raise MidiError(f"MIDI {direction} {name!r} went away while being opened")
         rt.open_port(index, "out" if output else "in")

@@ -58,7 +58,7 @@ def read_contract(folder: Path) -> Contract:
     try:
         return Contract.from_dict(data)
     except ContractError as exc:
-        raise ModelError(f"{path}: {exc}") from None
+        raise ModelError(f"{path}: {str(exc).removeprefix('model.json ')}") from None
 
 
 @dataclass

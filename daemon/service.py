@@ -257,7 +257,12 @@ def model_loader(config: Config) -> Callable[[str], ModelLike]:
         folder = config.models_dir
         if folder is not None and (folder / name / "model.json").exists():
             return model_files.load(folder / name)
-        return model_files.load(name)
+        try:
+            return model_files.load(name)
+        except model_files.ModelError as exc:
+            if folder is None or not str(exc).startswith("no model"):
+                raise
+            raise model_files.ModelError(f"{exc}, nor in models_dir {folder}") from None
     return load
 
 
@@ -673,6 +678,7 @@ class Service:
                 await asyncio.sleep(FLUSH_SECONDS)
         except Exception as exc:  # the ports must close whatever went wrong here
             log.error("releasing the notes failed: %s: %s", type(exc).__name__, exc)
+        dropped = self.dropped_before + (self.reader.dropped if self.reader else 0)
         jobs = [off_loop(_close_input, self.reader, self.input)]
         jobs += [off_loop(_close, p) for p in (self.output, *self._lost) if p is not None]
         self.reader = self.input = self.output = self.writer = None
@@ -688,9 +694,10 @@ class Service:
                 if isinstance(result, BaseException):
                     log.warning("closing a MIDI port failed: %s", result)
         stats = self.engine.stats()
-        log.info("stopped: %d notes in, %d out, %d dropped unsent; %d of %d harmony steps "
-                 "answered ahead; %s", stats["notes_in"], stats["notes_out"], self.unsent,
-                 stats["answered_ahead"], stats["harmony_steps"], self.timings.summary())
+        log.info("stopped: %d notes in, %d out, %d dropped unsent, %d input messages dropped "
+                 "(queue full); %d of %d harmony steps answered ahead; %s", stats["notes_in"],
+                 stats["notes_out"], self.unsent, dropped, stats["answered_ahead"],
+                 stats["harmony_steps"], self.timings.summary())
 
 
 def _leaves(exc: BaseException) -> Iterable[BaseException]:

@@ -17,6 +17,7 @@ from jack import JACK_BACKEND, jack_server
 
 from daemon.config import MidiConfig
 from daemon.midi_io import (
+    CLIENT_NAME,
     Arrival,
     InputReader,
     MidiError,
@@ -237,6 +238,20 @@ def test_missing_port_is_one_line_naming_the_ports(jack):
     assert f"{TEST_CLIENT}:keyboard-out" in message
     with pytest.raises(MidiError, match=r"^no MIDI output matches '\^nothing\$' \(outputs: "):
         open_output(_in(output="^nothing$", match="regex"), backend=JACK_BACKEND)
+
+
+def test_the_first_port_is_never_partimentos_own(jack):
+    """With ``input = ""`` (the first input there is), Partimento's own output is passed over:
+    the daemon must not hear what it plays; a pattern that names it still opens it."""
+    with open_output(_in(virtual_output="out"), backend=JACK_BACKEND) as own:
+        with pytest.raises(MidiError, match=r"^no MIDI input is there \(inputs: none\)$"):
+            open_input(_in(), backend=JACK_BACKEND)
+        with open_output(_in(virtual_output="keyboard-out"), backend=JACK_BACKEND,
+                         client_name=TEST_CLIENT):
+            with open_input(_in(), backend=JACK_BACKEND) as port:
+                assert port.name == f"{TEST_CLIENT}:keyboard-out"
+            with open_input(_in(input=f"{CLIENT_NAME}:out"), backend=JACK_BACKEND) as port:
+                assert port.name.startswith(CLIENT_NAME) and own.name == "out"
 
 
 def test_opening_an_input_by_name_connects_it(jack):
