@@ -8,7 +8,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-STYLES = ("bach", "bach-offline", "folk")
+STYLES = ("bach", "bach-offline", "folk", "jazz", "piano", "abc")
+MODEL_TYPES = ("lstm", "transformer", "gan")
+STRATEGIES = ("none", "mirrored", "multiworker")
+DATA_MODES = ("numeric", "event")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 LOSSES = ("sparse_categorical_crossentropy",)
 
@@ -40,7 +43,21 @@ class TrainConfig:
     lstm1: int = 200
     middle: int = 200
     second_lstm: bool = False
+    # model type (folk, jazz, piano, abc): MechanicalBach's comparison
+    model: str = "lstm"
+    activation: str = "relu"  # hidden dense layers
+    hidden_dense: int = 0  # hidden dense layers before the output (0 = none)
+    embed_dim: int = 128  # transformer
+    num_heads: int = 4
+    ff_dim: int = 256
+    latent_dim: int = 100  # gan
+    gan_dense: int = 1
+    gan_hidden: int = 256
+    conv_start: int = 128
+    conv_hidden: int = 64
     # data
+    data_dir: str = ""  # jazz, piano: a folder of MIDI files (or wjazzd CSVs); abc: ABC files
+    data_mode: str = "numeric"  # piano: numeric (notes and chords) or event (on/off/shift/vel)
     limit: int = 0  # pieces read from the corpus, 0 = all
     transpose: bool = True
     window_stride: int = 16
@@ -50,6 +67,7 @@ class TrainConfig:
     cache_dir: str = "~/.cache/partimento"
     rebuild: bool = False
     # run
+    strategy: str = "none"  # none | mirrored | multiworker (tf.distribute, TF_CONFIG)
     seed: int = 1337
     checkpoint_every: int = 5
     steps_per_epoch: int = 0  # 0 = one pass over the training windows
@@ -61,6 +79,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer: {self.optimizer!r} is not one of "
                               f"{', '.join(OPTIMIZERS)}")
+        for key, allowed in (("model", MODEL_TYPES), ("strategy", STRATEGIES),
+                             ("data_mode", DATA_MODES)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of "
+                                  f"{', '.join(allowed)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
         for key in ("epochs", "batch_size", "seq_len", "embedding", "units", "layers", "dense",
@@ -68,7 +91,12 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be a whole number of at least 1, "
                                   f"got {getattr(self, key)}")
-        for key in ("limit", "steps_per_epoch", "seed"):
+        for key in ("embed_dim", "num_heads", "ff_dim", "latent_dim", "gan_dense", "gan_hidden",
+                    "conv_start", "conv_hidden"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be a whole number of at least 1, "
+                                  f"got {getattr(self, key)}")
+        for key in ("limit", "steps_per_epoch", "seed", "hidden_dense"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
         if not 0 < self.learning_rate < 1:
@@ -92,6 +120,17 @@ STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
                      "second_lstm": False, "dropout": 0.2, "learning_rate": 1e-3},
     "folk": {"epochs": 8, "steps_per_epoch": 0, "seq_len": 64, "units": 256, "layers": 1,
              "embedding": 48, "dropout": 0.2, "learning_rate": 2e-3, "batch_size": 64},
+    # the jazz LSTM project: batches of 16 sequences of 64 steps, a checkpoint every 10 epochs
+    "jazz": {"epochs": 50, "steps_per_epoch": 0, "seq_len": 64, "batch_size": 16,
+             "units": 256, "layers": 2, "embedding": 64, "dropout": 0.3,
+             "learning_rate": 1e-3, "checkpoint_every": 10},
+    "piano": {"epochs": 20, "steps_per_epoch": 0, "seq_len": 100, "batch_size": 64,
+              "units": 256, "layers": 2, "embedding": 64, "dropout": 0.2,
+              "learning_rate": 1e-3},
+    # the MIT lab's character model
+    "abc": {"epochs": 20, "steps_per_epoch": 0, "seq_len": 100, "batch_size": 32,
+            "embedding": 256, "units": 1024, "layers": 1, "dropout": 0.0,
+            "learning_rate": 5e-3},
 }
 
 

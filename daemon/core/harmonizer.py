@@ -72,6 +72,8 @@ class LiveHarmonizer:
         self._hold = self.vocab.code_to_token(HOLD_CODE)
         self._logit_names = [contract.output("logits", v).name for v in ("bass", "tenor", "alto")]
         self._state_pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
+        self._code_of = np.array([self.vocab.token_to_code(t) for t in range(len(self.vocab))],
+                                 np.int64)  # token -> grid code
         self.reset()
 
     def reset(self) -> None:
@@ -234,35 +236,23 @@ class LiveHarmonizer:
         rows = np.arange(n * k)
         logp = (np.log(bass_p[rows, bass] + 1e-12) + np.log(tenor_p[rows, tenor] + 1e-12) +
                 np.log(alto_p[rows, alto] + 1e-12))
-        answers = []
-        for j in range(n):
-            best, best_score, seen = j * k, -np.inf, set()
-            for i in range(j * k, (j + 1) * k):
-                key = (int(alto[i]), int(tenor[i]), int(bass[i]))
-                if key in seen:
-                    continue
-                seen.add(key)
-                score = float(logp[i])
-                if k > 1:
-                    cur = (s_pitches[j], *self._sounding_of(key, sounding))
-                    if st.voice_leading:
-                        score -= st.voice_leading * voiceleading.penalty(sounding, cur,
-                                                                         self.ranges)
-                    if st.sonority and not voiceleading.is_tertian(cur):
-                        score -= st.sonority
-                if score > best_score:
-                    best, best_score = i, score
-            answers.append({"alto": int(alto[best]), "tenor": int(tenor[best]),
-                            "bass": int(bass[best])})
+        score = logp
+        if k > 1:  # the voice-leading choice among each soprano's candidates, all at once
+            chords = np.empty((n * k, 4), np.int64)
+            chords[:, 0] = np.repeat(np.asarray(s_pitches, np.int64), k)
+            for col, tokens in ((1, alto), (2, tenor), (3, bass)):
+                codes = self._code_of[tokens]
+                chords[:, col] = np.where(codes == HOLD_CODE, sounding[col], codes)
+            if st.voice_leading:
+                score = score - st.voice_leading * voiceleading.penalties(sounding, chords,
+                                                                          self.ranges)
+            if st.sonority:
+                score = score - st.sonority * ~voiceleading.tertian(chords)
+        best = np.argmax(score.reshape(n, k), axis=1) + np.arange(n) * k  # the first of equals
+        answers = [{"alto": int(alto[i]), "tenor": int(tenor[i]), "bass": int(bass[i])}
+                   for i in best.tolist()]
         return answers, states
 
-    def _sounding_of(self, tokens: tuple[int, int, int], sounding: tuple[int, ...]
-                     ) -> tuple[int, int, int]:
-        out = []
-        for j, tok in enumerate(tokens):
-            code = self.vocab.token_to_code(tok)
-            out.append(sounding[j + 1] if code == HOLD_CODE else code)
-        return tuple(out)  # type: ignore[return-value]
 
 
 def harmonize(harmonizer: LiveHarmonizer, soprano: np.ndarray, position: np.ndarray,

@@ -165,6 +165,50 @@ def is_tertian(chord: Chord) -> bool:
     return bool(_TERTIAN[mask])
 
 
+def penalties(prev: Chord | None, cur: np.ndarray, ranges: Ranges,
+              weights: PenaltyWeights = DEFAULT_WEIGHTS) -> np.ndarray:
+    """:func:`penalty` of many candidate chords at once: ``cur`` is ``(n, 4)`` sounding
+    pitches, ``prev`` the one chord they all follow; ``(n,)`` penalties, the same sums."""
+    c = np.asarray(cur, np.int64)
+    on = c >= 0
+    total = np.zeros(len(c))
+    for v, (low, high) in enumerate(range_bounds(ranges)):
+        below = on[:, v] & (c[:, v] < low)
+        above = on[:, v] & (c[:, v] > high)
+        total += np.where(below, weights.out_of_range
+                          + weights.out_of_range_semitone * (low - c[:, v]), 0.0)
+        total += np.where(above, weights.out_of_range
+                          + weights.out_of_range_semitone * (c[:, v] - high), 0.0)
+    for i, j in _PAIRS:
+        total += np.where(on[:, i] & (c[:, j] > c[:, i]), weights.crossing, 0.0)
+    for i, j in _SPACED:
+        total += np.where(on[:, j] & (c[:, i] - c[:, j] > 12), weights.spacing, 0.0)
+    if prev is None:
+        return total
+    p = [int(x) for x in prev]
+    for v in _INNER:
+        if p[v] >= 0:
+            total += np.where(on[:, v] & (np.abs(c[:, v] - p[v]) > 12), weights.inner_leap, 0.0)
+    for i, j in _PAIRS:
+        if p[i] < 0 or p[j] < 0:
+            continue
+        moving = on[:, i] & on[:, j] & ((c[:, i] - p[i]) * (c[:, j] - p[j]) > 0)
+        before = abs(p[i] - p[j]) % 12
+        if before not in (0, 7):
+            continue
+        same = moving & (np.abs(c[:, i] - c[:, j]) % 12 == before)
+        cost = weights.parallel_fifth if before == 7 else weights.parallel_octave
+        total += np.where(same, cost, 0.0)
+    return total
+
+
+def tertian(cur: np.ndarray) -> np.ndarray:
+    """:func:`is_tertian` of ``(n, 4)`` chords at once."""
+    c = np.asarray(cur, np.int64)
+    mask = np.bitwise_or.reduce(np.left_shift(1, np.maximum(c, 0) % 12), axis=1)
+    return (c >= 0).all(axis=1) & _TERTIAN[mask]
+
+
 def pitch_class_masks(sounding: np.ndarray) -> np.ndarray:
     """Per step the 12-bit set of pitch classes that sound (``(4, steps)`` sounding pitches)."""
     s = np.asarray(sounding, np.int64)

@@ -13,7 +13,8 @@ from types import ModuleType
 import numpy as np
 
 MODULES = {"bach": "training.styles.bach", "bach-offline": "training.styles.bach_offline",
-           "folk": "training.styles.folk"}
+           "folk": "training.styles.folk", "jazz": "training.styles.jazz",
+           "piano": "training.styles.piano", "abc": "training.styles.abc"}
 
 
 @dataclass(frozen=True)
