@@ -66,7 +66,7 @@ the step index (counted from beat one) modulo 16, so what the model reads stays 
 Continue mode
 -------------
 * Warm state: from a phrase's first note, every sixteenth of the player's playing is fed to
-  the :class:`~daemon.core.continuation.Continuer` one grid step after it ends (when it can
+  the continuation model (:mod:`daemon.core.continuation`) one grid step after it ends (when it can
   no longer change), rendered by :meth:`ContextWindow.to_grid
   <daemon.core.phrase.ContextWindow.to_grid>` over the last :data:`OBSERVE_WINDOW` steps,
   of which the new ones are fed. Rests are held back until a note follows, so the silence
@@ -119,8 +119,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from daemon.config import Config
-from daemon.core import rules
-from daemon.core.continuation import Continuer
+from daemon.core import continuation, rules
+from daemon.core.continuation import Continuation
 from daemon.core.contract import Contract
 from daemon.core.encoding import (
     HOLD_CODE,
@@ -128,7 +128,6 @@ from daemon.core.encoding import (
     REST_CODE,
     STEPS_PER_QUARTER,
     folk_transposition,
-    grid_to_notes,
 )
 from daemon.core.harmonizer import LiveHarmonizer
 from daemon.core.ledger import MidiOut, NoteLedger, is_note_on
@@ -176,7 +175,7 @@ ALL_NOTES_OFF_CCS = (120, 123)
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 
 
-Player = LiveHarmonizer | Continuer
+Player = LiveHarmonizer | Continuation
 ContinuerKey = tuple[int, frozenset[int] | None]
 """A continuer's transposition into its model's key and its scale (None: no mask)."""
 
@@ -750,11 +749,11 @@ class Engine:
             self._continuer.observe(np.full(rests, REST_CODE, np.int16))
 
         steps = self.config.continue_.bars * STEPS_PER_BAR
-        codes = self._continuer.continue_for(steps)
+        answer = self._continuer.continue_notes(steps)
         cfg = self.config.continue_
         velocity = cfg.velocity or int(np.clip(round(float(np.mean(self._velocities))), 1, 127))
         notes = [TimedNote(n.pitch, n.start * sps, n.length * sps, cfg.channel, velocity)
-                 for n in grid_to_notes(codes)]
+                 for n in answer]
         at = now + (start - pos) * sps
         schedule_notes(self.scheduler, notes, at=at, owner=CONTINUATION)
         self._observed = None
@@ -786,8 +785,8 @@ class Engine:
         return shift, scale
 
     def _new_continuer(self, model: ModelLike, shift: int,
-                       scale: frozenset[int] | None) -> Continuer:
-        return Continuer(model.contract, model.run, temperature=self.temperature,
+                       scale: frozenset[int] | None) -> Continuation:
+        return continuation.make(model.contract, model.run, temperature=self.temperature,
                          top_p=self.config.sampling.top_p, seed=self._seed, shift=shift,
                          allowed_pitch_classes=scale)
 
@@ -889,7 +888,7 @@ class Engine:
         """Make ``player`` (built on ``model``) serve ``mode`` from a clean start."""
         self.mode = mode
         self._harmonizer: LiveHarmonizer | None = None
-        self._continuer: Continuer | None = None
+        self._continuer: Continuation | None = None
         self._continuer_model: ModelLike | None = None
         self._continuer_key: ContinuerKey = ckey
         self._melody: _Melody | None = None

@@ -1,4 +1,8 @@
-"""Melody continuation with a stateful step model, one sixteenth token at a time.
+"""Continuation in the daemon: the :class:`Continuation` interface every continuation model
+plays through, :func:`make` choosing the implementation by the contract's
+``encoding["type"]``, and :class:`Continuer`, the one for sixteenth-grid melody models (folk).
+
+Melody continuation with a stateful step model, one sixteenth token at a time.
 
 The model's recurrent state is kept warm: every step the player plays is fed as it happens
 (:meth:`Continuer.observe`), so an answer (:meth:`Continuer.continue_for`) starts at once,
@@ -10,18 +14,65 @@ Pure: the model is any callable ``run(feeds, outputs) -> dict``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from daemon.core import sampling
 from daemon.core.contract import Contract
-from daemon.core.encoding import HOLD_CODE, REST_CODE, START
+from daemon.core.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
+class Continuation(Protocol):
+    """What the engine asks of a continuation model, whatever its encoding.
+
+    The engine hears the player as a monophonic sixteenth grid (the top line of what is
+    played: grid codes, pitch / ``HOLD_CODE`` / ``REST_CODE``) and wants the answer as notes on
+    that grid, chords allowed. ``shift`` semitones move the player into the model's key (0 for
+    a model trained in every key); the answer comes back in the player's key.
+    """
+
+    temperature: float
+
+    def observe(self, codes: int | list[int] | np.ndarray) -> None:
+        """The player's next sixteenths, as they happen (keeps a recurrent state warm)."""
+
+    def continue_notes(self, steps: int) -> list[Note]:
+        """An answer of ``steps`` sixteenths: notes (pitch, start step, length in steps)."""
+
+    def reset(self) -> None:
+        """Forget the phrase."""
+
+
+IMPLEMENTATIONS = {
+    "grid": "daemon.core.continuation:Continuer",
+    "events": "daemon.core.events:EventContinuer",
+    "abc": "daemon.core.abc:AbcContinuer",
+    "phrase": "daemon.core.phrases:PhraseContinuer",
+}
+"""``encoding["type"]`` of a continuation contract -> its :class:`Continuation` class (each
+constructed like :class:`Continuer`). A contract without a type is a ``grid`` model."""
+
+
+def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
+    """The :class:`Continuation` that plays ``contract``'s model; ``kwargs`` as
+    :class:`Continuer` takes them."""
+    kind = contract.encoding.get("type", "grid")
+    where = IMPLEMENTATIONS.get(kind)
+    if where is None:
+        raise ValueError(f"model {contract.name}: unknown continuation encoding {kind!r} "
+                         f"(known: {', '.join(IMPLEMENTATIONS)})")
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
+
+
 class Continuer:
+    """A sixteenth-grid melody model (``encoding["type"]`` ``grid``, the default)."""
+
     def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, shift: int = 0,
                  allowed_pitch_classes: frozenset[int] | None = None) -> None:
@@ -121,3 +172,7 @@ class Continuer:
             self._sounding = code >= 0 or (code == HOLD_CODE and self._sounding)
             self._feed(np.array([tok], np.int32))
         return out
+
+    def continue_notes(self, steps: int) -> list[Note]:
+        """:meth:`continue_for` as notes."""
+        return grid_to_notes(self.continue_for(steps))
