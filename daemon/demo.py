@@ -35,6 +35,7 @@ from pathlib import Path
 import mido
 
 from daemon import model as model_files
+from daemon import pianoroll
 from daemon.config import Config, ContinueConfig
 from daemon.core.ledger import MidiOut, is_note_on
 from daemon.engine import Engine, ModelLike
@@ -249,6 +250,15 @@ def render_wavs(paths: Sequence[Path], soundfont: Path | None,
     return wavs
 
 
+def draw_take(path: Path, take: Take, channels: list[int], beat: float) -> Path:
+    """A piano roll of the take: the player's notes and each channel Partimento sent on, in
+    the order given (the first, the player's, drawn dark)."""
+    parts = {c: i for i, c in enumerate(channels)}
+    played = pianoroll.notes_from_messages(take.played, {channels[0]: 0})
+    sent = pianoroll.notes_from_messages(take.sent, {c: parts[c] for c in channels[1:]})
+    return pianoroll.write_png(path, pianoroll.render(played + sent, beat=beat))
+
+
 # --- the demo -----------------------------------------------------------------------------------
 
 def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
@@ -285,7 +295,9 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
         f"{harmonized_at_once(take)} of {melody_ons} melody notes harmonized at once; "
         f"{take.stats['harmony_steps']} harmony steps")
     say(_processing(take))
-    say(f"  wrote {path} (tracks {', '.join(tracks)})")
+    picture = draw_take(out_dir / "demo-harmonize.png", take, [MELODY_CHANNEL, *voices],
+                        60 / take.bpm)
+    say(f"  wrote {path} (tracks {', '.join(tracks)}) and {picture}")
     written.append(path)
 
     # continue
@@ -307,7 +319,9 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
     else:
         say(f"  notes in {take.stats['notes_in']}, answer 0 notes")
     say(_processing(take))
-    say(f"  wrote {path} (tracks {', '.join(tracks)})")
+    picture = draw_take(out_dir / "demo-continue.png", take, [MELODY_CHANNEL, ANSWER_CHANNEL],
+                        60 / take.bpm)
+    say(f"  wrote {path} (tracks {', '.join(tracks)}) and {picture}")
     written.append(path)
 
     if wav:

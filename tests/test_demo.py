@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, SHIPPED, require
@@ -56,8 +57,8 @@ def test_demo_runs_without_any_midi_backend(demo):
     done, out_dir = demo
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["demo-continue.mid",
-                                                         "demo-harmonize.mid"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "demo-continue.mid", "demo-continue.png", "demo-harmonize.mid", "demo-harmonize.png"]
     assert done.stdout.splitlines()[-1].startswith("no WAV: install fluidsynth")
 
 
@@ -125,3 +126,44 @@ def test_wav_rendering_with_fluidsynth(tmp_path):
         midi_seconds = mido.MidiFile(str(tmp_path / f"{name}.mid")).length
         assert midi_seconds <= seconds <= midi_seconds + 5
         assert np.sqrt(np.mean(frames.astype(float) ** 2)) > 100, f"{name}.wav is silent"
+
+
+def read_png(path) -> np.ndarray:
+    """An 8-bit RGB PNG with filter 0 rows (as daemon/pianoroll.py writes them) as pixels."""
+    import struct
+    import zlib
+
+    blob = path.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, data, size = 8, b"", None
+    while pos < len(blob):
+        (n,), kind = struct.unpack(">I", blob[pos:pos + 4]), blob[pos + 4:pos + 8]
+        body = blob[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + body) & 0xFFFFFFFF == struct.unpack(
+            ">I", blob[pos + 8 + n:pos + 12 + n])[0], f"bad CRC in {kind}"
+        if kind == b"IHDR":
+            size = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            data += body
+        pos += 12 + n
+    w, h = size
+    rows = np.frombuffer(zlib.decompress(data), np.uint8).reshape(h, 1 + 3 * w)
+    assert (rows[:, 0] == 0).all()
+    return rows[:, 1:].reshape(h, w, 3)
+
+
+def test_the_piano_roll_shows_the_melody_and_three_voices(demo):
+    from daemon.pianoroll import PALETTE
+
+    _, out_dir = demo
+    img = read_png(out_dir / "demo-harmonize.png")
+    assert img.shape[1] == 1200 and img.shape[0] > 100
+    colours = {tuple(int(v) for v in px) for px in img.reshape(-1, 3)}
+    for part, name in enumerate(("melody", "alto", "tenor", "bass")):
+        assert PALETTE[part] in colours, f"no {name} note drawn"
+    # the melody (dark) lies above every harmony note, column by column
+    melody = np.all(img == PALETTE[0], axis=2)
+    harmony = np.any([np.all(img == PALETTE[p], axis=2) for p in (1, 2, 3)], axis=0)
+    for x in range(0, img.shape[1], 50):
+        if melody[:, x].any() and harmony[:, x].any():
+            assert np.flatnonzero(melody[:, x]).max() < np.flatnonzero(harmony[:, x]).min()
