@@ -326,7 +326,8 @@ def parser() -> argparse.ArgumentParser:
                        "leading next to Bach's own chorales. Figures go into model.json.")
     v.add_argument("model", help="model name or folder")
     v.add_argument("--limit", type=int, default=0, help="only the first N test pieces")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=0, help="random seed of the sampling that "
+                   "harmonizes the test sopranos (default 0)")
     v.add_argument("--no-write", action="store_true", help="print, but leave model.json as is")
     v.set_defaults(func=cmd_evaluate)
 
