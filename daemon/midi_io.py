@@ -61,7 +61,12 @@ POLL_INTERVAL = 0.0005
 CHECK_INTERVAL = 1.0
 """Seconds between the reader's checks that a port opened by name is still there."""
 QUEUE_LIMIT = 1024
-"""Messages rtmidi holds between two polls (python-rtmidi's default; 1 s at 1,000 msg/s)."""
+"""Messages waiting for the event loop (the reader's queue); more are dropped and counted."""
+PORT_QUEUE_LIMIT = 16384
+"""Messages rtmidi itself holds between two polls (python-rtmidi's default is 1,024). When
+the reader thread is starved of CPU for a while, a burst (a sysex dump, a controller sweep)
+must wait there rather than overflow: measured under a load of 4 on 2 cores, two 1,000-message
+bursts overflowed 1,024 ("MidiInJack: message queue limit reached!!")."""
 
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 KEPT_SYSTEM = frozenset({CLOCK, START, CONTINUE, STOP})
@@ -310,7 +315,7 @@ def _open(cls: type[_Port], rt_cls: type, cfg: MidiConfig, backend: str | None,
 
 
 def open_input(cfg: MidiConfig, *, backend: str | None = None, client_name: str = CLIENT_NAME,
-               queue_limit: int = QUEUE_LIMIT) -> MidiInput:
+               queue_limit: int = PORT_QUEUE_LIMIT) -> MidiInput:
     """The input ``cfg`` names (``midi.input``, or a virtual port ``midi.virtual_input``).
 
     ``backend`` overrides the one the configuration and ``MIDO_BACKEND`` choose
