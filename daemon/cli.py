@@ -117,8 +117,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve(args.style, Path(args.config) if args.config else None, overrides)
     run_dir = Path(args.run_dir or f"runs/{args.style}")
     train(cfg, run_dir, resume=args.resume)
-    print(f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
-          f"-o exported_models/{args.style}")
+    if not args.export:
+        print(f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
+              f"-o exported_models/{args.style}")
+        return 0
+    from training.export import export
+
+    out = Path(args.export if "/" in args.export else f"exported_models/{args.export}")
+    contract = export(run_dir, out)
+    print(f"trained {args.style} (run folder {run_dir}) and exported it to {out}: play it with "
+          f"[continue] model = \"{out}\" (or set/style over MQTT), or partimento sample "
+          f"{out} -o sample.mid" if contract.kind == "continuation" else
+          f"trained {args.style} (run folder {run_dir}) and exported it to {out}")
     return 0
 
 
@@ -309,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="a TOML file with a [train] table of the keys below")
     t.add_argument("--run-dir", help="the run folder (default runs/STYLE)")
     t.add_argument("--resume", action="store_true", help="go on with an interrupted run")
+    t.add_argument("--export", metavar="NAME", help="then export the run as "
+                   "exported_models/NAME (or to the folder NAME if it contains a /), ready "
+                   "for partimento run, sample and evaluate")
     _config_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -363,8 +376,11 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     from daemon import install
+    from training import compare, sample
 
     install.add_parser(sub)
+    sample.add_parser(sub)
+    compare.add_parser(sub)
     return p
 
 

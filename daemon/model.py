@@ -164,7 +164,8 @@ def check(contract: Contract, session, onnx_path: Path) -> None:
                                  f"{dtype} of rank {len(got[name].shape)}, contract says "
                                  f"{t.dtype} of rank {len(t.shape)}")
     # the vocabulary lives in model.json only: the graph's logits must score exactly its symbols
-    symbols = len(contract.vocabulary)
+    # (an events model scores its own token list, encoding["tokens"]: daemon.core.events)
+    symbols = len(contract.encoding.get("tokens") or contract.vocabulary)
     graph = {o.name: o for o in session.get_outputs()}
     for t in contract.outputs:
         size = graph[t.name].shape[-1] if t.role == "logits" and graph[t.name].shape else None

@@ -117,3 +117,19 @@ def test_documented_config_file_names_every_key():
     documented = set(toml.loads(path.read_text())["train"])
     assert documented == {f.name for f in fields(TrainConfig)} - {"style"}
     assert resolve("folk", path).units == 256
+
+
+def test_train_and_export_in_one_command_then_sample(tmp_path, capsys):
+    """``partimento train STYLE --export NAME``: a model ready to play, in one command."""
+    from daemon.cli import main
+
+    out = tmp_path / "my-style"
+    code = main(["train", "folk", "--run-dir", str(tmp_path / "run"), "--export", str(out),
+                 "--limit", "20", "--epochs", "1", "--steps-per-epoch", "2", "--units", "16",
+                 "--layers", "1", "--embedding", "8", "--seq-len", "16", "--verbose", "0",
+                 "--cache-dir", str(tmp_path / "cache")])
+    said = capsys.readouterr().out
+    assert code == 0 and (out / "model.onnx").exists() and (out / "model.json").exists()
+    assert f"exported it to {out}" in said and "partimento sample" in said
+    assert main(["sample", str(out), "-o", str(tmp_path / "s.mid"), "--length", "2"]) == 0
+    assert (tmp_path / "s.mid").stat().st_size > 0

@@ -47,14 +47,14 @@ class TrainConfig:
     model: str = "lstm"
     activation: str = "relu"  # hidden dense layers
     hidden_dense: int = 0  # hidden dense layers before the output (0 = none)
-    embed_dim: int = 128  # transformer
-    num_heads: int = 4
-    ff_dim: int = 256
+    embed_dim: int = 32  # transformer (defaults: MechanicalBach's training.py)
+    num_heads: int = 2
+    ff_dim: int = 32
     latent_dim: int = 100  # gan
     gan_dense: int = 1
-    gan_hidden: int = 256
-    conv_start: int = 128
-    conv_hidden: int = 64
+    gan_hidden: int = 1000
+    conv_start: int = 64
+    conv_hidden: int = 256
     # data
     data_dir: str = ""  # jazz, piano: a folder of MIDI files (or wjazzd CSVs); abc: ABC files
     data_mode: str = "numeric"  # piano: numeric (notes and chords) or event (on/off/shift/vel)

@@ -134,6 +134,13 @@ def _folk(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
     return folk.evaluate(m, cfg, limit=limit, seed=seed)
 
 
+def _events(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
+    """jazz and piano (``encoding["type"]`` ``events``): the folk figures on their tokens."""
+    from training.styles import jazz
+
+    return jazz.evaluate(m, cfg, limit=limit, seed=seed)
+
+
 def evaluate(name: str, *, write: bool = True, limit: int = 0, seed: int = 0) -> dict:
     m = models.load(name)
     cfg = TrainConfig(**m.contract.training["config"])
@@ -143,6 +150,12 @@ def evaluate(name: str, *, write: bool = True, limit: int = 0, seed: int = 0) ->
         figures = _bach_live(m, cfg, limit, seed)
     elif kind == "offline-harmonizer":
         figures = _bach_offline(m, cfg, limit, seed)
+    elif m.contract.encoding.get("type") == "events":
+        figures = _events(m, cfg, limit, seed)
+    elif m.contract.encoding.get("type") == "abc":
+        from training.styles import abc  # characters: NLL per character, music21 parse rate
+
+        figures = abc.evaluate(m, cfg, limit=limit, seed=seed)
     else:
         figures = _folk(m, cfg, limit, seed)
     figures["seconds"] = round(time.monotonic() - t0, 1)

@@ -20,6 +20,10 @@ WHAT = {
                           "from past and future context of the other voices, sampled by "
                           "pseudo-Gibbs",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
+    "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
+              "events) as tokens (daemon.core.events)",
+    "abc": "a character-level model of ABC tune text (the MIT lab's), sampled as text and "
+           "played live by writing the player's phrase as ABC (daemon.core.abc)",
 }
 METRICS = (("parallels_per_100", "parallel 5ths+8ves per 100 chord changes"),
            ("parallel_fifths_per_100", "  of which fifths"),
@@ -45,7 +49,8 @@ def card(folder: Path) -> str:
     size = (folder / "model.onnx").stat().st_size / 1e6
     params = t.get("parameters")
     files = f"- Files: `exported_models/{folder.name}/model.onnx` ({size:.1f} MB), `model.json`"
-    lines = [f"## `{c['name']}`", "", f"Style `{c['style']}`, {WHAT.get(c['kind'], c['kind'])}.",
+    lines = [f"## `{c['name']}`", "", f"Style `{c['style']}`, "
+             f"{WHAT.get(c['encoding'].get('type', c['kind']), WHAT.get(c['kind'], c['kind']))}.",
              "", files + (f"; {params:,} parameters." if isinstance(params, int) else ".")]
     data = t.get("data", {})
     lines.append(f"- Data: {data.get('corpus', '?')}.")
@@ -55,8 +60,8 @@ def card(folder: Path) -> str:
     lines.append(f"- Split: {data.get('split', '?')}; "
                  + ", ".join(f"{n} {k}" for k, n in counts.items()) + " pieces.")
     lines.append(f"- Transposition: {c['encoding'].get('transposition', '?')}.")
-    lines.append(f"- Vocabulary: {len(c['encoding']['vocabulary'])} symbols "
-                 f"(`{c['encoding']['vocabulary'][0]}` … `{c['encoding']['vocabulary'][-1]}`).")
+    symbols = c["encoding"].get("tokens") or c["encoding"]["vocabulary"]
+    lines.append(f"- Vocabulary: {len(symbols)} symbols (`{symbols[0]}` … `{symbols[-1]}`).")
     keys = (("epochs", "steps_per_epoch", "batch_size", "timesteps", "gap", "embedding",
              "lstm1", "middle", "second_lstm", "dropout", "learning_rate")
             if c["kind"] == "offline-harmonizer" else
@@ -72,7 +77,7 @@ def card(folder: Path) -> str:
     lines.append(f"- ONNX parity with Keras: max logit difference "
                  f"{t.get('parity_max_logit_difference', float('nan')):.1e}.")
     lines += ["", "Reproduce (seeded; each step's figures end up in `model.json`):", "", "```sh",
-              f"partimento train {c['style']} --seed {cfg['seed']}",
+              t.get("reproduce") or f"partimento train {c['style']} --seed {cfg['seed']}",
               f"partimento export runs/{c['style']} -o exported_models/{folder.name}",
               f"partimento evaluate {folder.name}", "```", ""]
     if not ev:

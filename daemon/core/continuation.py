@@ -87,6 +87,9 @@ class Continuer:
         self.rng = np.random.default_rng(seed)
         self.shift = shift
         self._token = contract.input("token").name
+        # a model whose token input is (batch, 1) reads one token per call (a transformer
+        # over a bounded window, training/styles/models.py): fed one at a time
+        self._one_at_a_time = contract.input("token").shape[-1] == 1
         self._logits = contract.output("logits").name
         self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
         self._start = self.vocab.index(START) if START in self.vocab else None
@@ -116,6 +119,10 @@ class Continuer:
             self._feed(np.full(prime, self._start, np.int32))
 
     def _feed(self, tokens: np.ndarray) -> None:
+        if self._one_at_a_time and tokens.size > 1:
+            for t in tokens.reshape(-1):
+                self._feed(np.array([t], np.int32))
+            return
         feeds = {self._token: tokens.reshape(1, -1).astype(np.int32), **self.state}
         names = [self._logits, *(o for _, o, _ in self._pairs)]
         out = self._run(feeds, names)

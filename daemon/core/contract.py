@@ -16,11 +16,12 @@ from daemon.core.encoding import Vocabulary
 
 FORMAT = "partimento-model/1"
 
-ROLES = ("token", "condition", "state-in", "state-out", "logits", "given")
+ROLES = ("token", "condition", "state-in", "state-out", "logits", "given", "noise")
 """``token``: a symbol index read through a vocabulary; ``condition``: a per-step feature
 (bar position, fermata, mode); ``state-in``/``state-out``: recurrent state carried between
 steps, each ``state-in`` paired with one ``state-out``; ``logits``: scores over a vocabulary;
-``given``: a token already chosen this step that conditions a later head."""
+``given``: a token already chosen this step that conditions a later head; ``noise``: the
+random vector a generator (a GAN's phrase generator) writes from."""
 
 DTYPES = ("int32", "int64", "float32")
 KINDS = ("live-harmonizer", "offline-harmonizer", "continuation")

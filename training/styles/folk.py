@@ -38,6 +38,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
             splits[name] = splits["train"][-1:]
     vocab = vocabulary([t for s in splits.values() for t in s])
     encoding = encoding_of(vocab, cfg.seq_len)
+    if cfg.model == "gan":  # a phrase generator: the daemon plays it by phrases
+        from training.styles import gan
+        encoding = {**encoding, **gan.encoding(cfg)}
     arrays = {name: _arrays(tunes, vocab, cfg.seq_len,
                             cfg.window_stride if name == "train" else cfg.seq_len)
               for name, tunes in splits.items()}
@@ -108,6 +111,12 @@ def build(cfg: TrainConfig, encoding: dict):
     from keras import layers
 
     V = len(encoding["vocabulary"])
+    if cfg.model == "gan":  # other model types: training/styles/models.py, gan.py
+        from training.styles import gan
+        return gan.build(cfg, V)
+    if cfg.model != "lstm" or cfg.hidden_dense:
+        from training.styles.models import build_sequence_model
+        return build_sequence_model(cfg, V, name="folk", token=INPUT, output=OUTPUT)[:2]
     embed = layers.Embedding(V, cfg.embedding, name="token_embedding")
     stack = LSTMStack(cfg)
     out = layers.Dense(V, name=OUTPUT)
@@ -132,10 +141,28 @@ def build(cfg: TrainConfig, encoding: dict):
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
     seq = ("batch", "time")
     V = len(encoding["vocabulary"])
+    if cfg.model == "gan":
+        from training.styles import gan
+        return gan.tensors(cfg, V)
+    if cfg.model != "lstm" or cfg.hidden_dense:
+        from training.styles.models import sequence_tensors
+        return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     ins = [Tensor(INPUT, seq, "int32", "token")]
     outs = [Tensor(OUTPUT, (*seq, V), "float32", "logits")]
     state_in, state_out = state_tensors(cfg)
     return ins + state_in, outs + state_out
+
+
+def parity(cfg: TrainConfig, contract, train_model, session) -> float:
+    """The export check for each model type (LSTM: stepped against the sequence model)."""
+    from training import export
+    from training.styles import gan, models
+
+    if cfg.model == "gan":
+        return gan.parity(cfg, contract, train_model, session)
+    if cfg.model == "transformer":
+        return models.window_parity(cfg, contract, train_model, session)
+    return export.step_parity(contract, train_model, session)
 
 
 def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
@@ -150,6 +177,9 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     splits = corpus.load_corpus(cfg)
     vocab = m.contract.vocabulary
     test = splits["test"][: limit or None]
+    if cfg.model == "gan":
+        return {"split": "test", "pieces": len(test),
+                "note": "a phrase generator has no likelihood: see partimento compare"}
     nll = correct = count = 0.0
     token = m.contract.input("token").name
     logits_name = m.contract.output("logits").name
@@ -157,7 +187,11 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         seq = sequence(tune, vocab, cfg.seq_len)
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
-        logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1:]
+        if cfg.model == "transformer":  # one token per call
+            from training.compare import stream_logits
+            logits = stream_logits(m, seq[:-1])[cfg.seq_len - 1:]
+        else:
+            logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1:]
         tune_nll, hits, n = nll_and_hits(logits, seq[cfg.seq_len:])
         nll += tune_nll
         correct += hits

@@ -1,0 +1,217 @@
+"""``partimento sample``: what a listener gets from each kind of model, through the command line
+(a subprocess, as a user runs it): notes in the model's range, the length asked for, the seed
+first, the same file for the same seed, four voices from bach, a WAV with sound, and one clear
+line when fluidsynth is missing or the request is wrong."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SHIPPED, require
+
+# Until daemon/cli.py wires `sample` in, add it to the parser here; afterwards this changes
+# nothing (the command is found as it is).
+SHIM = """
+import sys
+from daemon import cli
+from training import sample
+real = cli.parser
+def parser():
+    p = real()
+    sub = p._subparsers._group_actions[0]
+    if "sample" not in sub.choices:
+        sample.add_parser(sub)
+    return p
+cli.parser = parser
+sys.exit(cli.main(sys.argv[1:]))
+"""
+STEPS_PER_BAR = 16
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+
+
+def sample(*args: str, env: dict | None = None, cwd: Path | None = None
+           ) -> subprocess.CompletedProcess:
+    base = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", SHIM, "sample", *map(str, args)],
+                          env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def notes(track: mido.MidiTrack, tpb: int) -> list[tuple[int, int, int]]:
+    """(start step, end step, pitch) of every note of a track, in sixteenths."""
+    t, sounding, out = 0, {}, []
+    for msg in track:
+        t += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            sounding[msg.note] = t
+        elif msg.type in ("note_on", "note_off") and msg.note in sounding:
+            out.append((sounding.pop(msg.note), t, msg.note))
+    assert not sounding
+    step = tpb // 4
+    return sorted((a // step, b // step, p) for a, b, p in out)
+
+
+def model_range(folder: Path) -> tuple[int, int]:
+    from daemon.model import read_contract
+
+    return read_contract(folder).vocabulary.pitch_range
+
+
+@pytest.fixture(scope="module")
+def folk() -> Path:
+    require((SHIPPED / "folk" / "model.onnx").exists(), "no shipped folk model")
+    return SHIPPED / "folk"
+
+
+def test_random_seed_then_the_length_asked_for_in_the_models_range(tmp_path, folk):
+    out = tmp_path / "folk.mid"
+    done = sample("folk", "-o", out, "--length", 4, "--seed", 5)
+    assert done.returncode == 0, done.stderr
+    mid = mido.MidiFile(out)
+    assert [t.name for t in mid.tracks] == ["Seed", "Continuation"]
+    seed, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
+    low, high = model_range(folk)
+    assert seed and answer
+    assert all(low <= p <= high for *_, p in seed + answer)
+    seed_end = max(end for _, end, _ in seed)
+    assert min(start for start, *_ in answer) >= seed_end  # the seed first, then the answer
+    last = max(end for _, end, _ in answer) - seed_end
+    assert 4 * STEPS_PER_BAR - STEPS_PER_BAR < last <= 4 * STEPS_PER_BAR
+    assert f"{out}: {len(answer)} notes over 4 bars" in done.stdout
+
+
+def test_a_seed_file_is_played_first_and_continued(tmp_path, folk):
+    melody = ROOT / "docs" / "examples" / "chorale-melody.mid"
+    out = tmp_path / "continued.mid"
+    done = sample("folk", "-o", out, "--seed-file", melody, "--length", 2, "--seed", 1)
+    assert done.returncode == 0, done.stderr
+    from daemon.midifile import read_melody
+
+    given = read_melody(melody)
+    mid = mido.MidiFile(out)
+    seed, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
+    assert [(s, p) for s, _, p in seed] == [(given.step_of(n.start), n.pitch)
+                                           for n in given.notes]
+    assert answer and min(s for s, *_ in answer) >= max(e for _, e, _ in seed)
+    assert mid.tracks[0][1].tempo == given.tempo_us  # the file's tempo when --bpm is not given
+
+
+def test_the_same_seed_gives_the_same_file(tmp_path, folk):
+    paths = [tmp_path / f"{name}.mid" for name in ("a", "b", "c")]
+    for path, seed in zip(paths, (7, 7, 8), strict=True):
+        assert sample("folk", "-o", path, "--seed", seed, "--length", 2).returncode == 0
+    a, b, c = (p.read_bytes() for p in paths)
+    assert a == b and a != c
+
+
+def test_a_tiny_trained_model_by_folder(tmp_path, tiny_folk_model):
+    out = tmp_path / "tiny.mid"
+    done = sample(tiny_folk_model, "-o", out, "--length", 2, "--seed", 3, "--bpm", 90)
+    assert done.returncode == 0, done.stderr
+    mid = mido.MidiFile(out)
+    seed, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
+    low, high = model_range(tiny_folk_model)
+    assert all(low <= p <= high for *_, p in seed + answer)
+    seed_end = max(e for _, e, _ in seed)
+    assert all(e - seed_end <= 2 * STEPS_PER_BAR for _, e, _ in answer)
+    assert round(mido.tempo2bpm(mid.tracks[0][1].tempo)) == 90
+
+
+def test_bach_harmonizes_in_four_voices(tmp_path):
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    out = tmp_path / "bach.mid"
+    done = sample("bach", "-o", out, "--seed", 1)
+    assert done.returncode == 0, done.stderr
+    mid = mido.MidiFile(out)
+    assert [t.name for t in mid.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    voices = [notes(t, mid.ticks_per_beat) for t in mid.tracks]
+    assert all(len(v) >= 10 for v in voices)
+    below = sum(np.mean([p for *_, p in v]) for v in voices[1:]) / 3
+    assert below < np.mean([p for *_, p in voices[0]])
+
+
+def test_wav_has_sound(tmp_path, folk):
+    require(shutil.which("fluidsynth") is not None, "fluidsynth is not installed")
+    require(any(Path(p).exists() for p in SOUNDFONTS), "no General MIDI soundfont")
+    out, wav = tmp_path / "s.mid", tmp_path / "elsewhere" / "s.wav"
+    done = sample("folk", "-o", out, "--length", 2, "--seed", 2, "--wav", wav)
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(wav)) as w:
+        seconds = w.getnframes() / w.getframerate()
+        frames = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    assert seconds >= mido.MidiFile(out).length
+    assert np.sqrt(np.mean(frames.astype(float) ** 2)) > 100, "the WAV is silent"
+    assert not (tmp_path / "s.wav").exists()  # nothing else written beside the MIDI
+
+
+def test_without_fluidsynth_one_line_and_the_midi(tmp_path, folk):
+    out = tmp_path / "s.mid"
+    done = sample("folk", "-o", out, "--length", 1, "--wav", tmp_path / "s.wav",
+                  env={"PATH": os.path.dirname(sys.executable)})
+    assert done.returncode == 0, done.stderr
+    assert out.exists() and not (tmp_path / "s.wav").exists()
+    assert done.stdout.splitlines()[-1].startswith("no WAV: install fluidsynth")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("no-such-model",), "no model 'no-such-model'"),
+    (("folk", "--length", "0"), "--length 0: give between 1 and 256 bars"),
+    (("folk", "--seed-file", "BAD"), "BAD.mid is not a readable MIDI file"),
+    (("folk", "--seed-file", "missing.mid"), "seed file missing.mid does not exist"),
+])
+def test_errors_are_one_line(tmp_path, args, message):
+    (tmp_path / "BAD.mid").write_text("not a MIDI file\n")
+    args = tuple("BAD.mid" if a == "BAD" else a for a in args)
+    done = sample(args[0], "-o", tmp_path / "x.mid", *args[1:], cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("partimento: error: ")
+    assert message in lines[0]
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_sampling_needs_no_tensorflow(tmp_path, folk):
+    code = ("import sys\nfrom training.sample import sample\n"
+            f"sample('folk', __import__('pathlib').Path({str(tmp_path / 'x.mid')!r}), bars=1,"
+            " say=lambda s: None)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'tf2onnx')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def tiny_abc(tmp_path_factory):
+    from tests.conftest import train_tiny
+    from training.config import resolve
+    from training.data import abc_text
+
+    cfg = resolve("abc")
+    require(bool(abc_text.nottingham_files(cfg)),
+            f"no Nottingham ABC files under {abc_text.data_root(cfg)} (set PARTIMENTO_DATA)")
+    return train_tiny(tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32,
+                      limit=10, batch_size=8)
+
+
+def test_abc_writes_text_from_the_seed_text_and_says_about_midi(tmp_path, tiny_abc):
+    out = tmp_path / "tune.mid"
+    done = sample(tiny_abc, "-o", out, "--seed-text", r"X:1\nK:D\n", "--chars", 120,
+                  "--seed", 1)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "tune.abc").read_text()
+    assert text.startswith("X:1\nK:D\n") and len(text) == len("X:1\nK:D\n") + 120
+    last = done.stdout.splitlines()[-1]
+    # an untrained model's text rarely parses; either way the user is told
+    assert (last == f"{out}: the first tune as MIDI (music21)" and out.exists()) or (
+        last.startswith("no MIDI: ") and not out.exists())

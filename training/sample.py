@@ -1,0 +1,345 @@
+"""``partimento sample STYLE -o out.mid``: listen to a model without a keyboard.
+
+STYLE is a model name or folder, found as :func:`daemon.model.load` finds it
+(``exported_models/<name>``). Only the runtime is used (onnxruntime, numpy, mido), never
+TensorFlow, so sampling works with the runtime install. What a sample is depends on the model's
+contract:
+
+* a continuation model (any ``encoding["type"]``: grid, events, phrase...) plays through
+  :func:`daemon.core.continuation.make`, as in the daemon, so a new continuation style needs no
+  code here. It first observes a seed, then continues for ``--length`` bars of 16 sixteenths.
+  The seed is ``--seed-file`` (a melody: MIDI, or with music21 MusicXML/ABC/**kern), else
+  :func:`random_seed`: one bar of four quarter notes of the C major scale around the middle of
+  the model's range, drawn with ``--seed`` (an empty seed would leave a model primed only with
+  START to open every sample alike; C major because one-key styles such as folk are trained
+  there). The MIDI file has two tracks: ``Seed``, then ``Continuation`` starting where the seed
+  ends. A model trained in one key (folk) reads a seed file moved into that key and answers
+  back in the file's key, as the live engine does.
+* an ``abc`` model (``encoding["type"] == "abc"``) samples text: ``--seed-text`` (default
+  ``X:1``) and ``--chars`` characters after it go to ``out.abc`` beside the MIDI path, and the
+  first tune becomes ``out.mid`` when music21 parses it (the abc style's ``sample_text`` and
+  ``text_to_midi``).
+* a harmonizer (``bach``, live, or ``bach-offline``) harmonizes a melody, ``--seed-file`` or
+  the chorale soprano in ``docs/examples/chorale-melody.mid``, exactly as ``partimento
+  harmonize`` does (its own function is called): four tracks, Soprano to Bass.
+
+``--wav out.wav`` renders the MIDI with fluidsynth and a General MIDI soundfont
+(:func:`daemon.demo.render_wavs`); when either is missing one line says what to install, the
+MIDI is still written and the exit code is 0. Every other failure is one line and exit code 1.
+
+Wiring into ``daemon/cli.py`` (inside ``parser()``, after the other subcommands)::
+
+    from training import sample
+    sample.add_parser(sub)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from daemon.core.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+CHORALE_MELODY = ROOT / "docs" / "examples" / "chorale-melody.mid"
+STEPS_PER_BAR = 16
+DEFAULT_BARS = 8
+MAX_BARS = 256
+DEFAULT_BPM = 100.0
+DEFAULT_CHARS = 600
+MAX_CHARS = 100_000
+TICKS_PER_BEAT = 480
+VELOCITY = 80
+SEED_PROGRAM, CONTINUATION_PROGRAM = 73, 0  # General MIDI: flute, then piano
+C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+FALLBACK_RANGE = (48, 84)
+MAX_RESTARTS = 64
+
+Say = Callable[[str], object]
+
+
+class SampleError(Exception):
+    """A failure to report to the user in one line."""
+
+
+# --- continuation models ------------------------------------------------------------------------
+
+def pitch_range(contract) -> tuple[int, int]:
+    """The lowest and highest pitch the model can play: its event tokens (``"60"``, ``"on60"``)
+    when it has them, else its grid vocabulary's pitches."""
+    tokens = contract.encoding.get("tokens")
+    if tokens:
+        pitches = [int(t) for t in tokens if t.isdigit()]
+        pitches += [int(t[2:]) for t in tokens if t.startswith("on") and t[2:].isdigit()]
+    else:
+        pitches = list(contract.vocabulary.pitches)
+    pitches = [p for p in pitches if 0 <= p <= 127]
+    return (min(pitches), max(pitches)) if pitches else FALLBACK_RANGE
+
+
+def random_seed(low: int, high: int, rng: np.random.Generator) -> np.ndarray:
+    """One bar of four quarter notes of C major within an octave around the range's middle."""
+    middle = (low + high) // 2
+    lo, hi = max(low, middle - 6), min(high, middle + 6)
+    choices = [p for p in range(lo, hi + 1) if p % 12 in C_MAJOR] or list(range(lo, hi + 1))
+    pitches = rng.choice(choices, size=4)
+    notes = [Note(int(p), i * STEPS_PER_QUARTER, STEPS_PER_QUARTER) for i, p in
+             enumerate(pitches)]
+    return notes_to_grid(notes, STEPS_PER_BAR)
+
+
+def continue_seed(loaded, seed_codes: np.ndarray, steps: int, *, temperature: float,
+                  seed: int | None, shift: int = 0) -> list[Note]:
+    """The model's continuation of ``seed_codes`` for ``steps`` sixteenths, in steps from the
+    end of the seed.
+
+    A model may end the tune early (folk predicts START after a tune's last note, and a seed
+    that sounds finished invites it): when more than a bar is left, the player is reset and a
+    new tune starts at the next bar line, until the length is filled or a round adds nothing.
+    """
+    from daemon.core import continuation
+
+    player = continuation.make(loaded.contract, loaded.run, temperature=temperature, seed=seed,
+                               shift=shift)
+    player.observe(seed_codes)
+    notes = player.continue_notes(steps)
+    for _ in range(MAX_RESTARTS):
+        end = max((n.end for n in notes), default=0)
+        if steps - end <= STEPS_PER_BAR:
+            break
+        bar = -(-end // STEPS_PER_BAR) * STEPS_PER_BAR
+        player.reset()
+        more = player.continue_notes(steps - bar)
+        if not more:
+            break
+        notes += [Note(n.pitch, n.start + bar, n.length) for n in more]
+    return notes
+
+
+def key_shift(contract, codes: np.ndarray) -> int:
+    """Semitones into the key a one-key model (folk) was trained in, as the engine reads it."""
+    from daemon.core import rules
+    from daemon.core.encoding import folk_transposition
+    from daemon.engine import _trained_in_one_key
+
+    if not _trained_in_one_key(contract) or not (codes >= 0).any():
+        return 0
+    return folk_transposition(*rules.estimate_key(codes))
+
+
+def write_parts(path: Path, parts: list[tuple[str, int, list[Note]]], bpm: float) -> None:
+    """A type-1 MIDI file, one track per (name, program, notes on the sixteenth grid); each
+    track its own channel, the first one carrying the tempo."""
+    per_step = TICKS_PER_BEAT // STEPS_PER_QUARTER
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    for channel, (name, program, notes) in enumerate(parts):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        if channel == 0:
+            track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+        track.append(mido.Message("program_change", channel=channel, program=program, time=0))
+        events = [(n.start * per_step, 1, n.pitch) for n in notes]
+        events += [(n.end * per_step, 0, n.pitch) for n in notes]
+        now = 0
+        for tick, on, pitch in sorted(events):  # note-offs first at a tick: re-strikes sound
+            kind = "note_on" if on else "note_off"
+            track.append(mido.Message(kind, channel=channel, note=pitch,
+                                      velocity=VELOCITY if on else 0, time=tick - now))
+            now = tick
+        track.append(mido.MetaMessage("end_of_track", time=0))
+        mid.tracks.append(track)
+    mid.save(str(path))
+
+
+def sample_continuation(loaded, output: Path, *, bars: int, temperature: float,
+                        seed: int | None, seed_file: Path | None, bpm: float | None,
+                        say: Say) -> Path:
+    """The seed (file or random bar) then ``bars`` bars of the model's continuation."""
+    rng = np.random.default_rng(seed)  # the random bar; the model draws from seed + 1
+    if seed_file is not None:
+        melody = _read_melody(seed_file)
+        codes = melody.grid()[0]
+        bpm = bpm or melody.bpm
+        what = f"seed {seed_file.name}"
+    else:
+        codes = random_seed(*pitch_range(loaded.contract), rng)
+        what = "a random one-bar seed"
+    shift = key_shift(loaded.contract, codes) if seed_file is not None else 0
+    answer = continue_seed(loaded, codes, bars * STEPS_PER_BAR, temperature=temperature,
+                           seed=None if seed is None else seed + 1, shift=shift)
+    offset = len(codes)
+    moved = [Note(n.pitch, n.start + offset, n.length) for n in answer]
+    write_parts(output, [("Seed", SEED_PROGRAM, grid_to_notes(codes)),
+                         ("Continuation", CONTINUATION_PROGRAM, moved)], bpm or DEFAULT_BPM)
+    say(f"{output}: {len(moved)} notes over {bars} bars continuing {what} (model "
+        f"{loaded.contract.name}, temperature {temperature:g}, seed "
+        f"{'random' if seed is None else seed})")
+    return output
+
+
+def _read_melody(path: Path):
+    from daemon.cli import read_melody
+
+    if not path.is_file():
+        raise SampleError(f"seed file {path} does not exist")
+    return read_melody(path)
+
+
+# --- abc: text --------------------------------------------------------------------------------
+
+def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
+               temperature: float, seed: int | None, say: Say) -> Path | None:
+    """``output``'s ``.abc`` text, and ``output`` as MIDI when music21 can read the tune;
+    returns the MIDI path or None."""
+    from training.styles import abc
+
+    seed_text = "X:1\n" if seed_text is None else seed_text.replace("\\n", "\n")
+    text = abc.sample_text(loaded, seed_text, chars,
+                           temperature=temperature, seed=seed or 0)
+    text_path = output.with_suffix(".abc")
+    text_path.write_text(text)
+    say(f"{text_path}: {chars} characters of ABC (model {loaded.contract.name}, temperature "
+        f"{temperature:g}, seed {seed})")
+    if importlib.util.find_spec("music21") is None:
+        say("no MIDI: reading ABC needs music21 (pip install 'partimento[train]')")
+        return None
+    if not abc.text_to_midi(text, output):
+        output.unlink(missing_ok=True)  # nothing half written
+        say(f"no MIDI: {abc.abc_problem(text) or 'music21 cannot write the tune as MIDI'}")
+        return None
+    say(f"{output}: the first tune as MIDI (music21)")
+    return output
+
+
+# --- harmonizers ------------------------------------------------------------------------------
+
+def sample_harmony(folder: Path, live: bool, output: Path, *, temperature: float | None,
+                   seed: int | None, seed_file: Path | None) -> Path:
+    """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody."""
+    from daemon.cli import cmd_harmonize
+
+    melody = seed_file if seed_file is not None else CHORALE_MELODY
+    if not Path(melody).is_file():
+        raise SampleError(f"seed file {melody} does not exist")
+    args = argparse.Namespace(melody=str(melody), output=str(output), live=live,
+                              temperature=temperature, seed=seed, model=str(folder),
+                              candidates=8, iterations=None)
+    cmd_harmonize(args)
+    return output
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def render(midi: Path, wav: Path, soundfont: Path | None, say: Say) -> Path | None:
+    """``midi`` as ``wav`` through fluidsynth (rendered in a scratch folder, then moved, so no
+    other file beside the MIDI is touched); None when fluidsynth or a soundfont is missing."""
+    from daemon.demo import DemoError, render_wavs
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "sample.mid"
+        shutil.copyfile(midi, copy)
+        try:
+            done = render_wavs([copy], soundfont,
+                               lambda line: None if line.startswith("wrote ") else say(line))
+        except DemoError as exc:
+            raise SampleError(str(exc).replace(str(copy), str(midi))) from exc
+        if not done:
+            return None
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(done[0]), str(wav))
+    say(f"{wav}: rendered with fluidsynth")
+    return wav
+
+
+def sample(style: str, output: Path, *, bars: int | None = None, temperature: float | None = None,
+           seed: int | None = None, seed_file: Path | None = None, bpm: float | None = None,
+           seed_text: str | None = None, chars: int | None = None, wav: Path | None = None,
+           soundfont: Path | None = None, say: Say = print) -> Path | None:
+    """Write a sample of ``style`` to ``output`` (and ``wav``); the MIDI path, or None when an
+    abc sample made no MIDI."""
+    from daemon import model
+
+    if bars is not None and not 1 <= bars <= MAX_BARS:
+        raise SampleError(f"--length {bars}: give between 1 and {MAX_BARS} bars")
+    if chars is not None and not 1 <= chars <= MAX_CHARS:
+        raise SampleError(f"--chars {chars}: give between 1 and {MAX_CHARS} characters")
+    if bpm is not None and not 20 <= bpm <= 400:
+        raise SampleError(f"--bpm {bpm:g}: give between 20 and 400")
+    if temperature is not None and not temperature > 0:
+        raise SampleError(f"--temperature {temperature:g}: must be above 0")
+    folder = model.find(style)
+    contract = model.read_contract(folder)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if contract.kind in ("live-harmonizer", "offline-harmonizer"):
+        midi: Path | None = sample_harmony(folder, contract.kind == "live-harmonizer", output,
+                                           temperature=temperature, seed=seed,
+                                           seed_file=seed_file)
+    elif contract.encoding.get("type") == "abc":
+        midi = sample_abc(model.load(folder), output, seed_text=seed_text,
+                          chars=chars or DEFAULT_CHARS, temperature=temperature or 1.0,
+                          seed=seed, say=say)
+    else:
+        midi = sample_continuation(model.load(folder), output, bars=bars or DEFAULT_BARS,
+                                   temperature=temperature or 1.0, seed=seed,
+                                   seed_file=seed_file, bpm=bpm, say=say)
+    if wav is not None and midi is not None:
+        render(midi, wav, soundfont, say)
+    return midi
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """``partimento sample``; a :class:`SampleError` becomes the CLI's one-line error."""
+    try:
+        sample(args.style, Path(args.output), bars=args.length, temperature=args.temperature,
+               seed=args.seed, seed_file=Path(args.seed_file) if args.seed_file else None,
+               bpm=args.bpm, seed_text=args.seed_text, chars=args.chars,
+               wav=Path(args.wav) if args.wav else None,
+               soundfont=Path(args.soundfont) if args.soundfont else None)
+    except SampleError as exc:
+        from daemon.cli import CliError
+
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``sample`` to ``partimento``'s subcommands; the handler is set as ``func``."""
+    s = subparsers.add_parser(
+        "sample", help="write a sample of a model as MIDI (and WAV)",
+        description="Write what a model plays. Continuation styles continue --seed-file (else "
+        "a random bar of C major) for --length bars: tracks Seed and Continuation. abc models "
+        "write ABC text (OUTPUT with .abc) and its first tune as MIDI when music21 reads it. "
+        "bach and bach-offline harmonize --seed-file (else a chorale melody) in four voices. "
+        "Uses the runtime only (onnxruntime), never TensorFlow.")
+    s.add_argument("style", metavar="STYLE", help="model name or folder (as partimento run "
+                   "finds it: exported_models/NAME)")
+    s.add_argument("-o", "--output", required=True, help="the MIDI file to write")
+    s.add_argument("--length", type=int, default=None, metavar="BARS",
+                   help=f"continuation: bars of 16 sixteenths to generate (default "
+                   f"{DEFAULT_BARS}, at most {MAX_BARS})")
+    s.add_argument("--temperature", type=float, default=None, help="sampling temperature "
+                   "(default 1.0; harmonizers: as partimento harmonize)")
+    s.add_argument("--seed", type=int, default=None, help="random seed: the same seed, the "
+                   "same file")
+    s.add_argument("--seed-file", default=None, help="the melody the model continues or "
+                   "harmonizes (MIDI; MusicXML, ABC, **kern with the train extra)")
+    s.add_argument("--bpm", type=float, default=None, help=f"continuation: tempo (default the "
+                   f"seed file's, else {DEFAULT_BPM:g})")
+    s.add_argument("--seed-text", default=None, help="abc: the text the sample starts with, "
+                   "\\n for a new line (default 'X:1')")
+    s.add_argument("--chars", type=int, default=None, help=f"abc: characters to sample "
+                   f"(default {DEFAULT_CHARS})")
+    s.add_argument("--wav", default=None, help="also render this WAV with fluidsynth and a "
+                   "General MIDI soundfont, when installed")
+    s.add_argument("--soundfont", default=None, help="the .sf2 for --wav (default: "
+                   "$PARTIMENTO_SOUNDFONT, else the usual system places)")
+    s.set_defaults(func=cmd_sample)
+    return s
+

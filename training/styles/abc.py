@@ -1,0 +1,254 @@
+"""Style ``abc``: the MIT lab's character-level model of ABC tunes, sampled as text and played.
+
+The tunes (:mod:`training.data.abc_text`) are joined, per split, into one long string (each tune
+ends with a blank line) and encoded character by character over the fixed alphabet
+:data:`daemon.core.abc.CHARACTERS`. The model reads ``seq_len`` characters and predicts each
+next one (many-to-many): Embedding -> LSTM (``cfg.layers`` x ``cfg.units``, explicit h/c state
+in the step model) -> Dense over the characters. Windows do not overlap (stride ``seq_len``);
+every target counts.
+
+Contract: ``encoding["type"]`` is ``"abc"`` (played by :class:`daemon.core.abc.AbcContinuer`),
+``encoding["characters"]`` is the alphabet, token i being its i-th character. The contract's
+``vocabulary`` holds grid symbols only (pitches, rest, hold, start), which cannot name
+characters, so for this style it lists the token indices ``"0" .. "95"``: valid, and as long as
+the logits, which is what the loader checks; nothing reads them as pitches (the type says so).
+
+Sampling (for ``partimento sample abc``): :func:`sample_text` and :func:`text_to_midi`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from daemon.core import abc as abc_core
+from daemon.core.contract import Tensor
+from training.config import TrainConfig
+from training.data import abc_text
+from training.styles import Prepared, Split
+from training.styles.recurrent import LSTMStack, state_tensors
+
+log = logging.getLogger(__name__)
+
+KIND = "continuation"
+INPUT = "token"
+OUTPUT = "next"
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    data = abc_text.load(cfg)
+    splits = data["splits"]
+    if not splits["train"]:
+        raise ValueError("no training tunes were read")
+    for name in ("valid", "test"):  # a tiny run still needs something to validate on
+        if not splits[name]:
+            splits[name] = splits["train"][-1:]
+    arrays = {name: windows(abc_core.encode_text("".join(tunes)), cfg.seq_len)
+              for name, tunes in splits.items()}
+    return Prepared(encoding=encoding_of(cfg.seq_len), splits=arrays,
+                    data=describe(data, {k: len(v) for k, v in splits.items()}))
+
+
+def encoding_of(seq_len: int) -> dict:
+    """What goes into ``model.json`` about the characters the model reads and writes."""
+    chars = abc_core.CHARACTERS
+    return {
+        "type": "abc",
+        "characters": chars,
+        "vocabulary": [str(i) for i in range(len(chars))],
+        "vocabulary_meaning": "token indices; token i is characters[i] (grid symbols cannot "
+                              "name characters)",
+        "header": abc_core.HEADER,
+        "unit": abc_core.UNIT,
+        "steps_per_quarter": 4,
+        "transposition": "none in training (tunes in every key); live, the player is moved "
+                         "into C major / A minor by the daemon's shift and written under "
+                         "K:C, and the answer is moved back",
+        "seq_len": seq_len,
+    }
+
+
+def describe(data: dict, counts: dict[str, int]) -> dict:
+    return {"corpus": "music21 bundled ABC books (O'Neill 1850, Ryan's Mammoth, Aird's Airs) "
+                      "and the cleaned Nottingham Music Database (GPL-3.0), split into tunes "
+                      "at X: lines, normalised (fields X T M L K P Q R kept, X:1, comments "
+                      "dropped, printable ASCII), deduplicated by body",
+            "sources": data["sources"], "duplicates": data["duplicates"],
+            "split": "by tune: sha1(tune body) mod 10 = 0 test, 1 valid, else train",
+            "tunes": counts, "test_tunes": counts["test"]}
+
+
+def windows(ids: np.ndarray, seq_len: int) -> Split:
+    """Non-overlapping windows of ``seq_len`` characters and the characters one later."""
+    n = (len(ids) - 1) // seq_len
+    if n < 1:
+        raise ValueError(f"{len(ids)} characters are fewer than one window of {seq_len}")
+    x = ids[:n * seq_len].reshape(n, seq_len)
+    y = ids[1:n * seq_len + 1].reshape(n, seq_len)
+    return Split({INPUT: x}, {OUTPUT: y}, {OUTPUT: np.ones(y.shape, np.float32)})
+
+
+def build(cfg: TrainConfig, encoding: dict):
+    """(training model, step model): the same layers, the step model with explicit state."""
+    import keras
+    from keras import layers
+
+    V = len(encoding["characters"])
+    embed = layers.Embedding(V, cfg.embedding, name="char_embedding")
+    stack = LSTMStack(cfg)
+    out = layers.Dense(V, name=OUTPUT)
+
+    def forward(token, states: list | None):
+        x, new_states = stack(embed(token), states)
+        return out(x), new_states
+
+    token = keras.Input((None,), dtype="int32", name=INPUT)
+    logits, _ = forward(token, None)
+    train_model = keras.Model({INPUT: token}, {OUTPUT: logits}, name="abc")
+
+    token2 = keras.Input((None,), dtype="int32", name=INPUT)
+    states_in = stack.state_inputs()
+    logits2, states_out = forward(token2, states_in)
+    named_states = stack.state_outputs(states_in, states_out)
+    step_model = keras.Model([token2, *states_in], [logits2, *named_states], name="abc_step")
+    return train_model, step_model
+
+
+def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
+    seq = ("batch", "time")
+    V = len(encoding["characters"])
+    ins = [Tensor(INPUT, seq, "int32", "token")]
+    outs = [Tensor(OUTPUT, (*seq, V), "float32", "logits")]
+    state_in, state_out = state_tensors(cfg)
+    return ins + state_in, outs + state_out
+
+
+# --- sampling (for `partimento sample abc --seed-text ... --chars N`) ---------------------------
+
+def _model(model_or_dir):
+    """A loaded :class:`daemon.model.Model` (a folder, a shipped name, or a Model already)."""
+    from daemon import model as models
+
+    return model_or_dir if hasattr(model_or_dir, "run") else models.load(model_or_dir)
+
+
+def sample_text(model_or_dir, seed_text: str = "X:1\n", chars: int = 600,
+                temperature: float = 1.0, seed: int = 0) -> str:
+    """``seed_text`` and ``chars`` characters sampled after it (one model step each).
+
+    The seed primes the state from zero (as in training, where windows start cold); characters
+    outside the alphabet are dropped from it, and an empty seed reads as a newline (where a tune
+    begins in the training text).
+    """
+    from daemon.core import sampling
+
+    m = _model(model_or_dir)
+    contract = m.contract
+    if contract.encoding.get("type") != "abc":
+        raise ValueError(f"model {contract.name} is not an abc model")
+    token, logits = contract.input("token").name, contract.output("logits").name
+    pairs = [(i.name, o.name) for i, o in contract.states]
+    state = {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in contract.states}
+    rng = np.random.default_rng(seed)
+    ids = abc_core.encode_text(seed_text) if seed_text else abc_core.encode_text("\n")
+    if not ids.size:
+        ids = abc_core.encode_text("\n")
+    out = []
+    for _ in range(chars + 1):
+        res = m.run({token: ids.reshape(1, -1), **state}, [logits, *(o for _, o in pairs)])
+        state = {i: res[o] for i, o in pairs}
+        if len(out) == chars:
+            break
+        p = sampling.probabilities(res[logits][0, -1][None], temperature)
+        ids = np.array([int(sampling.sample(p, rng)[0])], np.int32)
+        out.append(int(ids[0]))
+    return seed_text + abc_core.decode_text(out)
+
+
+def first_tune(text: str) -> str:
+    """The text up to the second ``X:`` line or the first blank line after some music."""
+    tunes = abc_text.split_tunes(text) or [text]
+    tune = tunes[0]
+    head, sep, rest = tune.partition("\nK:")
+    end = rest.find("\n\n")
+    return head + sep + (rest if end < 0 else rest[:end + 1])
+
+
+def abc_problem(text: str) -> str | None:
+    """Why the first tune of ``text`` does not make music with music21 (None: it does)."""
+    from music21 import converter
+
+    tune = first_tune(text)
+    if "\nK:" not in "\n" + tune:
+        return "no K: line: the text has no tune body"
+    try:
+        score = converter.parse(tune, format="abc")
+    except Exception as exc:  # music21's ABC parser raises many unrelated types
+        return f"music21 cannot parse it: {type(exc).__name__}: {str(exc)[:200]}"
+    if not len(score.flatten().notes):
+        return "music21 parses it but finds no notes"
+    return None
+
+
+def text_to_midi(text: str, path: str | Path) -> bool:
+    """Write the first tune of ``text`` as MIDI at ``path``; False (and a logged reason, also
+    from :func:`abc_problem`) when music21 cannot make music of it."""
+    from music21 import converter
+
+    problem = abc_problem(text)
+    if problem is None:
+        try:
+            converter.parse(first_tune(text), format="abc").write("midi", fp=str(path))
+            return True
+        except Exception as exc:  # music21's MIDI writer on odd durations
+            problem = f"music21 cannot write it as MIDI: {type(exc).__name__}: {exc}"
+    log.warning("abc: no MIDI written: %s", problem)
+    return False
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+def tune_ids(tune: str) -> np.ndarray:
+    return abc_core.encode_text(tune)
+
+
+def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int = 20) -> dict:
+    """NLL per character and accuracy on the test tunes (ONNX, each tune from a cold state after
+    the newline that precedes it in training), next to character n-grams fitted on the train
+    split and scored on the same characters; and how many of ``samples`` tunes sampled from
+    ``X:1`` (600 characters, temperature 1) parse with music21."""
+    from daemon.core.sampling import nll_and_hits
+    from training.baselines import NGram
+
+    data = abc_text.load(dataclasses.replace(cfg, limit=0))
+    test = data["splits"]["test"][: limit or None]
+    token, logits_name = m.contract.input("token").name, m.contract.output("logits").name
+    newline = int(abc_core.encode_text("\n")[0])
+    nll = correct = count = 0.0
+    for tune in test:
+        ids = tune_ids(tune)
+        feeds = {token: np.concatenate([[newline], ids[:-1]]).astype(np.int32)[None]}
+        feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
+        logits = m.run(feeds, [logits_name])[logits_name][0]
+        tune_nll, hits, n = nll_and_hits(logits, ids)
+        nll, correct, count = nll + tune_nll, correct + hits, count + n
+    V = len(abc_core.CHARACTERS)
+    train = [tune_ids(t) for t in data["splits"]["train"]]
+    test_ids = [tune_ids(t) for t in test]
+    baselines = {}
+    for order in (3, 6):
+        ng = NGram(order, V, pad=newline).fit(train)
+        baselines[f"{order}-gram"] = {k: round(float(v), 4)
+                                      for k, v in ng.evaluate(test_ids).items()}
+    parsed = sum(abc_problem(sample_text(m, "X:1\n", 600, 1.0, seed + i)) is None
+                 for i in range(samples))
+    return {"split": "test", "pieces": len(test), "tokens": int(count), "token": "character",
+            "nll_per_token": round(float(nll / count), 4),
+            "bits_per_character": round(float(nll / count / np.log(2)), 4),
+            "accuracy": round(float(correct / count), 4),
+            "baseline_ngram": baselines,
+            "samples_parsing_with_music21": {"samples": samples, "parsed": int(parsed),
+                                             "chars": 600, "temperature": 1.0}}
