@@ -29,7 +29,7 @@ from daemon.core.contract import Tensor
 from training.config import TrainConfig
 from training.data import abc_text
 from training.styles import Prepared, Split
-from training.styles.recurrent import LSTMStack, state_tensors
+from training.styles.recurrent import state_tensors, token_lstm
 
 log = logging.getLogger(__name__)
 
@@ -93,28 +93,9 @@ def windows(ids: np.ndarray, seq_len: int) -> Split:
 
 def build(cfg: TrainConfig, encoding: dict):
     """(training model, step model): the same layers, the step model with explicit state."""
-    import keras
-    from keras import layers
-
     V = len(encoding["characters"])
-    embed = layers.Embedding(V, cfg.embedding, name="char_embedding")
-    stack = LSTMStack(cfg)
-    out = layers.Dense(V, name=OUTPUT)
-
-    def forward(token, states: list | None):
-        x, new_states = stack(embed(token), states)
-        return out(x), new_states
-
-    token = keras.Input((None,), dtype="int32", name=INPUT)
-    logits, _ = forward(token, None)
-    train_model = keras.Model({INPUT: token}, {OUTPUT: logits}, name="abc")
-
-    token2 = keras.Input((None,), dtype="int32", name=INPUT)
-    states_in = stack.state_inputs()
-    logits2, states_out = forward(token2, states_in)
-    named_states = stack.state_outputs(states_in, states_out)
-    step_model = keras.Model([token2, *states_in], [logits2, *named_states], name="abc_step")
-    return train_model, step_model
+    return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name="abc",
+                      embedding="char_embedding")
 
 
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:

@@ -18,7 +18,7 @@ from training.data import folk as corpus
 from training.data.folk import Tune
 from training.styles import Prepared, Split
 from training.styles.bach_data import windows
-from training.styles.recurrent import LSTMStack, state_tensors
+from training.styles.recurrent import state_tensors, token_lstm
 
 KIND = "continuation"
 INPUT = "token"
@@ -107,9 +107,6 @@ def _arrays(tunes: list[Tune], vocab: Vocabulary, seq_len: int, stride: int) -> 
 
 def build(cfg: TrainConfig, encoding: dict):
     """(training model, step model): the same layers, the step model with explicit state."""
-    import keras
-    from keras import layers
-
     V = len(encoding["vocabulary"])
     if cfg.model == "gan":  # other model types: training/styles/models.py, gan.py
         from training.styles import gan
@@ -117,25 +114,7 @@ def build(cfg: TrainConfig, encoding: dict):
     if cfg.model != "lstm" or cfg.hidden_dense:
         from training.styles.models import build_sequence_model
         return build_sequence_model(cfg, V, name="folk", token=INPUT, output=OUTPUT)[:2]
-    embed = layers.Embedding(V, cfg.embedding, name="token_embedding")
-    stack = LSTMStack(cfg)
-    out = layers.Dense(V, name=OUTPUT)
-
-    def forward(token, states: list | None):
-        x, new_states = stack(embed(token), states)
-        return out(x), new_states
-
-    token = keras.Input((None,), dtype="int32", name=INPUT)
-    logits, _ = forward(token, None)
-    train_model = keras.Model({INPUT: token}, {OUTPUT: logits}, name="folk")
-
-    token2 = keras.Input((None,), dtype="int32", name=INPUT)
-    states_in = stack.state_inputs()
-    logits2, states_out = forward(token2, states_in)
-    named_states = stack.state_outputs(states_in, states_out)
-    # lists, in the order of tensors(): tf2onnx passes inputs positionally
-    step_model = keras.Model([token2, *states_in], [logits2, *named_states], name="folk_step")
-    return train_model, step_model
+    return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name="folk")
 
 
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:

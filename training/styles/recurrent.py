@@ -1,4 +1,5 @@
-"""The stacked LSTM both step models share, with its state as explicit inputs and outputs."""
+"""The stacked LSTM the step models share, with its state as explicit inputs and outputs, and
+the plain token model built on it (token -> embedding -> LSTMs -> logits)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,32 @@ def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
             outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
                                pairs_with=f"{s}{i}_in"))
     return ins, outs
+
+
+def token_lstm(cfg: TrainConfig, vocab_size: int, *, token: str, output: str, name: str,
+               embedding: str = "token_embedding"):
+    """(training model, step model) of a next-token LSTM: ``token`` ids through an embedding
+    (layer ``embedding``), ``cfg.layers`` LSTMs and a dense ``output`` of logits; the step
+    model has the same layers with the state as explicit inputs and outputs."""
+    import keras
+    from keras import layers
+
+    embed = layers.Embedding(vocab_size, cfg.embedding, name=embedding)
+    stack = LSTMStack(cfg)
+    out = layers.Dense(vocab_size, name=output)
+
+    def forward(ids, states: list | None):
+        x, new_states = stack(embed(ids), states)
+        return out(x), new_states
+
+    ids = keras.Input((None,), dtype="int32", name=token)
+    logits, _ = forward(ids, None)
+    train_model = keras.Model({token: ids}, {output: logits}, name=name)
+
+    ids2 = keras.Input((None,), dtype="int32", name=token)
+    states_in = stack.state_inputs()
+    logits2, states_out = forward(ids2, states_in)
+    named_states = stack.state_outputs(states_in, states_out)
+    # lists, in the order of tensors(): tf2onnx passes inputs positionally
+    step_model = keras.Model([ids2, *states_in], [logits2, *named_states], name=f"{name}_step")
+    return train_model, step_model
