@@ -10,6 +10,11 @@ from typing import Any
 
 STYLES = ("bach", "bach-offline", "folk", "jazz", "piano", "abc")
 MODEL_TYPES = ("lstm", "transformer", "gan")
+MODELS_BY_STYLE: dict[str, tuple[str, ...]] = {
+    "bach": ("lstm",), "bach-offline": ("lstm",), "folk": MODEL_TYPES,
+    "jazz": ("lstm", "transformer"), "piano": ("lstm", "transformer"), "abc": ("lstm",),
+}
+"""The ``--model`` types each style builds (the first is its default)."""
 STRATEGIES = ("none", "mirrored", "multiworker")
 DATA_MODES = ("numeric", "event")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -84,6 +89,9 @@ class TrainConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of "
                                   f"{', '.join(allowed)}")
+        if self.model not in MODELS_BY_STYLE[self.style]:
+            raise ConfigError(f"model: {self.model} is not available for {self.style} "
+                              f"({', '.join(MODELS_BY_STYLE[self.style])})")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
         for key in ("epochs", "batch_size", "seq_len", "embedding", "units", "layers", "dense",

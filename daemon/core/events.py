@@ -288,6 +288,9 @@ class EventContinuer:
         self.rng = np.random.default_rng(seed)
         self.shift = shift
         self._token = contract.input("token").name
+        # a model whose token input is (batch, 1) reads one token per call (a transformer
+        # over a bounded window, training/styles/models.py): fed one at a time
+        self._one_at_a_time = contract.input("token").shape[-1] == 1
         self._logits = contract.output("logits").name
         self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
         singles = [int(t) for t in self.tokens if is_pitch(t)]
@@ -330,6 +333,10 @@ class EventContinuer:
 
     def _feed(self, tokens: list[str]) -> None:
         if not tokens:
+            return
+        if self._one_at_a_time and len(tokens) > 1:
+            for t in tokens:
+                self._feed([t])
             return
         ids = np.array([[self.index[t] for t in tokens]], np.int32)
         out = self._run({self._token: ids, **self.state},

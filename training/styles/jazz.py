@@ -12,7 +12,9 @@ any key (``shift`` 0 live).
 Training is many-to-many (the jazz project's batches of 16 windows of 64 steps, a checkpoint
 every 10 epochs): the model reads ``x[t]`` and predicts ``x[t + 1]`` at every step. The model
 is :func:`build`'s embedding, stacked LSTM (explicit h/c state for the step model), optional
-hidden dense layers and a dense output; ``piano`` uses the same builder.
+hidden dense layers and a dense output; ``piano`` uses the same builder. ``--model
+transformer`` builds :mod:`training.styles.models`' windowed transformer instead (its step
+model reads one token per call; ``seq_len`` must be a multiple of ``window_stride``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from daemon.core import events
 from daemon.core.contract import Tensor
 from daemon.core.encoding import HOLD, REST, START, Note
-from training.config import TrainConfig
+from training.config import MODELS_BY_STYLE, TrainConfig
 from training.data import midi_folder, wjazzd
 from training.data.midi_folder import Piece
 from training.styles import Prepared, Split
@@ -35,6 +37,7 @@ from training.styles.recurrent import LSTMStack, state_tensors
 KIND = "continuation"
 INPUT = "token"
 OUTPUT = "next"
+MODEL_TYPES = MODELS_BY_STYLE["jazz"]  # --model: training/styles/models.py builds them
 MAX_TOKENS = 256
 MIN_COUNT = 5  # a chord heard fewer times in the training pieces is read as its top note
 TRANSPOSITION = "none: pieces keep their own keys, so the model plays in every key"
@@ -193,9 +196,13 @@ def build(cfg: TrainConfig, encoding: dict):
     import keras
     from keras import layers
 
-    if cfg.model != "lstm":
-        raise ValueError(f"style {cfg.style} builds model lstm only, not {cfg.model!r}")
     V = len(encoding["tokens"])
+    if cfg.model != "lstm":  # other model types: training/styles/models.py
+        if cfg.model not in MODEL_TYPES:
+            raise ValueError(f"style {cfg.style} builds models {', '.join(MODEL_TYPES)}, "
+                             f"not {cfg.model!r}")
+        from training.styles.models import build_sequence_model
+        return build_sequence_model(cfg, V, name=cfg.style, token=INPUT, output=OUTPUT)[:2]
     embed = layers.Embedding(V, cfg.embedding, name="token_embedding")
     stack = LSTMStack(cfg)
     act = keras.activations.get(cfg.activation)
@@ -226,9 +233,23 @@ def build(cfg: TrainConfig, encoding: dict):
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
     seq = ("batch", "time")
     V = len(encoding["tokens"])
+    if cfg.model != "lstm":
+        from training.styles.models import sequence_tensors
+        return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     state_in, state_out = state_tensors(cfg)
     return ([Tensor(INPUT, seq, "int32", "token"), *state_in],
             [Tensor(OUTPUT, (*seq, V), "float32", "logits"), *state_out])
+
+
+def parity(cfg: TrainConfig, contract, train_model, session) -> float:
+    """The export check for each model type: an LSTM stepped against the sequence model, a
+    transformer fed one token at a time against the training model on the same window."""
+    from training import export
+    from training.styles import models
+
+    if cfg.model == "transformer":
+        return models.window_parity(cfg, contract, train_model, session)
+    return export.step_parity(contract, train_model, session)
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -251,7 +272,11 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         seq = sequence(piece, enc)
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
-        logits = m.run(feeds, [logits_name])[logits_name][0]
+        if m.contract.input("token").shape[-1] == 1:  # a transformer: one token per call
+            from training.compare import stream_logits
+            logits = stream_logits(m, seq[:-1])
+        else:
+            logits = m.run(feeds, [logits_name])[logits_name][0]
         n_, h_, c_ = nll_and_hits(logits, seq[1:])
         nll, correct, count = nll + n_, correct + h_, count + c_
     pad = enc["tokens"].index(START)

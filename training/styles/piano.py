@@ -21,9 +21,11 @@ from training.data.midi_folder import Piece
 from training.styles import Prepared
 from training.styles.jazz import (  # noqa: F401  (the style's interface, shared with jazz)
     KIND,
+    MODEL_TYPES,
     build,
     data_folder,
     evaluate,
+    parity,
     prepare_pieces,
     tensors,
 )

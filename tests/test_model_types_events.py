@@ -1,0 +1,123 @@
+"""``--model transformer`` for the event styles (jazz, piano): a tiny jazz transformer trains on
+generated MIDI files, exports with its window parity check, is fed one token per call by
+:class:`daemon.core.events.EventContinuer` and answers a phrase in the engine's continue mode;
+every style/model combination that is not built is refused with a one-line ConfigError."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon import model as models
+from daemon.core import continuation
+from daemon.core.encoding import HOLD_CODE, REST_CODE
+from daemon.engine import Engine
+from tests.conftest import require, train_tiny
+from tests.test_jazz_piano import write_song
+from training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
+
+WINDOW = 16  # seq_len: the transformer's window (a multiple of window_stride 16)
+
+
+@pytest.fixture(scope="module")
+def jazz_transformer(tmp_path_factory) -> Path:
+    """A jazz transformer trained for two steps on 16 generated songs and exported (the
+    file names of tests/test_jazz_piano.py's folder, so the split has a test piece)."""
+    songs = tmp_path_factory.mktemp("songs")
+    rng = random.Random(3)
+    for i in range(16):
+        sub = songs / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        write_song(sub / f"song{i:02d}.mid", rng)
+    return train_tiny(tmp_path_factory.mktemp("jazz-transformer"), "jazz", model="transformer",
+                      seq_len=WINDOW, embed_dim=16, num_heads=2, ff_dim=16,
+                      data_dir=str(songs))
+
+
+def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_transformer):
+    m = models.load(jazz_transformer)
+    c = m.contract
+    assert c.training["config"]["model"] == "transformer"
+    assert c.encoding["type"] == "events" and c.encoding["mode"] == "numeric"
+    assert c.training["parity_max_logit_difference"] <= 1e-4
+    assert c.input("token").shape == ("batch", 1)
+    assert {i.name: i.shape for i, _ in c.states} == {"window_in": ("batch", WINDOW - 1),
+                                                      "phase_in": ("batch", 1)}
+    widths = []
+
+    def run(feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        widths.append(feeds["token"].shape)
+        return m.run(feeds, outputs)
+
+    player = continuation.make(c, run, temperature=1.0, seed=1)
+    player.observe([67, HOLD_CODE, 69, HOLD_CODE, 70, HOLD_CODE, REST_CODE, REST_CODE] * 3)
+    notes = player.continue_notes(32)
+    assert notes and all(0 <= n.start < 32 and n.end <= 32 for n in notes)
+    assert all(n.start % 2 == 0 for n in notes)  # on the eighth grid
+    assert len(widths) > WINDOW and set(widths) == {(1, 1)}  # the window filled and slid
+    again = continuation.make(c, m.run, temperature=1.0, seed=1)
+    again.observe([67, HOLD_CODE, 69, HOLD_CODE, 70, HOLD_CODE, REST_CODE, REST_CODE] * 3)
+    assert again.continue_notes(32) == notes, "the same seed answers the same"
+
+
+def test_a_jazz_transformer_answers_in_the_engines_continue_mode(jazz_transformer):
+    from tests import test_engine as te
+    from tests.synth import Synth
+
+    require((te.SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    cache: dict[str, models.Model] = {}
+
+    def loader(name: str) -> models.Model:
+        return cache.setdefault(name, models.load(name))
+
+    engine = Engine(te.config(te.SHIPPED / "bach", jazz_transformer, mode="continue"), loader,
+                    seed=0)
+    phrase = te.human(te.PHRASE, 1.0, 100, np.random.default_rng(1))
+    synth = Synth()
+    records = te.drive(engine, phrase, 14.0, synth)
+    answer = [(r.time, m) for r in records for m in r.out if m[0] & 0xF0 == 0x90 and m[2]]
+    assert answer and all(m[0] & 0x0F == te.ANSWER for _, m in answer)
+    end = max(t for t, m in phrase if m[0] == 0x80)
+    beat = 60 / engine.stats()["bpm"]
+    assert end + 1.0 <= answer[0][0] <= end + 1.0 + beat + 0.1
+    assert answer[-1][0] - answer[0][0] <= 2 * 4 * beat + 0.01
+    assert engine.stats()["answers"] == 1 and not synth.keys
+
+
+def test_evaluate_streams_a_jazz_transformer_one_token_at_a_time(jazz_transformer):
+    import math
+
+    from training.evaluate import evaluate
+
+    figures = evaluate(str(jazz_transformer), write=False)
+    V = len(models.load(jazz_transformer).contract.encoding["tokens"])
+    assert figures["pieces"] >= 1 and figures["tokens"] > 100
+    assert abs(figures["nll_per_token"] - math.log(V)) < 0.5  # two steps: about uniform
+
+
+UNSUPPORTED = [(s, k) for s in STYLES for k in MODEL_TYPES if k not in MODELS_BY_STYLE[s]]
+
+
+def test_every_style_names_the_model_types_it_builds():
+    assert set(MODELS_BY_STYLE) == set(STYLES)
+    assert MODELS_BY_STYLE["folk"] == ("lstm", "transformer", "gan")
+    assert MODELS_BY_STYLE["jazz"] == MODELS_BY_STYLE["piano"] == ("lstm", "transformer")
+    for style in STYLES:
+        assert resolve(style).model == "lstm"  # the default builds everywhere
+
+
+@pytest.mark.parametrize(("style", "kind"), UNSUPPORTED)
+def test_a_model_type_a_style_does_not_build_is_refused_in_one_line(style, kind):
+    with pytest.raises(ConfigError) as err:
+        resolve(style, overrides={"model": kind})
+    allowed = ", ".join(MODELS_BY_STYLE[style])
+    assert str(err.value) == f"model: {kind} is not available for {style} ({allowed})"
+
+
+def test_piano_gan_is_refused_with_the_message_the_cli_prints():
+    with pytest.raises(ConfigError, match=r"^model: gan is not available for piano "
+                                          r"\(lstm, transformer\)$"):
+        resolve("piano", overrides={"model": "gan"})
