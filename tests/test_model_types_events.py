@@ -121,3 +121,13 @@ def test_piano_gan_is_refused_with_the_message_the_cli_prints():
     with pytest.raises(ConfigError, match=r"^model: gan is not available for piano "
                                           r"\(lstm, transformer\)$"):
         resolve("piano", overrides={"model": "gan"})
+
+
+def test_a_transformer_window_off_the_bar_lines_is_refused_at_once():
+    from training.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError, match=r"^seq_len: a transformer's window \(100\) must be a "
+                       r"multiple of window_stride \(16\), e.g. 96$"):
+        resolve("piano", overrides={"model": "transformer"})
+    with pytest.raises(ConfigError, match=r"^embed_dim: 31 is not a multiple of num_heads"):
+        resolve("folk", overrides={"model": "transformer", "embed_dim": 31})

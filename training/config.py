@@ -92,6 +92,15 @@ class TrainConfig:
         if self.model not in MODELS_BY_STYLE[self.style]:
             raise ConfigError(f"model: {self.model} is not available for {self.style} "
                               f"({', '.join(MODELS_BY_STYLE[self.style])})")
+        if self.model == "transformer":
+            stride = self.window_stride
+            if self.seq_len % stride:
+                near = max(stride, self.seq_len // stride * stride)
+                raise ConfigError(f"seq_len: a transformer's window ({self.seq_len}) must be a "
+                                  f"multiple of window_stride ({stride}), e.g. {near}")
+            if self.embed_dim % self.num_heads:
+                raise ConfigError(f"embed_dim: {self.embed_dim} is not a multiple of num_heads "
+                                  f"({self.num_heads})")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
         for key in ("epochs", "batch_size", "seq_len", "embedding", "units", "layers", "dense",
