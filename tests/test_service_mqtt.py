@@ -129,8 +129,11 @@ def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, mode
                 events += [(start * sps, (0x90, p, 80)), ((start + length) * sps * 0.95,
                                                           (0x80, p, 64))]
             sent = play(rig.keys, events, time.monotonic() + 0.05)
-            answer = rig.listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
-                                           sent[-1][0], 4.0)
+            try:
+                answer = rig.listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
+                                               sent[-1][0], 4.0)
+            except AssertionError:
+                raise AssertionError(f"no answer: {daemon.stderr()[-3000:]}") from None
             assert not note_ons(rig.listener.since(sent[0][0] - 0.01), HARMONY[0])
 
             # cmd/panic while the answer plays: everything released at once

@@ -156,18 +156,19 @@ class Continuer:
         """The next ``steps`` sixteenths in the learned style, as grid codes in the player's key.
 
         Each sampled token is fed back, so the state stays warm for what comes next. Where the
-        model would end the tune, the answer rests.
+        model would end the tune, the answer rests; it may not end before its first note (an
+        answer is never silent).
         """
         out = np.full(steps, REST_CODE, np.int16)
-        ended = False
+        ended = played = False
         for i in range(steps):
             if ended or self.logits is None:
                 break
             mask = self.mask.copy()
             if not self._sounding:
                 mask[self.vocab.code_to_token(HOLD_CODE)] = False
-            if self._start is not None and i > 0:
-                mask[self._start] = True  # the model may end the tune
+            if self._start is not None and played:
+                mask[self._start] = True  # the model may end the tune, once it has answered
             p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p,
                                        mask=mask)
             tok = int(sampling.sample(p, self.rng)[0])
@@ -175,6 +176,7 @@ class Continuer:
                 ended = True
                 break
             code = int(self.vocab.token_to_code(tok))
+            played = played or code >= 0
             out[i] = code - self.shift if code >= 0 else code
             self._sounding = code >= 0 or (code == HOLD_CODE and self._sounding)
             self._feed(np.array([tok], np.int32))
