@@ -47,6 +47,7 @@ from fractions import Fraction
 import numpy as np
 
 from daemon.core import sampling
+from daemon.core.continuation import TokenStepper
 from daemon.core.contract import Contract
 from daemon.core.encoding import HOLD_CODE, REST_CODE, Note
 
@@ -413,15 +414,12 @@ class AbcContinuer:
             raise ValueError(f"model {contract.name}: its characters are not this runtime's "
                              "ABC alphabet")
         self.contract = contract
-        self._run = run
+        self.model = TokenStepper(contract, run)
         self.temperature = sampling.check_temperature(temperature)
         self.top_p = sampling.check_top_p(top_p)
         self.rng = np.random.default_rng(seed)
         self.shift = shift
         self.header = str(contract.encoding.get("header", HEADER))
-        self._token = contract.input("token").name
-        self._logits = contract.output("logits").name
-        self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
         self.scale = (None if allowed_pitch_classes is None else
                       frozenset((pc + shift) % 12 for pc in allowed_pitch_classes))
         self.mask = np.ones(len(CHARACTERS), bool)
@@ -431,9 +429,13 @@ class AbcContinuer:
         self.text = ""  # everything fed since the reset, for inspection and tests
         self.reset()
 
+    @property
+    def logits(self) -> np.ndarray | None:
+        """Scores of the next character, after what was fed."""
+        return self.model.logits
+
     def reset(self) -> None:
-        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._pairs}
-        self.logits: np.ndarray | None = None
+        self.model.reset()
         self.writer = AbcWriter()
         self.text = ""
         self.fed = 0
@@ -443,10 +445,7 @@ class AbcContinuer:
         ids = encode_text(text)
         if not ids.size:
             return
-        feeds = {self._token: ids.reshape(1, -1), **self.state}
-        out = self._run(feeds, [self._logits, *(o for _, o, _ in self._pairs)])
-        self.state = {i: out[o] for i, o, _ in self._pairs}
-        self.logits = out[self._logits][0, -1]
+        self.model.feed(ids)
         self.text = (self.text + decode_text(ids))[-TEXT_KEPT:]
         self.fed += len(ids)
 

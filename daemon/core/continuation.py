@@ -70,6 +70,39 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
     return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
 
 
+class TokenStepper:
+    """A next-token model stepped through its contract: the recurrent state carried from call
+    to call and the last step's logits kept. Every continuation class feeds its model through
+    one of these.
+
+    A model whose token input is ``(batch, 1)`` reads one token per call (a transformer over a
+    bounded window, training/styles/models.py): several tokens are fed one at a time."""
+
+    def __init__(self, contract: Contract, run: RunFn) -> None:
+        self._run = run
+        self._token = contract.input("token").name
+        self._one_at_a_time = contract.input("token").shape[-1] == 1
+        self._logits = contract.output("logits").name
+        self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero state, no logits."""
+        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._pairs}
+        self.logits: np.ndarray | None = None
+
+    def feed(self, ids: np.ndarray) -> None:
+        """Token ids, in order; afterwards :attr:`logits` score the next one."""
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        if not ids.size:
+            return
+        names = [self._logits, *(o for _, o, _ in self._pairs)]
+        for chunk in (ids.reshape(-1, 1) if self._one_at_a_time else ids.reshape(1, -1)):
+            out = self._run({self._token: chunk.reshape(1, -1), **self.state}, names)
+            self.state = {i: out[o] for i, o, _ in self._pairs}
+            self.logits = out[self._logits][0, -1]
+
+
 class Continuer:
     """A sixteenth-grid melody model (``encoding["type"]`` ``grid``, the default)."""
 
@@ -81,17 +114,11 @@ class Continuer:
                              "model")
         self.contract = contract
         self.vocab = contract.vocabulary
-        self._run = run
+        self.model = TokenStepper(contract, run)
         self.temperature = sampling.check_temperature(temperature)
         self.top_p = sampling.check_top_p(top_p)
         self.rng = np.random.default_rng(seed)
         self.shift = shift
-        self._token = contract.input("token").name
-        # a model whose token input is (batch, 1) reads one token per call (a transformer
-        # over a bounded window, training/styles/models.py): fed one at a time
-        self._one_at_a_time = contract.input("token").shape[-1] == 1
-        self._logits = contract.output("logits").name
-        self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
         self._start = self.vocab.index(START) if START in self.vocab else None
         low, high = self.vocab.pitch_range
         self._low, self._high = low, high
@@ -109,25 +136,21 @@ class Continuer:
                     mask[i] = False
         return mask
 
+    @property
+    def logits(self) -> np.ndarray | None:
+        """Scores of the next token, after what was fed."""
+        return self.model.logits
+
     def reset(self) -> None:
         """Forget everything; prime with START tokens as in training."""
-        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._pairs}
-        self.logits: np.ndarray | None = None
+        self.model.reset()
         self._sounding = False
         if self._start is not None:
             prime = int(self.contract.encoding.get("seq_len", 64))
             self._feed(np.full(prime, self._start, np.int32))
 
     def _feed(self, tokens: np.ndarray) -> None:
-        if self._one_at_a_time and tokens.size > 1:
-            for t in tokens.reshape(-1):
-                self._feed(np.array([t], np.int32))
-            return
-        feeds = {self._token: tokens.reshape(1, -1).astype(np.int32), **self.state}
-        names = [self._logits, *(o for _, o, _ in self._pairs)]
-        out = self._run(feeds, names)
-        self.state = {i: out[o] for i, o, _ in self._pairs}
-        self.logits = out[self._logits][0, -1]
+        self.model.feed(tokens)
 
     def _to_model(self, code: int) -> int:
         """A grid code as the model reads it: transposed, folded into its pitch range."""

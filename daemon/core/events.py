@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.core import sampling
+from daemon.core.continuation import TokenStepper
 from daemon.core.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 
 NUMERIC, EVENT = "numeric", "event"
@@ -282,17 +283,11 @@ class EventContinuer:
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.mode = enc.get("mode", NUMERIC)
         self.step = int(enc.get("step", NUMERIC_STEP if self.mode == NUMERIC else 1))
-        self._run = run
+        self.model = TokenStepper(contract, run)
         self.temperature = sampling.check_temperature(temperature)
         self.top_p = sampling.check_top_p(top_p)
         self.rng = np.random.default_rng(seed)
         self.shift = shift
-        self._token = contract.input("token").name
-        # a model whose token input is (batch, 1) reads one token per call (a transformer
-        # over a bounded window, training/styles/models.py): fed one at a time
-        self._one_at_a_time = contract.input("token").shape[-1] == 1
-        self._logits = contract.output("logits").name
-        self._pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
         singles = [int(t) for t in self.tokens if is_pitch(t)]
         singles += [int(t[2:]) for t in self.tokens if t.startswith("on")]
         self._low, self._high = (min(singles), max(singles)) if singles else (0, 127)
@@ -319,10 +314,14 @@ class EventContinuer:
             return [int(tok[2:])]
         return []
 
+    @property
+    def logits(self) -> np.ndarray | None:
+        """Scores of the next token, after what was fed."""
+        return self.model.logits
+
     def reset(self) -> None:
         """Forget the phrase; prime the model with START as at the start of a piece."""
-        self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._pairs}
-        self.logits: np.ndarray | None = None
+        self.model.reset()
         self._pending: list[int] = []  # numeric: sixteenths of the coarse step being heard
         self._sounding: int | None = None  # the pitch the player holds (model's key)
         self._last_token = REST
@@ -332,17 +331,7 @@ class EventContinuer:
         self._feed([START])
 
     def _feed(self, tokens: list[str]) -> None:
-        if not tokens:
-            return
-        if self._one_at_a_time and len(tokens) > 1:
-            for t in tokens:
-                self._feed([t])
-            return
-        ids = np.array([[self.index[t] for t in tokens]], np.int32)
-        out = self._run({self._token: ids, **self.state},
-                        [self._logits, *(o for _, o, _ in self._pairs)])
-        self.state = {i: out[o] for i, o, _ in self._pairs}
-        self.logits = out[self._logits][0, -1]
+        self.model.feed(np.array([self.index[t] for t in tokens], np.int32))
 
     def _fold(self, pitch: int) -> int:
         p = pitch + self.shift
