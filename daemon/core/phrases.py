@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from daemon.core import sampling
+from daemon.core import rules, sampling
 from daemon.core.contract import Contract
-from daemon.core.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
+from daemon.core.encoding import REST_CODE, START, Note, grid_to_notes
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
@@ -32,13 +32,7 @@ RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 def pitch_class_histogram(codes: np.ndarray) -> np.ndarray:
     """Sixteenths per pitch class of a grid (holds count for their note), summing to 1 (or all
     zeros when nothing sounds)."""
-    hist = np.zeros(12)
-    current = REST_CODE
-    for c in np.asarray(codes).tolist():
-        if c != HOLD_CODE:
-            current = c
-        if current >= 0:
-            hist[current % 12] += 1
+    hist = rules.pitch_class_durations(codes)
     total = hist.sum()
     return hist / total if total else hist
 
