@@ -32,7 +32,7 @@ from training.data import midi_folder, wjazzd
 from training.data.midi_folder import Piece
 from training.styles import Prepared, Split
 from training.styles.bach_data import windows
-from training.styles.recurrent import LSTMStack, state_tensors
+from training.styles.recurrent import state_tensors, token_lstm
 
 KIND = "continuation"
 INPUT = "token"
@@ -193,9 +193,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
 def build(cfg: TrainConfig, encoding: dict):
     """(training model, step model): the same layers, the step model with explicit state."""
-    import keras
-    from keras import layers
-
     V = len(encoding["tokens"])
     if cfg.model != "lstm":  # other model types: training/styles/models.py
         if cfg.model not in MODEL_TYPES:
@@ -203,31 +200,9 @@ def build(cfg: TrainConfig, encoding: dict):
                              f"not {cfg.model!r}")
         from training.styles.models import build_sequence_model
         return build_sequence_model(cfg, V, name=cfg.style, token=INPUT, output=OUTPUT)[:2]
-    embed = layers.Embedding(V, cfg.embedding, name="token_embedding")
-    stack = LSTMStack(cfg)
-    act = keras.activations.get(cfg.activation)
-    if cfg.activation == "gelu":  # the exact gelu does not run in onnxruntime
-        act = lambda x: keras.activations.gelu(x, approximate=True)  # noqa: E731
-    hidden = [layers.Dense(cfg.dense, activation=act, name=f"hidden{i}")
-              for i in range(cfg.hidden_dense)]
-    out = layers.Dense(V, name=OUTPUT)
-
-    def forward(token, states: list | None):
-        x, new_states = stack(embed(token), states)
-        for h in hidden:
-            x = h(x)
-        return out(x), new_states
-
-    token = keras.Input((None,), dtype="int32", name=INPUT)
-    logits, _ = forward(token, None)
-    train_model = keras.Model({INPUT: token}, {OUTPUT: logits}, name=cfg.style)
-
-    token2 = keras.Input((None,), dtype="int32", name=INPUT)
-    states_in = stack.state_inputs()
-    logits2, states_out = forward(token2, states_in)
-    named = stack.state_outputs(states_in, states_out)
-    step_model = keras.Model([token2, *states_in], [logits2, *named], name=f"{cfg.style}_step")
-    return train_model, step_model
+    from training.styles.models import hidden_dense
+    return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name=cfg.style,
+                      hidden=hidden_dense(cfg))
 
 
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:

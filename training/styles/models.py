@@ -44,7 +44,7 @@ import numpy as np
 
 from daemon.core.contract import Tensor
 from training.config import TrainConfig
-from training.styles.recurrent import LSTMStack, state_tensors
+from training.styles.recurrent import state_tensors, token_lstm
 
 WINDOW_IN = "window_in"
 WINDOW_OUT = "window_out"
@@ -54,10 +54,15 @@ MASKED = -1e9  # attention score of a key a query may not see (finite: no NaN on
 
 
 def hidden_dense(cfg: TrainConfig) -> list:
-    """MechanicalBach's hidden dense layers between the sequence model and the output."""
+    """MechanicalBach's hidden dense layers between the sequence model and the output (gelu
+    in its tanh approximation: the exact one gives an ONNX file onnxruntime refuses)."""
+    import keras
     from keras import layers
 
-    return [layers.Dense(cfg.dense, activation=cfg.activation, name=f"hidden{i}")
+    act = keras.activations.get(cfg.activation)
+    if cfg.activation == "gelu":
+        act = lambda x: keras.activations.gelu(x, approximate=True)  # noqa: E731
+    return [layers.Dense(cfg.dense, activation=act, name=f"hidden{i}")
             for i in range(cfg.hidden_dense)]
 
 
@@ -70,27 +75,8 @@ def _head(x, dense: list, out):
 # --- lstm ---------------------------------------------------------------------------------------
 
 def _lstm(cfg: TrainConfig, vocab_size: int, name: str, token: str, output: str):
-    import keras
-    from keras import layers
-
-    embed = layers.Embedding(vocab_size, cfg.embedding, name="token_embedding")
-    stack = LSTMStack(cfg)
-    dense, out = hidden_dense(cfg), layers.Dense(vocab_size, name=output)
-
-    def forward(tokens, states: list | None):
-        x, new_states = stack(embed(tokens), states)
-        return _head(x, dense, out), new_states
-
-    tokens = keras.Input((None,), dtype="int32", name=token)
-    logits, _ = forward(tokens, None)
-    train_model = keras.Model({token: tokens}, {output: logits}, name=name)
-
-    tokens2 = keras.Input((None,), dtype="int32", name=token)
-    states_in = stack.state_inputs()
-    logits2, states_out = forward(tokens2, states_in)
-    named = stack.state_outputs(states_in, states_out)
-    step_model = keras.Model([tokens2, *states_in], [logits2, *named], name=f"{name}_step")
-
+    train_model, step_model = token_lstm(cfg, vocab_size, token=token, output=output,
+                                         name=name, hidden=hidden_dense(cfg))
     state_in, state_out = state_tensors(cfg)
     ins = [Tensor(token, ("batch", "time"), "int32", "token"), *state_in]
     outs = [Tensor(output, ("batch", "time", vocab_size), "float32", "logits"), *state_out]

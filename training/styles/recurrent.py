@@ -58,10 +58,11 @@ def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
 
 
 def token_lstm(cfg: TrainConfig, vocab_size: int, *, token: str, output: str, name: str,
-               embedding: str = "token_embedding"):
+               embedding: str = "token_embedding", hidden: list | None = None):
     """(training model, step model) of a next-token LSTM: ``token`` ids through an embedding
-    (layer ``embedding``), ``cfg.layers`` LSTMs and a dense ``output`` of logits; the step
-    model has the same layers with the state as explicit inputs and outputs."""
+    (layer ``embedding``), ``cfg.layers`` LSTMs, the ``hidden`` dense layers if any and a
+    dense ``output`` of logits; the step model has the same layers with the state as explicit
+    inputs and outputs."""
     import keras
     from keras import layers
 
@@ -71,6 +72,8 @@ def token_lstm(cfg: TrainConfig, vocab_size: int, *, token: str, output: str, na
 
     def forward(ids, states: list | None):
         x, new_states = stack(embed(ids), states)
+        for layer in hidden or ():
+            x = layer(x)
         return out(x), new_states
 
     ids = keras.Input((None,), dtype="int32", name=token)
