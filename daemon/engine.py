@@ -331,7 +331,6 @@ class Engine:
         if self._stopped:
             return []
         self._last_now = now
-        self._follow_grid(now)
         out: list[MidiOut] = []
         if self.mode == HARMONIZE:
             out += self._harmony_tick(now)
@@ -802,8 +801,10 @@ class Engine:
 
     def _follow_grid(self, now: float) -> None:
         """When the grid jumps back (a clock start, or the first tick after a continue), the
-        step counts follow it. Notes faster than the grid may run the harmonizer a few steps
-        ahead of it; that is no jump."""
+        step counts follow it. Called only after a clock byte: notes faster than the grid run
+        the harmonizer ahead of it (each note takes the next step), and that is no jump. (Found
+        at 30 notes/s: a check on every tick took that for a jump, reset the steps and stepped
+        twice without the answers prepared ahead.)"""
         step = math.floor(self._position(now) + _EPS)
         if self._last_step is not None and step < self._last_step - STEPS_PER_QUARTER:
             self._last_step = step - 1

@@ -217,6 +217,34 @@ def test_harmony_moves_while_the_melody_is_held(bach, loader):
     assert records[-1].sounding == frozenset()
 
 
+
+def test_a_run_faster_than_the_grid_is_answered_from_the_prepared_steps(bach, loader):
+    """30 notes/s at 96 BPM (five notes a sixteenth): every note gets its own harmony, each
+    the next step, each looked up from what ``prepare`` answered ahead (none computed while
+    the note waits), and no step is stepped twice."""
+    engine = Engine(config(bach), loader, seed=3)
+    synth = Synth()
+    run = [72, 74, 76, 77, 79, 77, 76, 74] * 8
+    t, heard = 1.0, 0
+    for pitch in run:
+        due = engine.next_time()
+        while due is not None and due <= t:
+            synth.play(engine.tick(due))
+            engine.prepare()
+            due = engine.next_time()
+        out = engine.handle((0x90, pitch, 80), t)
+        synth.play(out)
+        heard += bool(note_ons(out))
+        engine.prepare()
+        synth.play(engine.handle((0x80, pitch, 0), t + 0.028))
+        engine.prepare()
+        t += 1 / 30
+    stats = engine.stats()
+    assert heard == len(run)
+    assert stats["harmony_steps"] == len(run)
+    assert stats["answered_ahead"] == len(run) - 1  # all but the first note
+    assert not synth.keys
+
 # -- continue -------------------------------------------------------------------------------
 
 PHRASE = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4), (71, 12, 4),
