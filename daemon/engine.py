@@ -60,8 +60,9 @@ the step index (counted from beat one) modulo 16, so what the model reads stays 
 * The model's major/minor input is ``sampling.key``'s mode when a key is given; for ``auto``
   and ``none`` it is estimated (:func:`~daemon.core.rules.estimate_key`) from the player's
   notes in the context window after every melody note, once :data:`MIN_KEY_NOTES` are there
-  (before that: major). The estimate is made in the :meth:`Engine.tick` that follows (due at
-  once), not in :meth:`Engine.handle`, to keep the note-on path short.
+  (before that: major). The estimate is made by the :meth:`Engine.prepare` that follows (in
+  the daemon, the worker thread), on a copy of the context window, not in :meth:`Engine.handle`
+  or :meth:`Engine.tick`: those hold the service's lock, and a note waits while they run.
 
 Continue mode
 -------------
@@ -334,9 +335,6 @@ class Engine:
         out: list[MidiOut] = []
         if self.mode == HARMONIZE:
             out += self._harmony_tick(now)
-            if self._key_dirty:
-                self._key_dirty = False
-                self._update_harmony_key(now)
         else:
             if self._observed is not None:
                 pos = self._position(now)
@@ -357,8 +355,6 @@ class Engine:
         if self.tempo.estimate_due:
             times.append(now)
         if self.mode == HARMONIZE:
-            if self._key_dirty:
-                times.append(now)
             if self._last_step is not None and (self._melody is not None
                                                 or self.phrase.playing(now)):
                 times.append(self._step_time(self._last_step + 1, now))
@@ -440,12 +436,17 @@ class Engine:
     def prepare(self) -> None:
         """Answer the next grid step in advance, for every melody note it could bring
         (:meth:`LiveHarmonizer.prepare <daemon.core.harmonizer.LiveHarmonizer.prepare>`), so
-        that note is answered without running the model. For an idle moment, and safe in
-        another thread than :meth:`handle` and :meth:`tick`: it only reads the engine, and an
+        that note is answered without running the model; first, after a new melody note, the
+        key's mode is estimated again. For an idle moment, and safe in another thread than
+        :meth:`handle` and :meth:`tick`: it reads the engine (the context window through a
+        copy), writes only the harmonizer's mode (one attribute, read as a whole), and an
         answer for a state that has moved on is never used."""
         h, last = self._harmonizer, self._last_step
         if self._stopped or self.mode != "harmonize" or h is None:
             return
+        if self._key_dirty:  # before the answers: they are made for the harmonizer's mode
+            self._key_dirty = False
+            self._update_harmony_key(self._last_now)
         if last is None or (self._melody is None and not self.phrase.playing(self._last_now)):
             # before the first note or paused between phrases: the next note may fall on any
             # bar position, and it is stepped without catching up (see _melody_on), so answer
@@ -463,7 +464,9 @@ class Engine:
                 "models": dict(self.model_names), "temperature": self.temperature,
                 "bpm": round(self.tempo.bpm(now), 2), "tempo_source": self.tempo.source(now),
                 "sounding": len(self.ledger), "pending": len(self.scheduler),
-                "stopped": self._stopped}
+                "stopped": self._stopped,
+                "harmony_mode": None if self._harmonizer is None else
+                ("major" if self._harmonizer.mode == MAJOR else "minor")}
 
     # -- input ------------------------------------------------------------------------------
 
@@ -814,10 +817,13 @@ class Engine:
             self._phrase_start = min(self._phrase_start, step)
 
     def _estimate_key(self, now: float) -> tuple[int, int] | None:
-        sps = self.tempo.seconds_per_step(now)
-        self.context.prune(now)
+        """From a copy of the context window: :meth:`prepare` calls this in a worker thread
+        while :meth:`handle` may add notes."""
+        sps = self.tempo.step_seconds_now(now)
+        context = self.context.copy()
+        context.prune(now)
         steps = max(1, min(512, math.ceil(self.config.context_seconds / sps)))
-        grid = self.context.to_grid(now, sps, steps, source="player")
+        grid = context.to_grid(now, sps, steps, source="player")
         if int((grid >= 0).sum()) < MIN_KEY_NOTES:
             return None
         return rules.estimate_key(grid, final_weight=0.0)

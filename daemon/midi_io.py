@@ -7,9 +7,11 @@ Everything that touches a MIDI port lives here; the rest of the daemon sees raw
   regex, as ``midi.match`` says, over the backend's port names) or a virtual port of the
   configured name. Every failure is a :class:`MidiError` with a one-line message.
 * :class:`InputReader` is a thread that polls the input port, stamps each message with
-  :func:`time.monotonic` where it arrives, drops what is not MIDI the daemon wants, and hands
-  ``(message, t)`` to the event loop through ``loop.call_soon_threadsafe`` into a bounded
-  :class:`asyncio.Queue`, counting what a full queue drops instead of blocking.
+  :func:`time.monotonic` where it arrives, drops what is not MIDI the daemon wants, and either
+  calls a handler with ``(message, t)`` in the thread itself (the daemon: the engine answers
+  there and then, see :mod:`daemon.service`) or hands it to the event loop through
+  ``loop.call_soon_threadsafe`` into a bounded :class:`asyncio.Queue`, counting what a full
+  queue drops instead of blocking.
 * :class:`OutputWriter` sends raw tuples and turns a failed send into :class:`MidiError`, so
   the caller can release its notes and reopen.
 
@@ -341,8 +343,16 @@ Arrival = tuple[MidiOut, float]
 """A message as the reader hands it on, with its :func:`time.monotonic` arrival time."""
 
 
+Handler = Callable[[MidiOut, float], None]
+"""Called in the reader thread with each message and its arrival time."""
+
+
 class InputReader:
-    """A thread that polls ``port`` and puts ``(message, t)`` into ``queue`` on ``loop``.
+    """A thread that polls ``port`` and calls ``handler(message, t)`` in the thread, or (with
+    ``queue``) puts ``(message, t)`` into ``queue`` on ``loop``. One of the two is given.
+
+    A handler runs in the reader thread, so it holds up the next message while it works: it
+    must be quick, and it must not raise (what it raises ends the thread as a failed read).
 
     Counters: ``received`` (read from the port), ``rejected`` (junk: see
     :func:`clean_message`), ``filtered`` (channel messages on another channel than
@@ -355,15 +365,19 @@ class InputReader:
     :class:`MidiError` and ``on_error(error)`` is called on the loop.
     """
 
-    def __init__(self, port: RawInput, queue: asyncio.Queue[Arrival], *,
+    def __init__(self, port: RawInput, queue: asyncio.Queue[Arrival] | None = None, *,
+                 handler: Handler | None = None,
                  loop: asyncio.AbstractEventLoop | None = None, channel: int | None = None,
                  poll_interval: float = POLL_INTERVAL, check_interval: float = CHECK_INTERVAL,
                  on_error: Callable[[MidiError], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if channel is not None and not 0 <= channel <= 15:
             raise ValueError(f"channel must be 0-15 or None, got {channel!r}")
+        if (queue is None) == (handler is None):
+            raise ValueError("give an InputReader either a queue or a handler")
         self._port = port
         self._queue = queue
+        self._handler = handler
         self._loop = loop or asyncio.get_running_loop()
         self.channel = channel
         self._poll_interval = poll_interval
@@ -404,6 +418,7 @@ class InputReader:
 
     def _deliver(self, item: Arrival) -> None:
         """On the loop: into the queue, or counted as dropped."""
+        assert self._queue is not None
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -415,7 +430,7 @@ class InputReader:
 
     def _run(self) -> None:
         get, clock, sleep = self._port.get_message, self._clock, time.sleep
-        stopping, channel = self._stopping, self.channel
+        stopping, channel, handler = self._stopping, self.channel, self._handler
         check = getattr(self._port, "check", None)
         next_check = clock() + self._check_interval
         try:
@@ -434,6 +449,8 @@ class InputReader:
                     self.rejected += 1
                 elif channel is not None and message[0] < 0xF0 and message[0] & 0x0F != channel:
                     self.filtered += 1
+                elif handler is not None:
+                    handler(message, t)
                 else:
                     self._loop.call_soon_threadsafe(self._deliver, (message, t))
         except MidiError as exc:

@@ -5,15 +5,22 @@ loop), sends a panic to the output (a previous run may have left notes hanging),
 ``on_ready`` (and systemd ``READY=1``) and runs its named tasks until SIGINT or SIGTERM
 (or ``stop_event``):
 
+The input is answered in the MIDI reader thread itself, not on the loop: the
+:class:`~daemon.midi_io.InputReader` stamps each message with :func:`time.monotonic` where it
+arrives and calls :meth:`Service.on_message`, which runs :meth:`Engine.handle(message, t)
+<daemon.engine.Engine.handle>` and sends what it returns at once, then wakes the loop's tasks.
+When ``prepare`` has answered the step in advance, ``handle`` only looks the answer up (about
+0.1 ms of Python); otherwise inference runs inside it (one model call per step, about 0.6 ms).
+The engine and the output are shared by that thread and the loop, so every use of either
+holds :attr:`Service.lock` (never across an ``await``). Measured over real JACK ports, the
+hop to the loop (a wake-up through its self-pipe, a queue, a task switch) cost 0.1-0.3 ms at
+p50 and milliseconds at p99 when the loop was busy; see docs/decisions.md.
+:class:`Timings` records, per message, the time from its arrival stamp to the moment after
+its replies were sent, and how long ``handle`` alone took.
+
 ``midi-in``
-    Takes ``(message, t)`` from the reader thread's queue (:class:`~daemon.midi_io.InputReader`
-    stamps ``t`` with :func:`time.monotonic` where the message arrives), calls
-    :meth:`Engine.handle(message, t) <daemon.engine.Engine.handle>` and sends what it returns at
-    once. When ``prepare`` has answered the step in advance, ``handle`` only looks the answer
-    up (tens of microseconds); otherwise inference runs inside it (three batched ONNX calls,
-    about 1.5 ms), inline on the loop. :class:`Timings` records, per message, the time from
-    its arrival stamp to the moment after its replies were sent, and how long ``handle``
-    alone took.
+    Waits for a failure of :meth:`Service.on_message` (an error in the engine, which the
+    reader thread cannot raise) and raises it, ending the daemon as any task's error does.
 ``scheduler``
     Sleeps until :meth:`Engine.next_time <daemon.engine.Engine.next_time>` (woken early by
     every input message, which may change it), then calls ``tick`` and sends what is due.
@@ -87,8 +94,6 @@ from daemon.config import Config, ConfigError
 from daemon.core.ledger import MidiOut, is_note_off
 from daemon.engine import Engine, EngineError, ModelLike
 from daemon.midi_io import (
-    QUEUE_LIMIT,
-    Arrival,
     InputReader,
     MidiError,
     MidiInput,
@@ -104,8 +109,11 @@ log = logging.getLogger(__name__)
 PORT_CHECK_SECONDS = 1.0
 """How often the ``ports`` task checks the ports (and tries to reopen a lost one)."""
 PRECISE_SECONDS = 0.002
-"""The scheduler sleeps until this long before an event is due, then yields to the loop until
-it is: asyncio's timers round waits up to whole milliseconds (measured: p99 2.5 ms late)."""
+"""The scheduler sleeps on the loop until this long before an event is due, then in a worker
+thread (:func:`sleep_until`) until it is: asyncio's timers round waits up to whole milliseconds
+(measured: p99 2.5 ms late). Before, the last stretch yielded to the loop again and again; that
+spinning took the interpreter from the MIDI reader thread half the time (``Engine.handle``
+p50 0.2 ms in the daemon against 0.09 ms alone)."""
 SWITCH_INTERVAL = 0.0001
 """Seconds a Python thread runs before another may take the interpreter
 (:func:`sys.setswitchinterval`; default 5 ms). Measured at 5 notes/s: with 0.5 ms, arrival to
@@ -223,6 +231,26 @@ async def off_loop(fn: Callable[..., T], *args: Any,
     return await future
 
 
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Until ``event`` is set or ``timeout`` seconds (None: no limit) have passed.
+
+    Not :func:`asyncio.wait_for`: on Python 3.11 it loses a cancellation that comes just as
+    the event is set, and the task then runs on after the daemon was told to stop (seen: a
+    daemon that logged "stopping" and never stopped, its scheduler woken by the MIDI reader
+    thread at that moment). :func:`asyncio.timeout` does not.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+def sleep_until(due: float) -> None:
+    """Block until the monotonic clock reaches ``due`` (a thread's sleep, not the loop's)."""
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
 def _close_input(reader: InputReader | None, port: MidiInput | None) -> None:
     """Stop the reader thread, then close its port (never while the thread may read it)."""
     if reader is not None and not reader.stop():
@@ -284,7 +312,10 @@ class Service:
         self.link: Any = None
         """The :class:`daemon.mqtt.MqttLink` while ``[mqtt]`` is enabled."""
         self.timings = Timings()
-        self.queue: asyncio.Queue[Arrival] = asyncio.Queue(QUEUE_LIMIT)
+        self.lock = threading.RLock()
+        """Held for every use of the engine, the output and :attr:`timings`: the MIDI reader
+        thread (:meth:`on_message`) and the loop (ticks, commands, reload, ports) share them.
+        Reentrant: a failed send on the loop releases the notes under the same hold."""
         self.input: MidiInput | None = None
         self.output: MidiOutput | None = None
         self.reader: InputReader | None = None
@@ -303,6 +334,9 @@ class Service:
         self._closed = False
         self._reload_wanted = asyncio.Event()
         self._mqtt_changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine_failed: asyncio.Future[BaseException] | None = None
+        self._broken = False  # the engine raised in the reader thread: input is ignored
 
     # -- start -------------------------------------------------------------------------------
 
@@ -311,14 +345,63 @@ class Service:
         midi = self.config.midi
         self.output = await off_loop(open_output, midi, orphan=_close)
         self.writer = OutputWriter(self.output)
-        self._send(self.engine.panic(time.monotonic()))
+        with self.lock:
+            self._send(self.engine.panic(time.monotonic()))
         self.input = await off_loop(open_input, midi, orphan=_close)
         self._start_reader()
 
     def _start_reader(self) -> None:
         assert self.input is not None
-        self.reader = InputReader(self.input, self.queue, on_error=self._on_input_error)
+        self._loop = asyncio.get_running_loop()
+        if self._engine_failed is None:
+            self._engine_failed = self._loop.create_future()
+        self.reader = InputReader(self.input, handler=self.on_message,
+                                  on_error=self._on_input_error)
         self.reader.start()
+
+    def on_message(self, message: MidiOut, arrived: float) -> None:
+        """In the MIDI reader thread: the engine's answer to one input message, sent at once;
+        then the loop's scheduler and ``prepare`` are woken. Never raises: an error in the
+        engine is handed to the ``midi-in`` task (and input is ignored from then on)."""
+        if self._broken:
+            return
+        clock = time.monotonic
+        lost: MidiError | None = None
+        try:
+            with self.lock:
+                started = clock()
+                out = self.engine.handle(message, arrived)
+                handled = clock()
+                if out:
+                    writer = self.writer
+                    if writer is None:
+                        self.unsent += len(out)
+                    else:
+                        try:
+                            writer.send_all(out)
+                        except MidiError as exc:
+                            lost = exc
+                self.timings.record_message(message, arrived, started, handled, clock())
+        except Exception as exc:
+            self._broken = True
+            self._to_loop(self._engine_error, exc)
+            return
+        self._to_loop(self._after_input, lost)
+
+    def _to_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                self._loop.call_soon_threadsafe(fn, *args)
+
+    def _after_input(self, lost: MidiError | None) -> None:
+        if lost is not None:
+            self._output_lost(lost)
+        self._wake.set()
+        self._prepare_wanted.set()
+
+    def _engine_error(self, exc: BaseException) -> None:
+        if self._engine_failed is not None and not self._engine_failed.done():
+            self._engine_failed.set_result(exc)
 
     def _forget_reader(self) -> tuple[InputReader | None, MidiInput | None]:
         reader, port = self.reader, self.input
@@ -366,16 +449,10 @@ class Service:
             task.cancel()  # a task cancelled from outside ends the group without an error
 
     async def _midi_in(self) -> None:
-        queue, timings, clock = self.queue, self.timings, time.monotonic
-        while True:
-            message, arrived = await queue.get()
-            started = clock()
-            out = self.engine.handle(message, arrived)
-            handled = clock()
-            self._send(out)
-            timings.record_message(message, arrived, started, handled, clock())
-            self._wake.set()
-            self._prepare_wanted.set()
+        """Raises what the engine raised in the reader thread (:meth:`on_message`)."""
+        if self._engine_failed is None:
+            self._engine_failed = asyncio.get_running_loop().create_future()
+        raise await self._engine_failed
 
     async def _prepare(self) -> None:
         """After every message or tick, answer the next step in advance, in a thread: the
@@ -388,33 +465,29 @@ class Service:
     async def _scheduler(self) -> None:
         clock = time.monotonic
         while True:
-            engine = self.engine  # a reload replaces it
-            if not self.queue.empty():  # input first: it may change what is due
-                await asyncio.sleep(0)
-                continue
-            due = engine.next_time()
+            with self.lock:
+                due = self.engine.next_time()  # a reload may replace the engine
             now = clock()
             if due is not None and now < due <= now + PRECISE_SECONDS:
-                await asyncio.sleep(0)  # the last stretch: yield, and look at the clock again
+                await asyncio.to_thread(sleep_until, due)  # the last stretch, to the microsecond
                 continue
             if due is None or due > now:
                 self._wake.clear()
                 timeout = None if due is None else due - now - PRECISE_SECONDS
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
                 continue
-            out = engine.tick(now)
-            ticked = clock()
-            if out:
-                self._send(out)
-            self.timings.record_tick(due, now, ticked, clock() if out else None)
+            with self.lock:
+                out = self.engine.tick(now)
+                ticked = clock()
+                if out:
+                    self._send(out)
+                self.timings.record_tick(due, now, ticked, clock() if out else None)
             self._prepare_wanted.set()
             await asyncio.sleep(0)  # let input in between ticks
 
     async def _ports(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._trouble.wait(), PORT_CHECK_SECONDS)
+            await wait_event(self._trouble, PORT_CHECK_SECONDS)
             self._trouble.clear()
             await self._check_output()
             await self._check_input()
@@ -457,9 +530,9 @@ class Service:
             await asyncio.to_thread(engine.preload)
         except EngineError as exc:
             log.warning("%s; switching to it will fail", exc)
-        now = time.monotonic()
-        self._send(self.engine.stop(now))  # everything the old engine sounded, released
-        old, self.engine, self.config = self.config, engine, config
+        with self.lock:
+            self._send(self.engine.stop(time.monotonic()))  # all the old engine sounded
+            old, self.engine, self.config = self.config, engine, config
         self._prepare_wanted.set()
         self._wake.set()
         if config.midi != old.midi:
@@ -474,7 +547,8 @@ class Service:
         """Close both ports and open them as ``[midi]`` now says (a failure: the ``ports``
         task tries again by name every :data:`REOPEN_SECONDS`)."""
         reader, port = self._forget_reader()
-        output, self.output, self.writer = self.output, None, None
+        with self.lock:
+            output, self.output, self.writer = self.output, None, None
         await off_loop(_close_input, reader, port)
         if output is not None:
             await off_loop(_close, output)
@@ -504,31 +578,16 @@ class Service:
 
     async def apply(self, command: control.Command) -> str | None:
         """A control command from MQTT; None when done, else why not (one line)."""
-        engine, now = self.engine, time.monotonic()
+        engine = self.engine
         try:
-            if isinstance(command, control.SetMode):
-                self._send(engine.set_mode(command.mode, now))
-                if engine.mode != command.mode:
-                    return (f"cannot switch to {command.mode}: model "
-                            f"{engine.model_names[command.mode]!r} does not load")
-            elif isinstance(command, control.SetStyle):
+            if isinstance(command, control.SetStyle):  # loaded first, off the loop
                 await asyncio.to_thread(engine.load_model, command.name)
                 if engine is not self.engine:
                     return "a reload replaced the engine meanwhile; send it again"
-                self._send(engine.swap_model(command.name, time.monotonic()))
-                if engine.model_names[engine.mode] != command.name:
-                    return f"model {command.name!r} cannot play live"
-            elif isinstance(command, control.SetTemperature):
-                engine.set_temperature(command.value)
-            elif isinstance(command, control.SetTempo):
-                engine.set_tempo(command.bpm, now)
-            elif isinstance(command, control.SetBars):
-                engine.set_bars(command.bars)
-            elif isinstance(command, control.Panic):
-                self._send(engine.panic(now))
-                log.info("panic: every note released")
-            elif isinstance(command, control.Reload):
-                self.request_reload()
+            with self.lock:
+                refused = self._apply(engine, command, time.monotonic())
+            if refused:
+                return refused
         except (EngineError, ConfigError, ValueError) as exc:
             return str(exc).splitlines()[0]
         self._prepare_wanted.set()
@@ -536,11 +595,35 @@ class Service:
         self._changed()
         return None
 
+    def _apply(self, engine: Engine, command: control.Command, now: float) -> str | None:
+        if isinstance(command, control.SetMode):
+            self._send(engine.set_mode(command.mode, now))
+            if engine.mode != command.mode:
+                return (f"cannot switch to {command.mode}: model "
+                        f"{engine.model_names[command.mode]!r} does not load")
+        elif isinstance(command, control.SetStyle):
+            self._send(engine.swap_model(command.name, now))
+            if engine.model_names[engine.mode] != command.name:
+                return f"model {command.name!r} cannot play live"
+        elif isinstance(command, control.SetTemperature):
+            engine.set_temperature(command.value)
+        elif isinstance(command, control.SetTempo):
+            engine.set_tempo(command.bpm, now)
+        elif isinstance(command, control.SetBars):
+            engine.set_bars(command.bars)
+        elif isinstance(command, control.Panic):
+            self._send(engine.panic(now))
+            log.info("panic: every note released")
+        elif isinstance(command, control.Reload):
+            self.request_reload()
+        return None
+
     def status(self) -> dict[str, Any]:
         """For the retained MQTT status: what plays, where, since when."""
         from importlib.metadata import PackageNotFoundError, version
 
-        stats = self.engine.stats()
+        with self.lock:
+            stats = self.engine.stats()
         try:
             release = version("partimento")
         except PackageNotFoundError:
@@ -554,16 +637,18 @@ class Service:
 
     def metrics(self) -> dict[str, Any]:
         """For MQTT telemetry: counts since the start, latencies over the latest notes."""
-        stats, t = self.engine.stats(), self.timings
+        with self.lock:  # copies: the reader thread appends to the timings
+            stats, note_on = self.engine.stats(), list(self.timings.note_on)
+            lateness = list(self.timings.lateness)
         dropped = (self.reader.dropped if self.reader is not None else 0) + self.dropped_before
         return {"notes_in": stats["notes_in"], "notes_out": stats["notes_out"],
                 "messages_in": stats["messages_in"], "invalid": stats["invalid"],
                 "dropped": dropped, "unsent": self.unsent,
-                "latency_ms": {"p50": _to_ms(percentile(t.note_on, 50)),
-                               "p99": _to_ms(percentile(t.note_on, 99)),
-                               "max": _to_ms(max(t.note_on, default=math.nan))},
-                "lateness_ms": {"p50": _to_ms(percentile(t.lateness, 50)),
-                                "p99": _to_ms(percentile(t.lateness, 99))},
+                "latency_ms": {"p50": _to_ms(percentile(note_on, 50)),
+                               "p99": _to_ms(percentile(note_on, 99)),
+                               "max": _to_ms(max(note_on, default=math.nan))},
+                "lateness_ms": {"p50": _to_ms(percentile(lateness, 50)),
+                                "p99": _to_ms(percentile(lateness, 99))},
                 "answered_ahead": stats["answered_ahead"],
                 "harmony_steps": stats["harmony_steps"], "sounding": stats["sounding"]}
 
@@ -599,15 +684,17 @@ class Service:
             port = await self._reopen("output", open_output)
             if port is not None:
                 assert isinstance(port, MidiOutput)
-                self.output, self.writer = port, OutputWriter(port)
-                self._send(self.engine.panic(time.monotonic()))
+                with self.lock:
+                    self.output, self.writer = port, OutputWriter(port)
+                    self._send(self.engine.panic(time.monotonic()))
                 self._changed()
 
     async def _check_input(self) -> None:
         reader = self.reader
         if reader is not None and (reader.error is not None or not reader.running):
             reader, port = self._forget_reader()
-            self._send(self.engine.panic(time.monotonic()))  # no note-off will come
+            with self.lock:
+                self._send(self.engine.panic(time.monotonic()))  # no note-off will come
             self._changed()
             await off_loop(_close_input, reader, port)
             return
@@ -635,13 +722,14 @@ class Service:
 
     def _output_lost(self, error: MidiError) -> None:
         """Forget the output and the notes it held; the ``ports`` task reopens it."""
-        if self.output is None:
-            return
-        log.warning("%s: its notes are forgotten, reopening it by name every %g s",
-                    error, REOPEN_SECONDS)
-        self._lost.append(self.output)
-        self.output = self.writer = None
-        self.engine.panic(time.monotonic())  # the ledger forgets what the lost port held
+        with self.lock:
+            if self.output is None:
+                return
+            log.warning("%s: its notes are forgotten, reopening it by name every %g s",
+                        error, REOPEN_SECONDS)
+            self._lost.append(self.output)
+            self.output = self.writer = None
+            self.engine.panic(time.monotonic())  # the ledger forgets what the lost port held
         self._trouble.set()
         self._changed()
 
@@ -652,6 +740,7 @@ class Service:
                 await off_loop(_close, port)
 
     def _send(self, messages: list[MidiOut]) -> None:
+        """On the loop, holding :attr:`lock`."""
         if not messages:
             return
         if self.writer is None:
@@ -671,9 +760,11 @@ class Service:
             return
         self._closed = True
         try:
-            last = self.engine.stop(time.monotonic())
+            with self.lock:
+                last = self.engine.stop(time.monotonic())
+                if self.writer is not None:
+                    self._send(last)
             if self.writer is not None:
-                self._send(last)
                 released = sum(1 for m in last if is_note_off(m))
                 log.info("released %d sounding notes, all notes off on %d channels",
                          released, sum(1 for m in last if m[0] & 0xF0 == 0xB0) // 2)
@@ -695,7 +786,8 @@ class Service:
             for result in results:
                 if isinstance(result, BaseException):
                     log.warning("closing a MIDI port failed: %s", result)
-        stats = self.engine.stats()
+        with self.lock:
+            stats = self.engine.stats()
         log.info("stopped: %d notes in, %d out, %d dropped unsent, %d input messages dropped "
                  "(queue full); %d of %d harmony steps answered ahead; %s", stats["notes_in"],
                  stats["notes_out"], self.unsent, dropped, stats["answered_ahead"],

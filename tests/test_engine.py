@@ -355,3 +355,22 @@ def test_junk_is_ignored(bach, loader):
     synth = Synth()
     synth.play(engine.handle(b"\x90\x48\x50", 1.4))  # bytes are a message like any other
     assert len(synth.keys) == 3
+
+
+@pytest.mark.parametrize(("melody", "expected"), [
+    ([69, 71, 72, 74, 76, 74, 72, 71, 69, 68, 69, 64, 69], "minor"),   # A minor, G sharp
+    ([60, 62, 64, 65, 67, 65, 64, 62, 60, 71, 72, 67, 60], "major"),   # C major
+])
+def test_the_harmony_follows_the_key_the_player_plays_in(bach, loader, melody, expected):
+    """The model's major/minor input is estimated from the player's notes, in ``prepare``
+    (the daemon's worker thread), not while a note waits."""
+    engine = Engine(config(bach), loader, seed=4)
+    synth = Synth()
+    t = 1.0
+    for pitch in melody:
+        synth.play(engine.handle((0x90, pitch, 80), t))
+        engine.prepare()
+        synth.play(engine.handle((0x80, pitch, 0), t + 0.3))
+        t += 0.32
+    assert engine.stats()["harmony_mode"] == expected
+    assert not synth.keys

@@ -264,6 +264,15 @@ class ContextWindow:
         self._notes.clear()
         self._open.clear()
 
+    def copy(self) -> ContextWindow:
+        """The same notes in a new window, which changes apart from this one. Each container
+        is copied in one call, so a copy taken in another thread while notes are added is
+        whole."""
+        window = ContextWindow(self.seconds, steps=self.steps, max_notes=self.max_notes)
+        window._notes = list(self._notes)
+        window._open = dict(self._open)
+        return window
+
     # -- queries ----------------------------------------------------------------------------
 
     def prune(self, now: float, seconds_per_step: float | None = None) -> None:

@@ -332,6 +332,11 @@ class TempoTracker:
         """Seconds per sixteenth at the current tempo."""
         return self._sps(self.bpm(now))
 
+    def step_seconds_now(self, now: float) -> float:
+        """Seconds per sixteenth at the tempo as it stands, without reading new onsets: it
+        changes nothing, so another thread may ask while events come in."""
+        return self._sps(self._bpm_now(now))
+
     @property
     def estimate_due(self) -> bool:
         """Whether onsets came that :meth:`refresh` has not read yet."""
