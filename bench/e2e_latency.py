@@ -519,6 +519,8 @@ def report_harmonize(r: Harmonize, alone: list[float]) -> tuple[float, float]:
 
 
 def report_continue(results: list[Continue]) -> None:
+    if not results:
+        return
     print(f"\n#### Continue mode: answer notes against their scheduled times "
           f"({CONTINUE_BARS} bars at {CONTINUE_BPM:g} BPM, tempo fixed)\n")
     print("| condition | phrases | answer note-ons heard | ticks sent | lateness p50 | p99 | max "
@@ -600,12 +602,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer notes and phrases (a smoke "
                     "run of about a minute)")
+    ap.add_argument("--rate", type=float, action="append", choices=(5.0, 30.0),
+                    help="only this melody rate in notes/s (5 or 30; may be given twice)")
+    ap.add_argument("--load", choices=("idle", "loaded", "both"), default="both",
+                    help="only the idle or only the loaded conditions")
+    ap.add_argument("--no-continue", action="store_true", help="skip the continue mode runs")
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
         return run_echo()
     _exit_on_sigterm()
     counts = {5.0: 50, 30.0: 90} if args.quick else {5.0: 200, 30.0: 300}
+    counts = {r: n for r, n in counts.items() if not args.rate or r in args.rate}
+    loads = {"idle": (False,), "loaded": (True,), "both": (False, True)}[args.load]
     rounds = 1 if args.quick else 5
     lines, source = chorale_lines()
     print(f"melody: {source}")
@@ -624,7 +633,7 @@ def main() -> int:
             procs = stack.enter_context(Processes())
             rig = stack.enter_context(Rig.open())
             start_echo(procs, env, folder)
-            for loaded in (False, True):
+            for loaded in loads:
                 busy = None
                 if loaded:
                     busy = procs.start([sys.executable, "-c", "while True: pass"])
@@ -638,9 +647,10 @@ def main() -> int:
                     name = f"{rate:g} notes/s, {label}"
                     print(f"... {name}", flush=True)
                     harmonize.append(harmonize_run(rig, procs, env, folder, notes, name))
-                print(f"... continue mode, {label}", flush=True)
-                continued.append(continue_run(rig, procs, env, folder, lines, rounds,
-                                              f"continue, {label}"))
+                if not args.no_continue:
+                    print(f"... continue mode, {label}", flush=True)
+                    continued.append(continue_run(rig, procs, env, folder, lines, rounds,
+                                                  f"continue, {label}"))
                 if busy is not None:
                     Processes.stop(busy)
     except JACK_UNAVAILABLE as exc:
