@@ -28,8 +28,8 @@ its replies were sent, and how long ``handle`` alone took.
     when it wakes (under the lock). Lateness, the moment after sending minus the time it was
     due, is recorded per tick that sent something.
 ``prepare``
-    After every message and tick, :meth:`Engine.prepare <daemon.engine.Engine.prepare>` in a
-    worker thread answers the next grid step for every melody note it could bring (about
+    After every message and tick (:data:`PREPARE_DELAY` later, once the reply has gone out),
+    :meth:`Engine.prepare <daemon.engine.Engine.prepare>` in a worker thread answers the next grid step for every melody note it could bring (about
     10 ms of model time per sixteenth, while the loop keeps reading input: onnxruntime
     releases the GIL). An answer made for a state that has moved on is never used.
 ``ports``
@@ -120,6 +120,13 @@ SWITCH_INTERVAL = 0.0001
 (:func:`sys.setswitchinterval`; default 5 ms). Measured at 5 notes/s: with 0.5 ms, arrival to
 sent p99 3.5 ms while ``Engine.handle`` alone was 0.4 ms (the loop waited for the prepare
 thread's Python parts); with 0.1 ms, 1.1 ms."""
+PREPARE_DELAY = 0.002
+"""Seconds between an input message (or a tick) and the answers prepared ahead for the next
+step (asyncio rounds it up to 2-3 ms). The reply is sent by then but still has to go out in
+the next JACK period; a prepare (2-3 ms of CPU) started at once held that up: measured at 30
+notes/s over JACK with 64-frame periods, the reply heard p99 5.4-6.3 ms after the note sent,
+4.3-5.0 ms of it after the daemon's send, against 3.1 ms with this delay (the echo: 2.9 ms).
+A note that comes within the delay and the prepare is answered inline (0.6-2 ms)."""
 REOPEN_SECONDS = 1.0
 """How often a lost port is tried again by name."""
 FLUSH_SECONDS = 0.02
@@ -448,9 +455,11 @@ class Service:
 
     async def _prepare(self) -> None:
         """After every message or tick, answer the next step in advance, in a thread: the
-        model runs there while the loop keeps reading input (onnxruntime releases the GIL)."""
+        model runs there while the loop keeps reading input (onnxruntime releases the GIL).
+        It starts :data:`PREPARE_DELAY` after the message, once the reply has left."""
         while True:
             await self._prepare_wanted.wait()
+            await asyncio.sleep(PREPARE_DELAY)
             self._prepare_wanted.clear()
             await asyncio.to_thread(self.engine.prepare)
 
