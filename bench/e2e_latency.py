@@ -613,6 +613,7 @@ def main() -> int:
         return run_echo()
     _exit_on_sigterm()
     counts = {5.0: 50, 30.0: 90} if args.quick else {5.0: 200, 30.0: 300}
+    probes_alone = counts[30.0] * 2 // 3
     counts = {r: n for r, n in counts.items() if not args.rate or r in args.rate}
     loads = {"idle": (False,), "loaded": (True,), "both": (False, True)}[args.load]
     rounds = 1 if args.quick else 5
@@ -640,7 +641,7 @@ def main() -> int:
                     time.sleep(0.5)
                 label = "one core loaded" if loaded else "idle"
                 print(f"... echo alone, {label}", flush=True)
-                alone[loaded] = echo_alone(rig, melody(lines, counts[30.0] * 2 // 3, 30.0,
+                alone[loaded] = echo_alone(rig, melody(lines, probes_alone, 30.0,
                                                        rhythm=False))
                 for rate, count in counts.items():
                     notes = melody(lines, count, rate, rhythm=rate < 10)
