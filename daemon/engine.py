@@ -159,6 +159,10 @@ UNDO_STEPS = 4
 """Harmonizer steps that can be taken back (a chord's top note, a late note)."""
 MIN_KEY_NOTES = 4
 """Melody notes in the context window before the key is estimated from it."""
+TEMPO_ESTIMATE_WAIT = 0.05
+"""Seconds a due onset tempo estimate (0.3 ms of numpy) waits for :meth:`Engine.prepare`,
+which makes it in the daemon's worker thread, before a tick makes it itself. A tick holds the
+service's lock: a chord's next note, arriving meanwhile, would wait for it."""
 OBSERVE_WINDOW = 16
 """Steps of context rendered to feed the continuer its new steps (only the tail is fed)."""
 MAX_PHRASE_STEPS = 512
@@ -285,6 +289,7 @@ class Engine:
         self.context = ContextWindow(config.context_seconds)
         self.counters = _Counters()
         self._stopped = False
+        self._tempo_estimate: tuple[int, float | None] | None = None  # made by prepare()
         self._last_now = 0.0
         ch = config.harmonize.channels
         self._voice_channel = {"alto": ch.alto, "tenor": ch.tenor, "bass": ch.bass}
@@ -300,8 +305,15 @@ class Engine:
 
     # -- public API -------------------------------------------------------------------------
 
-    def handle(self, message: Sequence[int], now: float) -> list[MidiOut]:
-        """One raw input message that arrived at ``now``; the messages to send now, in order."""
+    def handle(self, message: Sequence[int], now: float,
+               send: Callable[[list[MidiOut]], object] | None = None) -> list[MidiOut]:
+        """One raw input message that arrived at ``now``; the messages to send now, in order.
+
+        With ``send``, a melody note's harmony is handed to ``send`` as soon as it is known,
+        before the phrase detector, the context window and the tempo tracker take the note
+        (nothing the harmony depends on: the nearest grid step is the same before and after
+        the tracker pulls the grid towards the onset); the rest is returned. The messages
+        are the same either way."""
         if self._stopped:
             return []
         self._last_now = now
@@ -318,7 +330,7 @@ class Engine:
             return out
         kind, channel = status & 0xF0, status & 0x0F
         if kind == NOTE_ON and msg[2] > 0:
-            out = self._note_on(channel, msg[1], msg[2], now)
+            out = self._note_on(channel, msg[1], msg[2], now, send)
         elif kind in (NOTE_ON, NOTE_OFF):
             out = self._note_off(channel, msg[1], now)
         elif kind == CONTROL_CHANGE:
@@ -342,7 +354,10 @@ class Engine:
             if self.phrase.phrase_ended(now):
                 self._answer(now)
         out += [m for _, m in self.scheduler.due(now)]
-        self.tempo.refresh(now)  # the onset tempo estimate, kept out of handle()
+        estimate, self._tempo_estimate = self._tempo_estimate, None
+        if estimate is not None:  # made by prepare() in the worker thread
+            self.tempo.apply_estimate(estimate, now)
+        self.tempo.refresh(now)  # the onset tempo estimate if still due, kept out of handle()
         return self._emit(out)
 
     def next_time(self) -> float | None:
@@ -352,8 +367,10 @@ class Engine:
             return None
         now = self._last_now
         times = [self.scheduler.next_time()]
-        if self.tempo.estimate_due:
+        if self._tempo_estimate is not None:
             times.append(now)
+        elif self.tempo.estimate_due:  # prepare() may make it off the lock first
+            times.append(now + TEMPO_ESTIMATE_WAIT)
         if self.mode == HARMONIZE:
             if self._last_step is not None and (self._melody is not None
                                                 or self.phrase.playing(now)):
@@ -441,6 +458,8 @@ class Engine:
         :meth:`handle` and :meth:`tick`: it reads the engine (the context window through a
         copy), writes only the harmonizer's mode (one attribute, read as a whole), and an
         answer for a state that has moved on is never used."""
+        if self._tempo_estimate is None and self.tempo.estimate_due:
+            self._tempo_estimate = self.tempo.pending_estimate()  # tick() applies it
         h, last = self._harmonizer, self._last_step
         if self._stopped or self.mode != "harmonize" or h is None:
             return
@@ -478,21 +497,30 @@ class Engine:
         wanted = self.config.control.channel
         return wanted is None or channel == wanted
 
-    def _note_on(self, channel: int, pitch: int, velocity: int, now: float) -> list[MidiOut]:
+    def _note_on(self, channel: int, pitch: int, velocity: int, now: float,
+                 send: Callable[[list[MidiOut]], object] | None = None) -> list[MidiOut]:
         if not self._melody_channel(channel):
             self.counters.filtered += 1
             return []
         self.counters.notes_in += 1
         was_playing = self.phrase.playing(now)
+        if self.mode == HARMONIZE and send is not None:  # the harmony out first (see handle)
+            send(self._emit(self._melody_on(channel, pitch, velocity, now, was_playing)))
+            self._take_note(channel, pitch, velocity, now)
+            return []
+        self._take_note(channel, pitch, velocity, now)
+        if self.mode == HARMONIZE:
+            return self._melody_on(channel, pitch, velocity, now, was_playing)
+        return self._phrase_note(velocity, now, was_playing)
+
+    def _take_note(self, channel: int, pitch: int, velocity: int, now: float) -> None:
+        """The player's note-on into the phrase detector, the context and the tempo."""
         self.phrase.note_on(pitch, velocity, now, channel)
         self.context.add_on(pitch, now, velocity)
         if self.config.tempo.estimate:
             self.tempo.onset(now)
         elif not self.tempo.anchored:
             self.tempo.set_anchor(now)
-        if self.mode == HARMONIZE:
-            return self._melody_on(channel, pitch, velocity, now, was_playing)
-        return self._phrase_note(velocity, now, was_playing)
 
     def _note_off(self, channel: int, pitch: int, now: float) -> list[MidiOut]:
         if not self._melody_channel(channel):
@@ -800,7 +828,8 @@ class Engine:
 
     def _step_time(self, step: int, now: float) -> float:
         """When the grid reaches ``step`` at the current tempo (not before ``now``)."""
-        return max(now, now + (step - self._position(now)) * self.tempo.seconds_per_step(now))
+        sps = self.tempo.step_seconds_now(now)  # no onset estimate made here: see tick()
+        return max(now, now + (step - self._position(now)) * sps)
 
     def _follow_grid(self, now: float) -> None:
         """When the grid jumps back (a clock start, or the first tick after a continue), the

@@ -29,9 +29,10 @@ its replies were sent, and how long ``handle`` alone took.
     due, is recorded per tick that sent something.
 ``prepare``
     After every message and tick (:data:`PREPARE_DELAY` later, once the reply has gone out),
-    :meth:`Engine.prepare <daemon.engine.Engine.prepare>` in a worker thread answers the next grid step for every melody note it could bring (about
-    10 ms of model time per sixteenth, while the loop keeps reading input: onnxruntime
-    releases the GIL). An answer made for a state that has moved on is never used.
+    :meth:`Engine.prepare <daemon.engine.Engine.prepare>` in a worker thread answers the next
+    grid step for every melody note it could bring (2-3 ms of model time per sixteenth,
+    onnxruntime releasing the GIL), and makes the key and tempo estimates due. An answer
+    made for a state that has moved on is never used.
 ``ports``
     Every :data:`PORT_CHECK_SECONDS`: is the output's port still there, has the reader thread
     ended? A lost output: one warning line, the engine's notes are forgotten (``panic``; the
@@ -345,6 +346,7 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine_failed: asyncio.Future[BaseException] | None = None
         self._broken = False  # the engine raised in the reader thread: input is ignored
+        self._replied: tuple[float, float, MidiError | None] | None = None
 
     # -- start -------------------------------------------------------------------------------
 
@@ -376,16 +378,27 @@ class Service:
         clock = time.monotonic
         try:
             with self.lock:
+                self._replied = None
                 started = clock()
-                out = self.engine.handle(message, arrived)
+                out = self.engine.handle(message, arrived, self._reply)
                 handled = clock()
                 lost = self._write(out)
-                self.timings.record_message(message, arrived, started, handled, clock())
+                sent = clock()
+                if self._replied is not None:  # a melody note's harmony went out early
+                    handled, sent, early = self._replied
+                    lost = lost or early
+                self.timings.record_message(message, arrived, started, handled, sent)
         except Exception as exc:
             self._broken = True
             self._to_loop(self._engine_error, exc)
             return
         self._to_loop(self._after_input, lost)
+
+    def _reply(self, out: list[MidiOut]) -> None:
+        """``Engine.handle``'s early ``send``, in the reader thread under the lock."""
+        handled = time.monotonic()
+        lost = self._write(out)
+        self._replied = (handled, time.monotonic(), lost)
 
     def _to_loop(self, fn: Callable[..., object], *args: Any) -> None:
         if self._loop is not None:

@@ -374,3 +374,40 @@ def test_the_harmony_follows_the_key_the_player_plays_in(bach, loader, melody, e
         t += 0.32
     assert engine.stats()["harmony_mode"] == expected
     assert not synth.keys
+
+
+@pytest.mark.slow
+def test_the_harmony_sent_early_is_the_harmony_returned(bach, loader, chorales):
+    """``handle(..., send)`` hands a melody note's harmony out before the note's bookkeeping;
+    over a whole chorale, with ticks and prepared steps, every message is the same and comes
+    in the same order as when ``handle`` returns everything."""
+    chorale = chorales["test"][1]
+    notes = [(n.pitch, n.start, n.length) for n in grid_to_notes(chorale.voices[0])]
+    events = human(notes, 1.0, 84, np.random.default_rng(5))
+    streams = []
+    for early in (False, True):
+        engine = Engine(config(bach), loader, seed=6)
+        stream: list[tuple[int, ...]] = []
+        sent_early = 0
+        pending = sorted(events, key=lambda e: e[0])
+        i = 0
+        while i < len(pending):
+            due, at = engine.next_time(), pending[i][0]
+            if due is not None and due <= at:
+                stream += engine.tick(due)
+                engine.prepare()
+                continue
+            if early:
+                got: list[list[tuple[int, ...]]] = []
+                rest = engine.handle(pending[i][1], at, got.append)
+                sent_early += bool(got and got[0])
+                stream += [m for part in got for m in part] + rest
+            else:
+                stream += engine.handle(pending[i][1], at)
+            engine.prepare()
+            i += 1
+        stream += engine.stop(pending[-1][0] + 1)
+        streams.append(stream)
+        if early:
+            assert sent_early >= 0.9 * sum(1 for _, m in events if m[0] & 0xF0 == 0x90)
+    assert len(streams[0]) > 100 and streams[0] == streams[1]

@@ -94,6 +94,26 @@ def test_onsets_need_enough_notes():
     assert tr.source(onsets[4]) == "config" and tr.bpm(onsets[4]) == 120
 
 
+def test_an_estimate_made_elsewhere_is_taken_only_for_the_onsets_it_saw():
+    """The daemon's worker thread makes the onset estimate (``pending_estimate``); the tick
+    takes it (``apply_estimate``) unless more notes came meanwhile."""
+    onsets = melody_onsets(84, seed=3)
+    tr, ref = TempoTracker(bpm=120), TempoTracker(bpm=120)
+    for t in onsets[:-1]:
+        tr.onset(t)
+        ref.onset(t)
+    stale = tr.pending_estimate()
+    tr.onset(onsets[-1])
+    ref.onset(onsets[-1])
+    assert stale is not None and not tr.apply_estimate(stale, onsets[-1])
+    assert tr.estimate_due
+    fresh = tr.pending_estimate()
+    assert fresh is not None and tr.apply_estimate(fresh, onsets[-1])
+    assert not tr.estimate_due and tr.pending_estimate() is None
+    ref.refresh(onsets[-1])
+    assert tr.bpm(onsets[-1]) == ref.bpm(onsets[-1]) == pytest.approx(84, rel=0.03)
+
+
 def test_a_chord_is_one_onset():
     tr = TempoTracker(bpm=120)
     for t in melody_onsets(96, seed=2):

@@ -159,6 +159,7 @@ class TempoTracker:
         self._taps: deque[float] = deque(maxlen=tap_window + 1)
         self._tap_bpm: float | None = None
         self._onsets: deque[float] = deque(maxlen=onset_window)
+        self._onset_count = 0  # onsets ever taken: names the onsets an estimate was made from
         self._onset_bpm: float | None = None
         self._estimate_due = False
         # The grid: position _anchor_step at _anchor_time, moving at _anchor_sps from there.
@@ -234,6 +235,7 @@ class TempoTracker:
             return
         pos = self._pos(now)
         self._onsets.append(now)
+        self._onset_count += 1
         # the estimate (about 0.3 ms) is made later, by refresh() or the next tempo query, so
         # a note-on is answered first
         self._estimate_due = len(self._onsets) >= self.min_onsets
@@ -316,6 +318,30 @@ class TempoTracker:
             self._sync(now)
             self._onset_bpm = est
             self._rebase(now)
+
+    def pending_estimate(self) -> tuple[int, float | None] | None:
+        """The onset estimate :meth:`refresh` would make, computed from a copy of the onsets
+        without changing anything (so another thread may compute it while events come in),
+        for :meth:`apply_estimate`; None when no estimate is due."""
+        if not self._estimate_due:
+            return None
+        onsets = list(self._onsets)  # one call: a whole copy even while onsets are added
+        return self._onset_count, estimate_onset_bpm(
+            onsets, low=self.onset_range[0], high=self.onset_range[1],
+            prior_bpm=self._config_bpm)
+
+    def apply_estimate(self, estimate: tuple[int, float | None], now: float) -> bool:
+        """Take an estimate from :meth:`pending_estimate` as :meth:`refresh` would have made
+        it; False (nothing changed) when onsets came after it was made."""
+        count, est = estimate
+        if not self._estimate_due or count != self._onset_count:
+            return False
+        self._estimate_due = False
+        if est is not None and est != self._onset_bpm:
+            self._sync(now)
+            self._onset_bpm = est
+            self._rebase(now)
+        return True
 
     def bpm(self, now: float) -> float:
         if self._estimate_due:
