@@ -159,6 +159,11 @@ UNDO_STEPS = 4
 """Harmonizer steps that can be taken back (a chord's top note, a late note)."""
 MIN_KEY_NOTES = 4
 """Melody notes in the context window before the key is estimated from it."""
+GAP_STEP_DELAY = 0.4
+"""In a gap between melody notes the next grid step is taken this fraction of a step late:
+nothing sounds there, and a note played a little late (most are, by a few milliseconds) then
+takes the step itself instead of waiting for the tick that stepped it and taking it over.
+Less than half a step, so the step is the same one. A held note's harmony moves on time."""
 TEMPO_ESTIMATE_WAIT = 0.05
 """Seconds a due onset tempo estimate (0.3 ms of numpy) waits for :meth:`Engine.prepare`,
 which makes it in the daemon's worker thread, before a tick makes it itself. A tick holds the
@@ -374,7 +379,10 @@ class Engine:
         if self.mode == HARMONIZE:
             if self._last_step is not None and (self._melody is not None
                                                 or self.phrase.playing(now)):
-                times.append(self._step_time(self._last_step + 1, now))
+                due = self._step_time(self._last_step + 1, now)
+                if self._melody is None:  # a gap: nothing sounds, a late note may still come
+                    due += GAP_STEP_DELAY * self.tempo.step_seconds_now(now)
+                times.append(due)
         elif self._observed is not None:
             times.append(self._step_time(self._observed + 2, now))
             if not self.phrase.sounding(now):

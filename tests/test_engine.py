@@ -411,3 +411,34 @@ def test_the_harmony_sent_early_is_the_harmony_returned(bach, loader, chorales):
         if early:
             assert sent_early >= 0.9 * sum(1 for _, m in events if m[0] & 0xF0 == 0x90)
     assert len(streams[0]) > 100 and streams[0] == streams[1]
+
+
+def test_a_late_note_after_a_gap_takes_its_step_without_a_second_model_step(bach, loader):
+    """Detached eighths played 10 ms behind the grid: in the gap before each, the tick for
+    its step waits a little (nothing sounds there), so the note takes the step itself; each
+    step is stepped once, and every note is answered from the prepared step."""
+    engine = Engine(config(bach, tempo=TempoConfig(bpm=120, estimate=False)), loader, seed=7)
+    synth = Synth()
+    sps = 60 / (120 * 4)
+    melody = [67, 69, 71, 72, 74, 72, 71, 69] * 3
+    events: Events = []
+    for i, pitch in enumerate(melody):
+        on = 1.0 + 2 * i * sps + (0.01 if i else 0.0)
+        events += [(on, (0x90, pitch, 80)), (on + 0.9 * sps, (0x80, pitch, 0))]
+    t, i = 0.0, 0
+    while i < len(events):
+        due = engine.next_time()
+        if due is not None and due <= events[i][0]:
+            t = max(t, due)
+            synth.play(engine.tick(t))
+        else:
+            t = events[i][0]
+            synth.play(engine.handle(events[i][1], t))
+            i += 1
+        engine.prepare()
+    stats = engine.stats()
+    steps = 2 * (len(melody) - 1) + 1
+    assert stats["notes_out"] >= 3 * len(melody) - 3
+    assert stats["harmony_steps"] == steps  # not one more per note
+    assert stats["answered_ahead"] == steps - 1
+    assert not synth.keys
