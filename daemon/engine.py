@@ -107,7 +107,6 @@ Timing: nothing here reads a clock; every call carries ``now`` (monotonic second
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -157,6 +156,8 @@ MAX_CATCH_UP_IN_TICK = 16
 """Grid steps one tick catches up at most (a stalled caller); older ones are skipped."""
 UNDO_STEPS = 4
 """Harmonizer steps that can be taken back (a chord's top note, a late note)."""
+TRASH_LIMIT = 64
+"""Discarded snapshots kept for :meth:`Engine.prepare` to free, at most."""
 MIN_KEY_NOTES = 4
 """Melody notes in the context window before the key is estimated from it."""
 GAP_STEP_DELAY = 0.4
@@ -466,6 +467,7 @@ class Engine:
         :meth:`handle` and :meth:`tick`: it reads the engine (the context window through a
         copy), writes only the harmonizer's mode (one attribute, read as a whole), and an
         answer for a state that has moved on is never used."""
+        self._trash.clear()  # the garbage of the last steps, freed here rather than on a note
         if self._tempo_estimate is None and self.tempo.estimate_due:
             self._tempo_estimate = self.tempo.pending_estimate()  # tick() applies it
         h, last = self._harmonizer, self._last_step
@@ -652,9 +654,10 @@ class Engine:
     def _step(self, soprano: int, step: int, kind: str) -> tuple[int, int, int]:
         h = self._harmonizer
         assert h is not None
-        snapshot = copy.copy(h)  # the recurrent state is replaced each step, never mutated
-        snapshot.prev_tokens = dict(h.prev_tokens)
-        self._undo.append(_Undo(snapshot, dict(self._model_voice), self._last_step, step, kind))
+        if len(self._undo) == UNDO_STEPS:  # the oldest is dropped: freed later, not here
+            self._discard(self._undo[0])
+        self._undo.append(_Undo(h.snapshot(), dict(self._model_voice), self._last_step, step,
+                                kind))
         hits = h.prepared_hits
         codes = h.step(soprano, step % STEPS_PER_BAR, 0)
         self.counters.answered_ahead += h.prepared_hits - hits
@@ -667,6 +670,14 @@ class Engine:
         self.counters.harmony_steps += 1
         return codes
 
+    def _discard(self, garbage: object) -> None:
+        """Keep ``garbage`` for :meth:`prepare` to free. An old harmonizer snapshot holds the
+        answer tables prepared for it (hundreds of small objects and arrays): freeing them
+        inline cost a cold note-on about 0.1 ms before its harmony went out."""
+        self._trash.append(garbage)
+        if len(self._trash) > TRASH_LIMIT:  # nobody calls prepare(): free them here
+            self._trash.clear()
+
     def _rewind_to(self, step: int) -> bool:
         """Take the harmonizer back to before ``step``, if it still can be."""
         if not any(u.step == step for u in self._undo):
@@ -675,6 +686,7 @@ class Engine:
         assert current is not None
         while True:
             undo = self._undo.pop()
+            self._discard(self._harmonizer)  # replaced: the current one, or one passed through
             undo.harmonizer.settings = current.settings  # a temperature or key set since
             undo.harmonizer.mode = current.mode
             self._harmonizer = undo.harmonizer
@@ -937,6 +949,7 @@ class Engine:
         self._continuer_key: ContinuerKey = ckey
         self._melody: _Melody | None = None
         self._undo: deque[_Undo] = deque(maxlen=UNDO_STEPS)
+        self._trash: list[object] = []  # see _discard
         self._last_step: int | None = None
         self._gap_from: int | None = None
         self._key_dirty = False

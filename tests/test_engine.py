@@ -442,3 +442,19 @@ def test_a_late_note_after_a_gap_takes_its_step_without_a_second_model_step(bach
     assert stats["harmony_steps"] == steps  # not one more per note
     assert stats["answered_ahead"] == steps - 1
     assert not synth.keys
+
+
+def test_old_snapshots_are_freed_by_prepare_or_after_a_bound(bach, loader):
+    """Dropped undo snapshots (each holding its prepared answers) wait for ``prepare`` to free
+    them, off the note path; a driver that never prepares still keeps only a bounded number."""
+    from daemon.engine import TRASH_LIMIT
+
+    engine = Engine(config(bach), loader, seed=8)
+    t = 1.0
+    for i in range(300):
+        engine.handle((0x90, 60 + i % 12, 80), t)
+        engine.handle((0x80, 60 + i % 12, 0), t + 0.1)
+        t += 0.16
+        assert len(engine._trash) <= TRASH_LIMIT + 1
+    engine.prepare()
+    assert engine._trash == []

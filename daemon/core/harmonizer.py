@@ -76,6 +76,15 @@ class LiveHarmonizer:
                                  np.int64)  # token -> grid code
         self.reset()
 
+    def snapshot(self) -> LiveHarmonizer:
+        """A copy to go back to, as :func:`copy.copy` makes it but in a third of the time:
+        :meth:`step` replaces the state arrays and answer tables, never changes them, so the
+        copy shares them; only the voices' last tokens are copied."""
+        other = object.__new__(LiveHarmonizer)
+        other.__dict__.update(self.__dict__)
+        other.prev_tokens = dict(self.prev_tokens)
+        return other
+
     def reset(self) -> None:
         """Back to the start of a piece: silent voices, zero state."""
         self.state = {i: np.zeros((1, n), np.float32) for i, _, n in self._state_pairs}
