@@ -607,6 +607,8 @@ def main() -> int:
     ap.add_argument("--load", choices=("idle", "loaded", "both"), default="both",
                     help="only the idle or only the loaded conditions")
     ap.add_argument("--no-continue", action="store_true", help="skip the continue mode runs")
+    ap.add_argument("--no-harmonize", action="store_true",
+                    help="skip the harmonize runs (and the echo-alone probes)")
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
@@ -614,7 +616,8 @@ def main() -> int:
     _exit_on_sigterm()
     counts = {5.0: 50, 30.0: 90} if args.quick else {5.0: 200, 30.0: 300}
     probes_alone = counts[30.0] * 2 // 3
-    counts = {r: n for r, n in counts.items() if not args.rate or r in args.rate}
+    counts = {r: n for r, n in counts.items()
+              if not args.no_harmonize and (not args.rate or r in args.rate)}
     loads = {"idle": (False,), "loaded": (True,), "both": (False, True)}[args.load]
     rounds = 1 if args.quick else 5
     lines, source = chorale_lines()
@@ -640,9 +643,10 @@ def main() -> int:
                     busy = procs.start([sys.executable, "-c", "while True: pass"])
                     time.sleep(0.5)
                 label = "one core loaded" if loaded else "idle"
-                print(f"... echo alone, {label}", flush=True)
-                alone[loaded] = echo_alone(rig, melody(lines, probes_alone, 30.0,
-                                                       rhythm=False))
+                if counts:
+                    print(f"... echo alone, {label}", flush=True)
+                    alone[loaded] = echo_alone(rig, melody(lines, probes_alone, 30.0,
+                                                           rhythm=False))
                 for rate, count in counts.items():
                     notes = melody(lines, count, rate, rhythm=rate < 10)
                     name = f"{rate:g} notes/s, {label}"
