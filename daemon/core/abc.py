@@ -47,7 +47,7 @@ from fractions import Fraction
 import numpy as np
 
 from daemon.core import sampling
-from daemon.core.continuation import TokenStepper
+from daemon.core.continuation import Sampler, TokenStepper, check_continuation
 from daemon.core.contract import Contract
 from daemon.core.encoding import HOLD_CODE, REST_CODE, Note
 
@@ -389,7 +389,7 @@ CHARS_PER_STEP = 6
 """The character budget of an answer: this many per sixteenth asked for, plus 64."""
 
 
-class AbcContinuer:
+class AbcContinuer(Sampler):
     """A character-level ABC model (``encoding["type"]`` ``abc``) playing continuations.
 
     :meth:`reset` feeds the header; :meth:`observe` writes the player's phrase as ABC (moved by
@@ -406,19 +406,14 @@ class AbcContinuer:
     def __init__(self, contract: Contract, run, *, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, shift: int = 0,
                  allowed_pitch_classes: frozenset[int] | None = None) -> None:
-        if contract.kind != "continuation":
-            raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
-                             "model")
+        check_continuation(contract)
         chars = contract.encoding.get("characters")
         if chars != CHARACTERS:
             raise ValueError(f"model {contract.name}: its characters are not this runtime's "
                              "ABC alphabet")
         self.contract = contract
         self.model = TokenStepper(contract, run)
-        self.temperature = sampling.check_temperature(temperature)
-        self.top_p = sampling.check_top_p(top_p)
-        self.rng = np.random.default_rng(seed)
-        self.shift = shift
+        self._set_sampling(temperature, top_p, seed, shift)
         self.header = str(contract.encoding.get("header", HEADER))
         self.scale = (None if allowed_pitch_classes is None else
                       frozenset((pc + shift) % 12 for pc in allowed_pitch_classes))

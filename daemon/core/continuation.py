@@ -70,6 +70,30 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
     return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
 
 
+def check_continuation(contract: Contract) -> None:
+    """:class:`ValueError` unless ``contract`` describes a continuation model."""
+    if contract.kind != "continuation":
+        raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
+                         "model")
+
+
+class Sampler:
+    """The sampling settings every continuation class keeps: temperature and top-p (checked),
+    its random generator, and the ``shift`` in semitones between the player and the model."""
+
+    temperature: float
+    top_p: float
+    rng: np.random.Generator
+    shift: int
+
+    def _set_sampling(self, temperature: float, top_p: float, seed: int | None,
+                      shift: int) -> None:
+        self.temperature = sampling.check_temperature(temperature)
+        self.top_p = sampling.check_top_p(top_p)
+        self.rng = np.random.default_rng(seed)
+        self.shift = shift
+
+
 class TokenStepper:
     """A next-token model stepped through its contract: the recurrent state carried from call
     to call and the last step's logits kept. Every continuation class feeds its model through
@@ -103,22 +127,17 @@ class TokenStepper:
             self.logits = out[self._logits][0, -1]
 
 
-class Continuer:
+class Continuer(Sampler):
     """A sixteenth-grid melody model (``encoding["type"]`` ``grid``, the default)."""
 
     def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, shift: int = 0,
                  allowed_pitch_classes: frozenset[int] | None = None) -> None:
-        if contract.kind != "continuation":
-            raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
-                             "model")
+        check_continuation(contract)
         self.contract = contract
         self.vocab = contract.vocabulary
         self.model = TokenStepper(contract, run)
-        self.temperature = sampling.check_temperature(temperature)
-        self.top_p = sampling.check_top_p(top_p)
-        self.rng = np.random.default_rng(seed)
-        self.shift = shift
+        self._set_sampling(temperature, top_p, seed, shift)
         self._start = self.vocab.index(START) if START in self.vocab else None
         low, high = self.vocab.pitch_range
         self._low, self._high = low, high

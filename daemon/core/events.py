@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.core import sampling
-from daemon.core.continuation import TokenStepper
+from daemon.core.continuation import Sampler, TokenStepper
 from daemon.core.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 
 NUMERIC, EVENT = "numeric", "event"
@@ -263,7 +263,7 @@ def event_notes(tokens: Sequence[str], until: int | None = None) -> list[Played]
 
 # --- live: the Continuation protocol -----------------------------------------------------------
 
-class EventContinuer:
+class EventContinuer(Sampler):
     """Plays a ``jazz`` or ``piano`` model (``encoding["type"]`` ``events``) in continue mode.
 
     The player's sixteenths are turned into the model's tokens as they come and fed at once,
@@ -284,10 +284,7 @@ class EventContinuer:
         self.mode = enc.get("mode", NUMERIC)
         self.step = int(enc.get("step", NUMERIC_STEP if self.mode == NUMERIC else 1))
         self.model = TokenStepper(contract, run)
-        self.temperature = sampling.check_temperature(temperature)
-        self.top_p = sampling.check_top_p(top_p)
-        self.rng = np.random.default_rng(seed)
-        self.shift = shift
+        self._set_sampling(temperature, top_p, seed, shift)
         singles = [int(t) for t in self.tokens if is_pitch(t)]
         singles += [int(t[2:]) for t in self.tokens if t.startswith("on")]
         self._low, self._high = (min(singles), max(singles)) if singles else (0, 127)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from daemon.core import rules, sampling
+from daemon.core.continuation import Sampler, check_continuation
 from daemon.core.contract import Contract
 from daemon.core.encoding import REST_CODE, START, Note, grid_to_notes
 
@@ -37,21 +38,16 @@ def pitch_class_histogram(codes: np.ndarray) -> np.ndarray:
     return hist / total if total else hist
 
 
-class PhraseContinuer:
+class PhraseContinuer(Sampler):
     """A phrase generator played as a :class:`daemon.core.continuation.Continuation`."""
 
     def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, shift: int = 0,
                  allowed_pitch_classes: frozenset[int] | None = None) -> None:
-        if contract.kind != "continuation":
-            raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
-                             "model")
+        check_continuation(contract)
         enc = contract.encoding
         self.contract, self.vocab, self._run = contract, contract.vocabulary, run
-        self.temperature = sampling.check_temperature(temperature)
-        self.top_p = sampling.check_top_p(top_p)
-        self.rng = np.random.default_rng(seed)
-        self.shift = shift
+        self._set_sampling(temperature, top_p, seed, shift)
         self.steps = int(enc["phrase_steps"])
         self.candidates = max(1, int(enc.get("candidates", 4)))
         noise = contract.input("noise")
