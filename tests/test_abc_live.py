@@ -13,7 +13,12 @@ from daemon.core import abc
 from daemon.core.encoding import folk_transposition
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
-from tests.test_engine import ANSWER, config, play_phrase
+from tests.test_engine import (  # noqa: F401  (bach, loader: the fixtures)
+    ANSWER,
+    answer_a_phrase,
+    bach,
+    loader,
+)
 from tests.test_engine import PHRASE as ENGINE_PHRASE
 from tests.test_service_jack import (
     BPM,
@@ -34,12 +39,6 @@ music21 (measured: see docs/models.md)."""
 
 
 @pytest.fixture(scope="module")
-def bach() -> Path:
-    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
-    return SHIPPED / "bach"
-
-
-@pytest.fixture(scope="module")
 def abc_model(tmp_path_factory) -> Path:
     """The shipped abc model, else a tiny one trained for the tests."""
     if (SHIPPED / "abc" / "model.onnx").exists():
@@ -50,33 +49,10 @@ def abc_model(tmp_path_factory) -> Path:
                       limit=10, batch_size=8)
 
 
-@pytest.fixture(scope="module")
-def loader():
-    from daemon import model
-
-    cache: dict[str, model.Model] = {}
-
-    def load(name: str) -> model.Model:
-        if name not in cache:
-            cache[name] = model.load(name)
-        return cache[name]
-    return load
-
-
 @pytest.mark.slow
-def test_the_engine_primes_with_the_phrase_as_abc_and_answers(bach, abc_model, loader):
-    from daemon.engine import Engine
-
-    engine = Engine(config(bach, abc_model, mode="continue"), loader, seed=0)
-    records, synth, end = play_phrase(engine, until=14.0)
-    answer = [(r.time, m) for r in records for m in r.out]
-    assert answer and all(m[0] & 0x0F == ANSWER for _, m in answer)
-    beat = 60 / engine.stats()["bpm"]
-    first, last = answer[0][0], answer[-1][0]
-    assert end + 1.0 <= first <= end + 1.0 + beat + 0.1  # after the silence, on the next beat
-    assert last - first <= 2 * 4 * beat + 0.01  # at most the two bars asked for
-    assert not synth.keys  # every note-on had its note-off
-
+def test_the_engine_primes_with_the_phrase_as_abc_and_answers(
+        bach, abc_model, loader):  # noqa: F811
+    engine = answer_a_phrase(bach, abc_model, loader)[0]
     continuer = engine._continuer
     assert isinstance(continuer, abc.AbcContinuer)
     assert continuer.shift == folk_transposition(7, 0)  # the phrase is in G major

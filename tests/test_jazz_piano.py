@@ -172,7 +172,6 @@ def test_the_piano_config_maps_mechanicalbachs_flags():
 @pytest.mark.slow
 def test_a_jazz_model_answers_in_the_engines_continue_mode(tiny_jazz):
     from tests import test_engine as te
-    from tests.synth import Synth
 
     require((te.SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     cache: dict[str, models.Model] = {}
@@ -180,22 +179,11 @@ def test_a_jazz_model_answers_in_the_engines_continue_mode(tiny_jazz):
     def loader(name: str) -> models.Model:
         return cache.setdefault(name, models.load(name))
 
-    engine = Engine(te.config(te.SHIPPED / "bach", tiny_jazz, mode="continue"), loader, seed=0)
-    phrase = te.human(te.PHRASE, 1.0, 100, np.random.default_rng(1))
-    synth = Synth()
-    records = te.drive(engine, phrase, 14.0, synth)
-    answer = [(r.time, m) for r in records for m in r.out if m[0] & 0xF0 == 0x90 and m[2]]
-    assert answer and all(m[0] & 0x0F == te.ANSWER for _, m in answer)
-    end = max(t for t, m in phrase if m[0] == 0x80)
-    beat = 60 / engine.stats()["bpm"]
-    assert end + 1.0 <= answer[0][0] <= end + 1.0 + beat + 0.1
-    assert answer[-1][0] - answer[0][0] <= 2 * 4 * beat + 0.01
-    assert engine.stats()["answers"] == 1 and not synth.keys
+    answer = te.answer_a_phrase(te.SHIPPED / "bach", tiny_jazz, loader)[1]
 
     engine = Engine(te.config(te.SHIPPED / "bach", tiny_jazz, mode="continue"), loader, seed=0)
     cut = answer[0][0] + 0.6
-    synth = Synth()
-    records = te.drive(engine, phrase + [(cut, (0x90, 60, 80))], 14.0, synth)
+    records = te.play_phrase(engine, more=[(cut, (0x90, 60, 80))], until=14.0)[0]
     at = next(i for i, r in enumerate(records) if r.given == (0x90, 60, 80))
     assert not te.synth_on(records[at], te.ANSWER)  # released in the reply to the note-on
     assert engine.stats()["interrupts"] == 1

@@ -14,7 +14,6 @@ import pytest
 from daemon import model as models
 from daemon.core import continuation
 from daemon.core.encoding import HOLD_CODE, REST_CODE
-from daemon.engine import Engine
 from tests.conftest import require, train_tiny
 from tests.test_jazz_piano import write_song
 from training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
@@ -65,7 +64,6 @@ def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_t
 
 def test_a_jazz_transformer_answers_in_the_engines_continue_mode(jazz_transformer):
     from tests import test_engine as te
-    from tests.synth import Synth
 
     require((te.SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     cache: dict[str, models.Model] = {}
@@ -73,18 +71,7 @@ def test_a_jazz_transformer_answers_in_the_engines_continue_mode(jazz_transforme
     def loader(name: str) -> models.Model:
         return cache.setdefault(name, models.load(name))
 
-    engine = Engine(te.config(te.SHIPPED / "bach", jazz_transformer, mode="continue"), loader,
-                    seed=0)
-    phrase = te.human(te.PHRASE, 1.0, 100, np.random.default_rng(1))
-    synth = Synth()
-    records = te.drive(engine, phrase, 14.0, synth)
-    answer = [(r.time, m) for r in records for m in r.out if m[0] & 0xF0 == 0x90 and m[2]]
-    assert answer and all(m[0] & 0x0F == te.ANSWER for _, m in answer)
-    end = max(t for t, m in phrase if m[0] == 0x80)
-    beat = 60 / engine.stats()["bpm"]
-    assert end + 1.0 <= answer[0][0] <= end + 1.0 + beat + 0.1
-    assert answer[-1][0] - answer[0][0] <= 2 * 4 * beat + 0.01
-    assert engine.stats()["answers"] == 1 and not synth.keys
+    te.answer_a_phrase(te.SHIPPED / "bach", jazz_transformer, loader)
 
 
 def test_evaluate_streams_a_jazz_transformer_one_token_at_a_time(jazz_transformer):
