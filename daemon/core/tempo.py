@@ -309,15 +309,9 @@ class TempoTracker:
         :meth:`onset` leaves this for an idle moment (the daemon calls it on its next tick);
         :meth:`bpm` does it itself when it is still due. The grid stays continuous at ``now``.
         """
-        if not self._estimate_due:
-            return
-        self._estimate_due = False
-        est = estimate_onset_bpm(self._onsets, low=self.onset_range[0],
-                                 high=self.onset_range[1], prior_bpm=self._config_bpm)
-        if est is not None and est != self._onset_bpm:
-            self._sync(now)
-            self._onset_bpm = est
-            self._rebase(now)
+        estimate = self.pending_estimate()
+        if estimate is not None:
+            self.apply_estimate(estimate, now)
 
     def pending_estimate(self) -> tuple[int, float | None] | None:
         """The onset estimate :meth:`refresh` would make, computed from a copy of the onsets
