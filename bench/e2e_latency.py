@@ -4,8 +4,8 @@
 
 Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py), a
 zero-work echo client (this file with ``--echo``: it polls its input the way
-:class:`daemon.midi_io.InputReader` does and writes every note-on straight back) and, per
-condition, ``python -m daemon.cli run`` with a configuration of its own. The bench plays a
+:class:`partimento.midi_io.InputReader` does and writes every note-on straight back) and, per
+condition, ``python -m partimento.cli run`` with a configuration of its own. The bench plays a
 keyboard port and listens on a synthesizer port, stamping with :func:`time.monotonic`.
 
 Harmonize mode, at 5 and 30 melody notes/s, once idle and once with a busy-loop process loading
@@ -47,15 +47,15 @@ sys.path.insert(0, str(ROOT))  # tests/jack.py: the private jackd the tests use
 
 import pytest  # noqa: E402  (tests/jack.py reports a missing jackd as a pytest skip)
 
-from daemon.config import MidiConfig  # noqa: E402
-from daemon.midi_io import (  # noqa: E402
+from partimento.config import MidiConfig  # noqa: E402
+from partimento.midi_io import (  # noqa: E402
     POLL_INTERVAL,
     MidiInput,
     MidiOutput,
     open_input,
     open_output,
 )
-from daemon.service import percentile  # noqa: E402
+from partimento.service import percentile  # noqa: E402
 from tests.jack import JACK_BACKEND, _die_with_parent, jack_server  # noqa: E402
 
 MODELS = ROOT / "exported_models"
@@ -156,7 +156,7 @@ def chorale_lines() -> tuple[list[list[Note]], str]:
             lines.append(line)
         return lines, f"sopranos of {len(lines)} Bach chorales (music21 corpus: " \
                       f"{', '.join(c.split('/')[1] for c in CHORALES)})"
-    from daemon.midifile import read_melody
+    from partimento.midifile import read_melody
 
     melody = read_melody(EXAMPLE)
     tpq = melody.ticks_per_beat
@@ -311,7 +311,7 @@ def running_daemon(procs: Processes, env: dict[str, str], config: Path, folder: 
     """``partimento run`` from its ready line until the block ends (then stopped by PID)."""
     out, err = folder / f"{config.stem}.out", folder / f"{config.stem}.err"
     with out.open("w") as o, err.open("w") as e:
-        process = procs.start([sys.executable, "-m", "daemon.cli", "run", "--config",
+        process = procs.start([sys.executable, "-m", "partimento.cli", "run", "--config",
                                str(config)], cwd=ROOT, env=env, stdout=o, stderr=e)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -541,7 +541,7 @@ def report_continue(results: list[Continue]) -> None:
 # --- the echo client (a subprocess of the bench) --------------------------------------------
 
 def run_echo() -> int:
-    """Read ``PROBE_PORT`` as :class:`daemon.midi_io.InputReader` does (drain, then sleep
+    """Read ``PROBE_PORT`` as :class:`partimento.midi_io.InputReader` does (drain, then sleep
     ``POLL_INTERVAL`` when empty) and write every note-on to ``SYNTH_PORT`` at once."""
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,7 @@
 Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py) and the
 bench's keyboard and synthesizer ports (as bench/e2e_latency.py), then:
 
-* start-up: ``python -m daemon.cli run`` ``--runs`` times, from just before the process is
+* start-up: ``python -m partimento.cli run`` ``--runs`` times, from just before the process is
   started to its ready line on stdout, next to the same interpreter running ``pass``, the
   imports of ``run``, and the imports plus loading both models (each started and waited for
   the same way);
@@ -48,9 +48,9 @@ from e2e_latency import (
 
 READY_LINE = "partimento: ready"
 READY_TIMEOUT = 30.0
-RUN_IMPORTS = "import daemon.cli, daemon.config, daemon.engine, daemon.service, training.export"
+RUN_IMPORTS = "import partimento.cli, partimento.config, partimento.engine, partimento.service, partimento.training.export"
 """What ``partimento run`` imports before it loads the models (main's error types included)."""
-LOAD_MODELS = (f"{RUN_IMPORTS}; from daemon import model; model.load('bach'); "
+LOAD_MODELS = (f"{RUN_IMPORTS}; from partimento import model; model.load('bach'); "
                "model.load('folk')")
 STATUS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads")
 TARGET_MB, TARGET_READY = 120.0, 1.0
@@ -110,7 +110,7 @@ def start_daemon(procs: Processes, env: dict[str, str], config: Path, err: Path
     """The daemon and the seconds from just before its start to its ready line."""
     with err.open("w") as e:
         t0 = time.monotonic()
-        process = procs.start([sys.executable, "-m", "daemon.cli", "run", "--config",
+        process = procs.start([sys.executable, "-m", "partimento.cli", "run", "--config",
                                str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=e)
     assert process.stdout is not None
@@ -152,7 +152,7 @@ def main() -> int:
           f"before: {load_average()}\ncode: {state}\nmelody: {source}")
 
     baselines = {"`python -c pass`": timed_python("pass", args.runs),
-                 "`python -c 'import daemon.cli'`": timed_python("import daemon.cli", args.runs),
+                 "`python -c 'import partimento.cli'`": timed_python("import partimento.cli", args.runs),
                  "every module `run` imports": timed_python(RUN_IMPORTS, args.runs),
                  "those imports + loading bach and folk": timed_python(LOAD_MODELS, args.runs)}
     memory = {"interpreter only": resident("pass"),

@@ -7,7 +7,7 @@ resident memory does not creep (VmRSS growth ≤ 10 MB) and its latency stays st
 
 How: as bench/e2e_latency.py (whose pieces it imports) it starts a private ``jackd
 --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py), the bench's keyboard and
-synthesizer ports, and ``python -m daemon.cli run`` in harmonize mode with the shipped
+synthesizer ports, and ``python -m partimento.cli run`` in harmonize mode with the shipped
 ``bach`` model. A player thread plays the sopranos of 9 Bach chorales one after the other
 as even notes at ``--rate`` notes/s, each released at 85 % of its length, with a pause of
 :data:`PAUSE` seconds at the first chorale boundary after every :data:`PAUSE_EVERY` seconds
@@ -77,7 +77,7 @@ from e2e_latency import (
 )
 from footprint import status
 
-from daemon.engine import CHORD_SECONDS
+from partimento.engine import CHORD_SECONDS
 
 PAUSE = 3.0
 """Seconds of silence between two chorales, once per :data:`PAUSE_EVERY` seconds of playing."""

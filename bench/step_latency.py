@@ -7,7 +7,7 @@ step (bass, tenor and alto for 8 candidate chords plus the voice-leading choice)
 max in milliseconds. A transformer (``--model transformer``: one token and its window per
 step) is timed as a raw step; a phrase generator (``--model gan``) as one call writing the
 candidate phrases the daemon draws per answer. Besides the shipped models it times the
-folk transformer and GAN that ``python -m training.compare`` exports under ``runs/`` when they
+folk transformer and GAN that ``python -m partimento.training.compare`` exports under ``runs/`` when they
 are there (``--models`` names others). Figures are recorded in docs/BENCHMARKS.md.
 """
 
@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from daemon import model
-from daemon.core import harmonizer
+from partimento import model
+from partimento.core import harmonizer
 
 
 def percentiles(samples: list[float]) -> str:

@@ -40,7 +40,7 @@ def _needs_training_extra(what: str) -> None:
 
 def read_melody(path: Path):
     if path.suffix.lower() in (".mid", ".midi", ".smf"):
-        from daemon import midifile
+        from partimento import midifile
 
         return midifile.read_melody(path)
     import importlib.util
@@ -48,7 +48,7 @@ def read_melody(path: Path):
     if importlib.util.find_spec("music21") is None:
         raise CliError(f"reading {path.suffix} files needs music21: {TRAIN_EXTRA} "
                        "(MIDI files need nothing more)")
-    from training.data.melody import read_melody as read_with_music21
+    from partimento.training.data.melody import read_melody as read_with_music21
 
     return read_with_music21(path)
 
@@ -56,8 +56,8 @@ def read_melody(path: Path):
 def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from daemon import midifile, model
-    from daemon.core import harmonizer, rules
+    from partimento import midifile, model
+    from partimento.core import harmonizer, rules
 
     melody = read_melody(Path(args.melody))
     soprano, position, fermata = melody.grid()
@@ -72,8 +72,8 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
                                       seed=rng_seed, heads=loaded.heads)
         voices = harmonizer.harmonize(h, soprano, position, fermata)
     else:
-        from daemon.core import gibbs
-        from daemon.core.encoding import octave_shift_into, transpose_grid
+        from partimento.core import gibbs
+        from partimento.core.encoding import octave_shift_into, transpose_grid
 
         # a melody outside the model's soprano range is sung octaves away, then moved back
         shift = octave_shift_into(soprano, *loaded.contract.encoding["voice_ranges"]["soprano"])
@@ -93,7 +93,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
 # --- training -----------------------------------------------------------------------------------
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
-    from training.config import TrainConfig
+    from partimento.training.config import TrainConfig
 
     for f in fields(TrainConfig):
         if f.name == "style":
@@ -110,8 +110,8 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _needs_training_extra("partimento train")
-    from training.config import TrainConfig, resolve
-    from training.train import train
+    from partimento.training.config import TrainConfig, resolve
+    from partimento.training.train import train
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "style"}
     cfg = resolve(args.style, Path(args.config) if args.config else None, overrides)
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
               f"-o exported_models/{args.style}")
         return 0
-    from training.export import export
+    from partimento.training.export import export
 
     out = Path(args.export if "/" in args.export else f"exported_models/{args.export}")
     contract = export(run_dir, out)
@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _needs_training_extra("partimento export")
-    from training.export import export
+    from partimento.training.export import export
 
     contract = export(Path(args.run), Path(args.output), name=args.name)
     print(f"{args.output}: model.onnx and model.json for style {contract.style} "
@@ -145,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _needs_training_extra("partimento evaluate")
-    from training.evaluate import evaluate
+    from partimento.training.evaluate import evaluate
 
     evaluate(args.model, write=not args.no_write, limit=args.limit, seed=args.seed)
     return 0
@@ -169,8 +169,8 @@ def _native_stderr_silenced():
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    from daemon.config import RTMIDI_APIS
-    from daemon.midi_io import DEFAULT_BACKEND, backend_name, list_ports
+    from partimento.config import RTMIDI_APIS
+    from partimento.midi_io import DEFAULT_BACKEND, backend_name, list_ports
 
     if args.api is None:
         backend = backend_name()
@@ -243,8 +243,8 @@ class _StartupStderr:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from daemon.config import Config, load
-    from daemon.engine import EngineError
+    from partimento.config import Config, load
+    from partimento.engine import EngineError
 
     path = Path(args.config) if args.config else DEFAULT_CONFIG
     if args.config or DEFAULT_CONFIG.is_file():
@@ -254,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
     try:
-        from daemon.service import serve
+        from partimento.service import serve
     except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
         raise CliError(f"partimento run needs python-rtmidi and its MIDI libraries: "
                        f"{exc}") from exc
@@ -273,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from daemon.demo import DemoError, run_demo
+    from partimento.demo import DemoError, run_demo
 
     try:
         return run_demo(Path(args.output_dir), wav=args.wav, seed=args.seed,
@@ -285,8 +285,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- entry point --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
-    from daemon.config import RTMIDI_APIS
-    from training.config import STYLES
+    from partimento.config import RTMIDI_APIS
+    from partimento.training.config import STYLES
 
     p = argparse.ArgumentParser(prog="partimento", description="A real-time MIDI accompanist: "
                                 "live four-voice chorale harmonization and melody continuation.")
@@ -375,8 +375,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     d.set_defaults(func=cmd_demo)
 
-    from daemon import install
-    from training import compare, sample
+    from partimento import install
+    from partimento.training import compare, sample
 
     install.add_parser(sub)
     sample.add_parser(sub)
@@ -388,17 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from daemon.config import ConfigError as DaemonConfigError
-    from daemon.core.encoding import EncodingError
-    from daemon.core.melody import MelodyError
-    from daemon.core.sampling import SamplingError
-    from daemon.model import ModelError
+    from partimento.config import ConfigError as DaemonConfigError
+    from partimento.core.encoding import EncodingError
+    from partimento.core.melody import MelodyError
+    from partimento.core.sampling import SamplingError
+    from partimento.model import ModelError
     try:
-        from daemon.midi_io import MidiError
+        from partimento.midi_io import MidiError
     except ImportError:  # python-rtmidi or its ALSA library is missing: only MIDI commands care
         MidiError = CliError
-    from training.config import ConfigError
-    from training.export import ExportError
+    from partimento.training.config import ConfigError
+    from partimento.training.export import ExportError
 
     known = (CliError, ModelError, MelodyError, ConfigError, EncodingError, SamplingError,
              ExportError, DaemonConfigError, MidiError, FileNotFoundError, FileExistsError,

@@ -27,7 +27,7 @@ an :class:`InstallError` with a one-line message.
 
 Wiring into ``daemon/cli.py`` (inside ``parser()``, after the other subcommands)::
 
-    from daemon import install
+    from partimento import install
     install.add_parser(sub)
 """
 
@@ -341,7 +341,7 @@ def cmd_service_install(args: argparse.Namespace) -> int:
                  executable=_opt_path(args.exec_path), root=_opt_path(args.root))
         return install(p, dry_run=args.dry_run)
     except InstallError as exc:
-        from daemon.cli import CliError
+        from partimento.cli import CliError
 
         raise CliError(str(exc)) from exc
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from daemon.core.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
-from daemon.core.melody import Melody, MelodyError, TickNote
+from partimento.core.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
+from partimento.core.melody import Melody, MelodyError, TickNote
 
 VOICE_PROGRAM = 52  # General MIDI "Choir Aahs"
 HARMONY_VELOCITY = 70

@@ -23,7 +23,7 @@ def require(condition: bool, why: str) -> None:
 @pytest.fixture(scope="session")
 def chorales(tmp_path_factory):
     """music21's Bach chorales, split; parsed once into the user cache (about a minute)."""
-    from training.data import chorales as corpus
+    from partimento.training.data import chorales as corpus
 
     cache = Path(os.environ.get("PARTIMENTO_CACHE", "~/.cache/partimento")).expanduser()
     return corpus.load_corpus(cache)
@@ -31,9 +31,9 @@ def chorales(tmp_path_factory):
 
 def train_tiny(base: Path, style: str, **sizes) -> Path:
     """Train ``style`` for two steps on a few pieces (cached under ``base``) and export it."""
-    from training.config import resolve
-    from training.export import export
-    from training.train import train
+    from partimento.training.config import resolve
+    from partimento.training.export import export
+    from partimento.training.train import train
 
     cfg = resolve(style, overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
                                         verbose=0, cache_dir=str(base / "cache"), **sizes))

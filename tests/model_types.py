@@ -19,9 +19,9 @@ _MADE: dict[str, Path] = {}
 def tiny_model(kind: str) -> Path:
     """The exported model folder of a tiny folk model of type ``kind`` (trained once)."""
     if kind not in _MADE:
-        from training.config import resolve
-        from training.export import export
-        from training.train import train
+        from partimento.training.config import resolve
+        from partimento.training.export import export
+        from partimento.training.train import train
 
         cfg = resolve("folk", overrides={**SIZES, "model": kind,
                                          "cache_dir": str(_BASE / "cache")})

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.core import abc
-from daemon.core.contract import Contract, Tensor
-from daemon.core.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
+from partimento.core import abc
+from partimento.core.contract import Contract, Tensor
+from partimento.core.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = "X:1\nT:\nM:4/4\nL:1/8\nK:C\n"
@@ -177,7 +177,7 @@ def test_a_major_scale_keeps_accidentals_out_and_minor_pitches_are_moved_into_th
 
 
 def test_continuation_make_picks_the_abc_continuer():
-    from daemon.core import continuation
+    from partimento.core import continuation
 
     c = continuation.make(contract(), Scripted("C"), temperature=0.5, shift=0)
     assert isinstance(c, abc.AbcContinuer) and c.temperature == 0.5
@@ -186,7 +186,7 @@ def test_continuation_make_picks_the_abc_continuer():
 # -- the corpus and a tiny model ----------------------------------------------------------------
 
 def test_tunes_are_normalised_and_split_at_x_lines():
-    from training.data import abc_text
+    from partimento.training.data import abc_text
 
     book = "%header\nX: 7\nT: One\nS: source\nL: 1/8\nK:G\n% c\nAB\tc|\n\nX:8\nT:Two\nK:D\nd\n"
     tunes = [abc_text.normalise(t) for t in abc_text.split_tunes(book)]
@@ -197,8 +197,8 @@ def test_tunes_are_normalised_and_split_at_x_lines():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     from tests.conftest import require
-    from training.config import resolve
-    from training.data import abc_text
+    from partimento.training.config import resolve
+    from partimento.training.data import abc_text
 
     cfg = resolve("abc", overrides={"cache_dir": str(tmp_path_factory.mktemp("abc-cache"))})
     require(bool(abc_text.nottingham_files(cfg)),
@@ -208,7 +208,7 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_corpus_has_four_sources_split_by_tune(corpus):
-    from training.data import abc_text
+    from partimento.training.data import abc_text
 
     assert set(corpus["sources"]) == {"oneills1850", "ryansMammoth", "airdsAirs", "nottingham"}
     assert corpus["sources"]["nottingham"] > 1000
@@ -230,7 +230,7 @@ def tiny_abc(tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_abc_trains_exports_and_steps(tiny_abc):
-    from daemon import model as models
+    from partimento import model as models
 
     meta = json.loads((tiny_abc / "model.json").read_text())
     assert meta["kind"] == "continuation" and meta["encoding"]["type"] == "abc"
@@ -247,7 +247,7 @@ def test_tiny_abc_trains_exports_and_steps(tiny_abc):
 
 @pytest.mark.slow
 def test_sampled_text_from_a_tiny_model_parses_or_says_why(tiny_abc, tmp_path):
-    from training.styles import abc as style
+    from partimento.training.styles import abc as style
 
     text = style.sample_text(tiny_abc, "X:1\nT:\nM:4/4\nL:1/8\nK:C\n", 120, 1.0, 0)
     assert text.startswith("X:1\nT:") and len(text) == len(BODY) + 120

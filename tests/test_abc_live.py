@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core import abc
-from daemon.core.encoding import folk_transposition
+from partimento.core import abc
+from partimento.core.encoding import folk_transposition
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
 from tests.test_engine import (  # noqa: F401  (bach, loader: the fixtures)
@@ -64,7 +64,7 @@ def test_the_engine_primes_with_the_phrase_as_abc_and_answers(
 @pytest.mark.slow
 def test_most_tunes_sampled_from_the_shipped_model_parse_with_music21():
     require((SHIPPED / "abc" / "model.onnx").exists(), "no shipped abc model")
-    from training.styles import abc as style
+    from partimento.training.styles import abc as style
 
     problems = [style.abc_problem(style.sample_text(SHIPPED / "abc", "X:1\n", 600, 1.0, seed))
                 for seed in range(20)]

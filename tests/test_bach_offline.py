@@ -1,4 +1,4 @@
-"""Style ``bach-offline`` (DeepBach) and the pseudo-Gibbs sampler in ``daemon.core.gibbs``."""
+"""Style ``bach-offline`` (DeepBach) and the pseudo-Gibbs sampler in ``partimento.core.gibbs``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
-from daemon.core.gibbs import (
+from partimento.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
+from partimento.core.gibbs import (
     allowed_tokens,
     harmonize,
     positions,
@@ -130,10 +130,10 @@ def test_harmonize_needs_a_start_symbol() -> None:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory, chorales):
     """A tiny model trained on 12 real chorales and exported to ONNX."""
-    from training.config import resolve
-    from training.data import chorales as corpus
-    from training.export import export
-    from training.train import train
+    from partimento.training.config import resolve
+    from partimento.training.data import chorales as corpus
+    from partimento.training.export import export
+    from partimento.training.train import train
 
     root = tmp_path_factory.mktemp("bach_offline")
     some = [c for split in chorales.values() for c in split][:12]
@@ -148,8 +148,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory, chorales):
 
 @pytest.mark.slow
 def test_second_lstm_stacks_and_the_step_model_shares_weights() -> None:
-    from training.config import resolve
-    from training.styles import bach_offline
+    from partimento.training.config import resolve
+    from partimento.training.styles import bach_offline
 
     cfg = resolve("bach-offline", overrides=dict(timesteps=3, embedding=4, lstm1=6, middle=5,
                                                  second_lstm=True))
@@ -191,7 +191,7 @@ def _session(model_dir: Path):
 
 @pytest.mark.slow
 def test_a_voice_never_reads_its_own_present_token(exported) -> None:
-    from training.styles.bach_offline import random_feeds
+    from partimento.training.styles.bach_offline import random_feeds
 
     cfg, contract, model_dir = exported
     run = _session(model_dir)
@@ -209,7 +209,7 @@ def test_a_voice_never_reads_its_own_present_token(exported) -> None:
 
 @pytest.mark.slow
 def test_harmonize_a_test_chorale(exported) -> None:
-    from training.styles import bach_data
+    from partimento.training.styles import bach_data
 
     cfg, contract, model_dir = exported
     chorale = bach_data.load(cfg).splits["test"][0]

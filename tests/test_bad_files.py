@@ -30,8 +30,8 @@ import mido
 import pytest
 from jack import JACK_BACKEND, JackServer, jack_server
 
-from daemon.config import MidiConfig
-from daemon.midi_io import open_input, open_output
+from partimento.config import MidiConfig
+from partimento.midi_io import open_input, open_output
 from tests.conftest import ROOT, SHIPPED, require
 
 ERROR = "partimento: error: "
@@ -48,14 +48,14 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def partimento(*args: object, cwd: Path, env: dict[str, str] | None = None,
                script: bool = False) -> subprocess.CompletedProcess[str]:
-    """``python -m daemon.cli ARGS`` (or the installed ``partimento`` script) in ``cwd``."""
+    """``python -m partimento.cli ARGS`` (or the installed ``partimento`` script) in ``cwd``."""
     if script:
         found = shutil.which("partimento", path=str(Path(sys.executable).parent))
         if found is None:
             pytest.skip("the partimento script is not installed beside this interpreter")
         command = [found]
     else:
-        command = [sys.executable, "-m", "daemon.cli"]
+        command = [sys.executable, "-m", "partimento.cli"]
     return subprocess.run([*command, *map(str, args)], cwd=cwd, env=env or base_env(),
                           capture_output=True, text=True, timeout=TIMEOUT,
                           stdin=subprocess.DEVNULL)

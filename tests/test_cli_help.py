@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "partimento.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -40,7 +40,7 @@ def test_every_subcommand_help_describes_its_options(command):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"usage: partimento {command}")
     assert out.stdout.split("\n\n")[1].strip(), f"{command}: no description"
-    from daemon.cli import parser
+    from partimento.cli import parser
 
     sub = next(a for a in parser()._actions if a.dest == "command")
     undescribed = [a.option_strings[0] for a in sub.choices[command]._actions

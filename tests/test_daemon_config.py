@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
-from daemon.config import Config, ConfigError, from_dict, load
-from daemon.core.encoding import MAJOR, MINOR
-from daemon.core.harmonizer import HarmonizerSettings
+from partimento import config
+from partimento.config import Config, ConfigError, from_dict, load
+from partimento.core.encoding import MAJOR, MINOR
+from partimento.core.harmonizer import HarmonizerSettings
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config" / "partimento.toml"
 
@@ -399,7 +399,7 @@ def test_no_password():
 
 def test_loading_imports_no_midi_or_mqtt_library():
     code = ("import sys\n"
-            "from daemon import config\n"
+            "from partimento import config\n"
             f"config.load({str(SHIPPED)!r})\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mido', 'rtmidi', 'aiomqtt', 'paho', 'onnxruntime'))))\n")

@@ -32,7 +32,7 @@ def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
                                          env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PATH"] = os.path.dirname(sys.executable)  # no fluidsynth, whatever is installed
     out_dir = base / "out"
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "-o", str(out_dir),
+    done = subprocess.run([sys.executable, "-m", "partimento.cli", "demo", "-o", str(out_dir),
                            "--wav"], cwd=base, env=env, capture_output=True, text=True,
                           timeout=120)
     return done, out_dir
@@ -115,7 +115,7 @@ def test_wav_rendering_with_fluidsynth(tmp_path):
     require(any(Path(p).exists() for p in ("/usr/share/sounds/sf2/FluidR3_GM.sf2",
                                           "/usr/share/soundfonts/FluidR3_GM.sf2")),
             "no General MIDI soundfont (fluid-soundfont-gm)")
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "-o", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "partimento.cli", "demo", "-o", str(tmp_path),
                            "--wav"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
@@ -153,7 +153,7 @@ def read_png(path) -> np.ndarray:
 
 
 def test_the_piano_roll_shows_the_melody_and_three_voices(demo):
-    from daemon.pianoroll import PALETTE
+    from partimento.pianoroll import PALETTE
 
     _, out_dir = demo
     img = read_png(out_dir / "demo-harmonize.png")

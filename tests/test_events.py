@@ -1,4 +1,4 @@
-"""The event encodings of ``jazz`` and ``piano`` (daemon.core.events): notes and chords on the
+"""The event encodings of ``jazz`` and ``piano`` (partimento.core.events): notes and chords on the
 eighth grid, on/off/shift/velocity events, each round-tripping, and chords voiced where a
 player would expect them."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.core import events
-from daemon.core.encoding import HOLD, REST, Note
-from daemon.core.events import Played
+from partimento.core import events
+from partimento.core.encoding import HOLD, REST, Note
+from partimento.core.events import Played
 
 
 def test_chords_are_pitch_classes_in_normal_order():
@@ -115,5 +115,5 @@ def test_the_events_module_is_pure():
     tree = ast.parse(Path(events.__file__).read_text())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    allowed = {"__future__", "collections", "dataclasses", "numpy", "daemon"}
+    allowed = {"__future__", "collections", "dataclasses", "numpy", "partimento"}
     assert {m.split(".")[0] for m in names} <= allowed

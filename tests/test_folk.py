@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from daemon.core.encoding import (
+from partimento.core.encoding import (
     HOLD_CODE,
     MAJOR,
     MINOR,
@@ -17,10 +17,10 @@ from daemon.core.encoding import (
     START,
     grid_to_notes,
 )
-from training.baselines import NGram
-from training.config import resolve
-from training.data import folk as corpus
-from training.data.folk import Tune
+from partimento.training.baselines import NGram
+from partimento.training.config import resolve
+from partimento.training.data import folk as corpus
+from partimento.training.data.folk import Tune
 
 LIMIT = 40  # tunes read from Essen (about 20 are kept)
 
@@ -100,7 +100,7 @@ def test_split_is_disjoint_and_by_melody(tunes):
 
 
 def test_ngram_beats_uniform_on_held_out_tunes(tunes):
-    from training.styles import folk
+    from partimento.training.styles import folk
 
     vocab = folk.vocabulary(tunes)
     split = corpus.split_tunes(tunes)
@@ -118,8 +118,8 @@ def test_ngram_beats_uniform_on_held_out_tunes(tunes):
 def test_train_export_and_step_onnx(tunes, cache_dir, tmp_path):
     import onnxruntime as ort
 
-    from training.export import export
-    from training.train import train
+    from partimento.training.export import export
+    from partimento.training.train import train
 
     cfg = resolve("folk", overrides={"limit": LIMIT, "cache_dir": str(cache_dir), "epochs": 1,
                                      "units": 16, "embedding": 8, "layers": 1, "seq_len": 32,

@@ -10,7 +10,7 @@ import mido
 import numpy as np
 import pytest
 
-from daemon.core.encoding import grid_to_notes
+from partimento.core.encoding import grid_to_notes
 from tests.conftest import SHIPPED, require
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def partimento(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "partimento.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 

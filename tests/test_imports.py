@@ -8,7 +8,7 @@ from pathlib import Path
 def runtime_modules() -> list[str]:
     """Every module under daemon/, found on disk, so a new one is covered at once."""
     root = Path(__file__).resolve().parents[1] / "daemon"
-    return sorted("daemon." + ".".join(p.relative_to(root).with_suffix("").parts)
+    return sorted("partimento." + ".".join(p.relative_to(root).with_suffix("").parts)
                   for p in root.rglob("*.py") if p.name != "__init__.py")
 
 
@@ -28,11 +28,11 @@ def imported(modules: list[str], roots: tuple[str, ...], extra: str = "") -> str
 
 def test_daemon_imports_neither_tensorflow_nor_music21():
     bad = imported(RUNTIME_MODULES, ("tensorflow", "keras", "music21", "tf2onnx"),
-                   "from daemon import cli; cli.parser()\n")
+                   "from partimento import cli; cli.parser()\n")
     assert bad == "", f"imported: {bad}"
 
 
 def test_core_imports_no_io_library():
-    core = [m for m in RUNTIME_MODULES if m.startswith("daemon.core.")]
+    core = [m for m in RUNTIME_MODULES if m.startswith("partimento.core.")]
     bad = imported(core, ("mido", "rtmidi", "onnxruntime", "aiomqtt", "asyncio", "socket"))
     assert bad == "", f"imported: {bad}"

@@ -11,13 +11,13 @@ import mido
 import numpy as np
 import pytest
 
-from daemon import model as models
-from daemon.core import continuation, events
-from daemon.core.encoding import HOLD_CODE, REST_CODE
-from daemon.engine import Engine
+from partimento import model as models
+from partimento.core import continuation, events
+from partimento.core.encoding import HOLD_CODE, REST_CODE
+from partimento.engine import Engine
 from tests.conftest import require, train_tiny
-from training.config import resolve
-from training.data import midi_folder, wjazzd
+from partimento.training.config import resolve
+from partimento.training.data import midi_folder, wjazzd
 
 SCALE = (0, 2, 3, 5, 7, 9, 10)  # dorian
 
@@ -119,7 +119,7 @@ def test_a_pop909_song_reads_all_three_tracks():
 
 
 def test_rare_chords_fall_back_to_their_top_note(midi_dir):
-    from training.styles import jazz
+    from partimento.training.styles import jazz
 
     pieces = list(midi_folder.midi_pieces(midi_dir))
     tokens = jazz.numeric_vocabulary(pieces, cap=60)
@@ -192,7 +192,7 @@ def test_a_jazz_model_answers_in_the_engines_continue_mode(tiny_jazz):
 def test_evaluate_scores_a_jazz_model_next_to_ngrams(tiny_jazz):
     import math
 
-    from training.evaluate import evaluate
+    from partimento.training.evaluate import evaluate
 
     figures = evaluate(str(tiny_jazz), write=False)
     V = len(models.load(tiny_jazz).contract.encoding["tokens"])

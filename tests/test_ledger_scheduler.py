@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.core.ledger import (
+from partimento.core.ledger import (
     ALL_NOTES_OFF,
     SUSTAIN,
     LedgerError,
@@ -21,7 +21,7 @@ from daemon.core.ledger import (
     note_off_message,
     note_on_message,
 )
-from daemon.core.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
+from partimento.core.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
 
 CORE = Path(__file__).resolve().parents[1] / "daemon" / "core"
 
@@ -332,9 +332,9 @@ def test_ledger_and_scheduler_are_pure(module):
     imported |= {n.module.split(".")[0] for n in ast.walk(tree)
                  if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "collections", "dataclasses", "heapq", "math",
-                        "operator", "numpy", "daemon"}, imported
+                        "operator", "numpy", "partimento"}, imported
     code = ("import sys\n"
-            f"import daemon.core.{module}\n"
+            f"import partimento.core.{module}\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
             "print(','.join(bad))\n")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from jack import JACK_BACKEND, jack_server
 
-from daemon.config import MidiConfig
-from daemon.midi_io import (
+from partimento.config import MidiConfig
+from partimento.midi_io import (
     CLIENT_NAME,
     Arrival,
     InputReader,
@@ -337,7 +337,7 @@ def test_list_ports_and_the_ports_command(jack):
          open_output(_in(virtual_output="probe-out"), backend=JACK_BACKEND,
                      client_name=PROBE_CLIENT):
         inputs, outputs = list_ports(JACK_BACKEND)
-        out = subprocess.run([sys.executable, "-m", "daemon.cli", "ports"], env=jack.env(),
+        out = subprocess.run([sys.executable, "-m", "partimento.cli", "ports"], env=jack.env(),
                              capture_output=True, text=True, timeout=30)
     assert f"{PROBE_CLIENT}:probe-out" in inputs  # an output of the test is an input to read
     assert f"{TEST_CLIENT}:probe-in" in outputs
@@ -348,7 +348,7 @@ def test_list_ports_and_the_ports_command(jack):
 
 
 def test_ports_command_without_a_backend_is_one_line(jack):
-    out = subprocess.run([sys.executable, "-m", "daemon.cli", "ports"],
+    out = subprocess.run([sys.executable, "-m", "partimento.cli", "ports"],
                          env=jack.env(JACK_DEFAULT_SERVER="no-such-jack-server"),
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from daemon import model
-from daemon.core.contract import Contract, ContractError
+from partimento import model
+from partimento.core.contract import Contract, ContractError
 
 pytestmark = pytest.mark.slow
 

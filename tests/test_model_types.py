@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from daemon import model
-from daemon.core import continuation
-from daemon.core.contract import Contract, Tensor
-from daemon.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
-from daemon.core.phrases import PhraseContinuer, pitch_class_histogram
-from daemon.engine import Engine
+from partimento import model
+from partimento.core import continuation
+from partimento.core.contract import Contract, Tensor
+from partimento.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
+from partimento.core.phrases import PhraseContinuer, pitch_class_histogram
+from partimento.engine import Engine
 from tests.conftest import SHIPPED, require
 from tests.model_types import KINDS, WINDOW, tiny_model
 from tests.test_engine import ANSWER, config, play_phrase
@@ -160,7 +160,7 @@ def test_pitch_class_histogram_counts_held_sixteenths():
 
 @pytest.mark.slow
 def test_partimento_evaluate_scores_a_transformer_and_explains_a_gan():
-    from training.evaluate import evaluate
+    from partimento.training.evaluate import evaluate
 
     figures = evaluate(str(tiny_model("transformer")), write=False, limit=3)
     assert 0 < figures["nll_per_token"] < 10 and 0 <= figures["accuracy"] <= 1
@@ -171,7 +171,7 @@ def test_partimento_evaluate_scores_a_transformer_and_explains_a_gan():
 # -- partimento compare ---------------------------------------------------------------------
 
 def test_compare_measures_repetition_novelty_and_pitch_classes():
-    from training import compare
+    from partimento.training import compare
 
     bar_a = [60, HOLD_CODE, 62, HOLD_CODE] * 4
     bar_b = [64, HOLD_CODE, 65, REST_CODE] * 4
@@ -191,7 +191,7 @@ def test_compare_measures_repetition_novelty_and_pitch_classes():
 @pytest.mark.slow
 def test_compare_writes_a_row_per_model_type(tmp_path):
     from tests.model_types import SIZES, cache_dir, tiny_run
-    from training import compare
+    from partimento.training import compare
 
     for kind in KINDS:  # the tiny runs stand in for trainings (compare reuses finished runs)
         (tmp_path / f"compare-folk-{kind}").symlink_to(tiny_run(kind))

@@ -1,6 +1,6 @@
 """``--model transformer`` for the event styles (jazz, piano): a tiny jazz transformer trains on
 generated MIDI files, exports with its window parity check, is fed one token per call by
-:class:`daemon.core.events.EventContinuer` and answers a phrase in the engine's continue mode;
+:class:`partimento.core.events.EventContinuer` and answers a phrase in the engine's continue mode;
 every style/model combination that is not built is refused with a one-line ConfigError."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon import model as models
-from daemon.core import continuation
-from daemon.core.encoding import HOLD_CODE, REST_CODE
+from partimento import model as models
+from partimento.core import continuation
+from partimento.core.encoding import HOLD_CODE, REST_CODE
 from tests.conftest import require, train_tiny
 from tests.test_jazz_piano import write_song
-from training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
+from partimento.training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
 
 WINDOW = 16  # seq_len: the transformer's window (a multiple of window_stride 16)
 
@@ -77,7 +77,7 @@ def test_a_jazz_transformer_answers_in_the_engines_continue_mode(jazz_transforme
 def test_evaluate_streams_a_jazz_transformer_one_token_at_a_time(jazz_transformer):
     import math
 
-    from training.evaluate import evaluate
+    from partimento.training.evaluate import evaluate
 
     figures = evaluate(str(jazz_transformer), write=False)
     V = len(models.load(jazz_transformer).contract.encoding["tokens"])
@@ -111,7 +111,7 @@ def test_piano_gan_is_refused_with_the_message_the_cli_prints():
 
 
 def test_a_transformer_window_off_the_bar_lines_is_refused_at_once():
-    from training.config import ConfigError, resolve
+    from partimento.training.config import ConfigError, resolve
 
     with pytest.raises(ConfigError, match=r"^seq_len: a transformer's window \(100\) must be a "
                        r"multiple of window_stride \(16\), e.g. 96$"):

@@ -22,8 +22,8 @@ from tests.conftest import ROOT, SHIPPED, require
 # nothing (the command is found as it is).
 SHIM = """
 import sys
-from daemon import cli
-from training import sample
+from partimento import cli
+from partimento.training import sample
 real = cli.parser
 def parser():
     p = real()
@@ -61,7 +61,7 @@ def notes(track: mido.MidiTrack, tpb: int) -> list[tuple[int, int, int]]:
 
 
 def model_range(folder: Path) -> tuple[int, int]:
-    from daemon.model import read_contract
+    from partimento.model import read_contract
 
     return read_contract(folder).vocabulary.pitch_range
 
@@ -94,7 +94,7 @@ def test_a_seed_file_is_played_first_and_continued(tmp_path, folk):
     out = tmp_path / "continued.mid"
     done = sample("folk", "-o", out, "--seed-file", melody, "--length", 2, "--seed", 1)
     assert done.returncode == 0, done.stderr
-    from daemon.midifile import read_melody
+    from partimento.midifile import read_melody
 
     given = read_melody(melody)
     mid = mido.MidiFile(out)
@@ -180,7 +180,7 @@ def test_errors_are_one_line(tmp_path, args, message):
 
 
 def test_sampling_needs_no_tensorflow(tmp_path, folk):
-    code = ("import sys\nfrom training.sample import sample\n"
+    code = ("import sys\nfrom partimento.training.sample import sample\n"
             f"sample('folk', __import__('pathlib').Path({str(tmp_path / 'x.mid')!r}), bars=1,"
             " say=lambda s: None)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -194,8 +194,8 @@ def test_sampling_needs_no_tensorflow(tmp_path, folk):
 @pytest.fixture(scope="module")
 def tiny_abc(tmp_path_factory):
     from tests.conftest import train_tiny
-    from training.config import resolve
-    from training.data import abc_text
+    from partimento.training.config import resolve
+    from partimento.training.data import abc_text
 
     cfg = resolve("abc")
     require(bool(abc_text.nottingham_files(cfg)),

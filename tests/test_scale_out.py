@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from training.config import resolve
+from partimento.training.config import resolve
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def flags(cache) -> list[str]:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """The folk corpus parsed once, so the workers do not both write the cache."""
-    from training.data import folk
+    from partimento.training.data import folk
 
     path = tmp_path_factory.mktemp("folk-cache")
     folk.load_corpus(resolve("folk", overrides={**TINY, "cache_dir": str(path)}))
@@ -64,7 +64,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path, cache):
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2",
                "PYTHONPATH": str(ROOT)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "train", "folk", "--strategy", "multiworker",
+            [sys.executable, "-m", "partimento.cli", "train", "folk", "--strategy", "multiworker",
              "--run-dir", str(run), *flags(cache)],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
@@ -90,7 +90,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path, cache):
 
 
 def test_mirrored_on_one_cpu_trains(tmp_path, cache):
-    from training.train import train
+    from partimento.training.train import train
 
     cfg = resolve("folk", overrides={**TINY, "cache_dir": str(cache), "strategy": "mirrored"})
     train(cfg, tmp_path / "run")

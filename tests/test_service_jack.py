@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from jack import JACK_BACKEND, jack_server
 
-from daemon.config import MidiConfig, load
-from daemon.core.encoding import grid_to_notes
-from daemon.engine import Engine
-from daemon.midi_io import MidiInput, MidiOutput, open_input, open_output
-from daemon.service import Ready, serve
+from partimento.config import MidiConfig, load
+from partimento.core.encoding import grid_to_notes
+from partimento.engine import Engine
+from partimento.midi_io import MidiInput, MidiOutput, open_input, open_output
+from partimento.service import Ready, serve
 from tests.conftest import ROOT, SHIPPED, require
 from tests.synth import Synth
 
@@ -150,14 +150,14 @@ def write_config(path: Path, models: Path, **midi: str) -> Path:
 
 
 class Daemon:
-    """``python -m daemon.cli run --config ...``, its stdout and stderr in files."""
+    """``python -m partimento.cli run --config ...``, its stdout and stderr in files."""
 
     def __init__(self, jack, config: Path, folder: Path, *,
                  env: dict[str, str] | None = None) -> None:
         self.out, self.err = folder / "stdout.txt", folder / "stderr.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+                [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
                 cwd=ROOT, env=jack.env(**(env or {})), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=err)
 
@@ -398,7 +398,7 @@ def test_an_error_in_a_task_still_releases_every_note(jack, models, tmp_path, mo
 
 def test_a_missing_port_or_bad_config_is_one_line(jack, models, tmp_path):
     config = write_config(tmp_path / "partimento.toml", models, output="no-such-synth")
-    out = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+    out = subprocess.run([sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
                          cwd=ROOT, env=jack.env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(
@@ -407,7 +407,7 @@ def test_a_missing_port_or_bad_config_is_one_line(jack, models, tmp_path):
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[midi]\ninput_channel = 17\n")
-    out = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--config", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "partimento.cli", "run", "--config", str(bad)],
                          cwd=ROOT, env=jack.env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.splitlines() == [

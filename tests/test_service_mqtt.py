@@ -23,8 +23,8 @@ import pytest
 from broker import Endpoint, broker, mqtt_pub, mqtt_sub, shared_broker, unique_prefix
 from jack import JACK_BACKEND, jack_server
 
-from daemon.config import MidiConfig
-from daemon.midi_io import open_input, open_output
+from partimento.config import MidiConfig
+from partimento.midi_io import open_input, open_output
 from tests.synth import Synth
 from tests.test_service_jack import (
     ANSWER,

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from daemon.config import Config
-from daemon.midi_io import OutputWriter
-from daemon.service import Service
+from partimento.config import Config
+from partimento.midi_io import OutputWriter
+from partimento.service import Service
 
 
 class Port:

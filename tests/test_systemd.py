@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import install, sdnotify
-from daemon.install import InstallError
-from daemon.sdnotify import Notifier
+from partimento import install, sdnotify
+from partimento.install import InstallError
+from partimento.sdnotify import Notifier
 from tests.conftest import ROOT, require
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -250,7 +250,7 @@ def test_socket_gone_is_logged_once_and_never_raises(listener: Listener,
     n = Notifier(listener.address)
     assert n.ready()
     listener.close()
-    with caplog.at_level(logging.DEBUG, logger="daemon.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="partimento.sdnotify"):
         assert not n.watchdog()
         assert not n.stopping()
         assert not n.status("still here")
@@ -260,7 +260,7 @@ def test_socket_gone_is_logged_once_and_never_raises(listener: Listener,
 
 
 def test_unsupported_address_is_disabled(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="daemon.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="partimento.sdnotify"):
         n = Notifier("vsock:2:1234")
     assert not n.enabled and not n.ready()
     assert "unsupported NOTIFY_SOCKET" in caplog.text
@@ -496,7 +496,7 @@ def test_quote(arg: str, word: str) -> None:
 
 def test_missing_template_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                       home: Path) -> None:
-    from daemon.cli import CliError
+    from partimento.cli import CliError
 
     monkeypatch.setattr(install, "TEMPLATE_DIR", tmp_path / "nowhere")
     with pytest.raises(CliError) as caught:

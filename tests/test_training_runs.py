@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from training.config import ConfigError, resolve
+from partimento.training.config import ConfigError, resolve
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def epochs_logged(run):
 
 
 def test_run_folder_checkpoints_and_resume(tmp_path):
-    from training.train import train
+    from partimento.training.train import train
 
     run = tmp_path / "run"
     train(tiny(tmp_path / "cache"), run)
@@ -41,7 +41,7 @@ def test_run_folder_checkpoints_and_resume(tmp_path):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from training.train import train
+    from partimento.training.train import train
 
     weights = []
     for i in range(2):
@@ -69,7 +69,7 @@ def test_training_without_the_extra_names_it(tmp_path):
         "import importlib.util, sys\n"
         "real = importlib.util.find_spec\n"
         "importlib.util.find_spec = lambda n, *a: None if n == 'tensorflow' else real(n, *a)\n"
-        "from daemon.cli import main\n"
+        "from partimento.cli import main\n"
         f"sys.exit(main(['train', 'bach', '--run-dir', {str(tmp_path / 'r')!r}]))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1
@@ -81,8 +81,8 @@ def test_chorale_round_trip_from_the_file(chorales):
     """A chorale file → grid → tokens → grid → notes: every note of every voice as in music21."""
     from music21 import corpus
 
-    from daemon.core.encoding import STEPS_PER_QUARTER, Vocabulary, grid_to_notes
-    from training.data.chorales import read_chorale
+    from partimento.core.encoding import STEPS_PER_QUARTER, Vocabulary, grid_to_notes
+    from partimento.training.data.chorales import read_chorale
 
     path = corpus.getWork("bwv269")
     c = read_chorale(path)
@@ -110,8 +110,8 @@ def test_documented_config_file_names_every_key():
     from dataclasses import fields
     from pathlib import Path
 
-    from training.config import TrainConfig
-    from training.config import tomllib as toml
+    from partimento.training.config import TrainConfig
+    from partimento.training.config import tomllib as toml
 
     path = Path(__file__).resolve().parents[1] / "config" / "train.toml"
     documented = set(toml.loads(path.read_text())["train"])
@@ -121,7 +121,7 @@ def test_documented_config_file_names_every_key():
 
 def test_train_and_export_in_one_command_then_sample(tmp_path, capsys):
     """``partimento train STYLE --export NAME``: a model ready to play, in one command."""
-    from daemon.cli import main
+    from partimento.cli import main
 
     out = tmp_path / "my-style"
     code = main(["train", "folk", "--run-dir", str(tmp_path / "run"), "--export", str(out),

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.core.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, sounding_pitches
-from daemon.core.rules import (
+from partimento.core.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, sounding_pitches
+from partimento.core.rules import (
     RuleHarmonizer,
     chromatic_triads,
     diatonic_triads,
@@ -19,7 +19,7 @@ from daemon.core.rules import (
     harmonize,
     key_scale,
 )
-from daemon.core.voiceleading import (
+from partimento.core.voiceleading import (
     COUNT_KEYS,
     DEFAULT_WEIGHTS,
     SATB_RANGES,
@@ -236,7 +236,7 @@ def test_harmonizer_opens_on_a_root_position_tonic() -> None:
 def test_split() -> list:
     if not (CACHE / "chorales.npz").exists():
         pytest.skip("the chorale cache is not built (python -m training ... builds it)")
-    from training.data.chorales import load_corpus
+    from partimento.training.data.chorales import load_corpus
 
     return load_corpus(CACHE)["test"]
 

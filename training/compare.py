@@ -11,7 +11,7 @@ every export is) and measured through onnxruntime the way the daemon runs it:
 - test NLL per token and accuracy (teacher forcing from the START prefix, as ``partimento
   evaluate`` scores folk), where defined: a GAN has no likelihood;
 - generated music: for each of the first ``--eval-tunes`` test tunes the continuation
-  interface (:func:`daemon.core.continuation.make`, seeded by the tune's index) hears its
+  interface (:func:`partimento.core.continuation.make`, seeded by the tune's index) hears its
   first ``PROMPT`` sixteenths and answers ``ANSWER`` sixteenths. From those answers:
   ``notes_per_bar`` (0: silent answers); ``pc_distance``, the total variation distance (0
   same, 1 disjoint) between their pitch-class histogram (per sounding sixteenth) and the
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.core.encoding import grid_to_notes, sounding_pitches
-from daemon.core.phrases import pitch_class_histogram
-from training.config import MODEL_TYPES, TrainConfig, resolve
+from partimento.core.encoding import grid_to_notes, sounding_pitches
+from partimento.core.phrases import pitch_class_histogram
+from partimento.training.config import MODEL_TYPES, TrainConfig, resolve
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def stream_logits(m, tokens: np.ndarray) -> np.ndarray:
 
 
 def test_nll(m, tunes, seq_len: int) -> tuple[float, float]:
-    from daemon.core.sampling import nll_and_hits
-    from training.styles import folk
+    from partimento.core.sampling import nll_and_hits
+    from partimento.training.styles import folk
 
     nll = hits = count = 0.0
     for tune in tunes:
@@ -160,7 +160,7 @@ def step_latency(m, steps: int = 300) -> tuple[float, str]:
 
 def answers(m, tunes, seed: int) -> list[np.ndarray]:
     """Each tune's first ``PROMPT`` sixteenths heard, ``ANSWER`` sixteenths answered."""
-    from daemon.core import continuation
+    from partimento.core import continuation
 
     out = []
     for i, tune in enumerate(tunes):
@@ -173,8 +173,8 @@ def answers(m, tunes, seed: int) -> list[np.ndarray]:
 # --- one model type -----------------------------------------------------------------------------
 
 def train_and_export(cfg: TrainConfig, run_dir: Path) -> Path:
-    from training.export import export
-    from training.train import train
+    from partimento.training.export import export
+    from partimento.training.train import train
 
     done = run_dir / "run.json"
     if not (done.exists() and json.loads(done.read_text()).get("training_seconds")):
@@ -184,7 +184,7 @@ def train_and_export(cfg: TrainConfig, run_dir: Path) -> Path:
 
 
 def measure(folder: Path, data: dict, seq_len: int, seed: int) -> dict:
-    from daemon import model
+    from partimento import model
 
     m = model.load(folder)
     c = m.contract
@@ -209,7 +209,7 @@ def measure(folder: Path, data: dict, seq_len: int, seed: int) -> dict:
 def reference_data(cfg: TrainConfig, eval_tunes: int) -> dict:
     """Test tunes to score and prompt, the test histogram, the training n-grams, and the
     figures of the test tunes' own continuations."""
-    from training.data import folk as corpus
+    from partimento.training.data import folk as corpus
 
     splits = corpus.load_corpus(cfg)
     test = splits["test"]
@@ -267,7 +267,7 @@ def compare(style: str, kinds: list[str], *, config: Path | None, overrides: dic
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compare`` to ``partimento``'s subcommands (handler in ``func``)."""
-    from daemon.cli import _config_flags
+    from partimento.cli import _config_flags
 
     p = subparsers.add_parser("compare", help="train each model type alike and compare them",
                               description=__doc__.split("\n\n")[0])
@@ -295,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.compare ...`` until ``partimento compare`` is wired."""
+    """``python -m partimento.training.compare ...`` until ``partimento compare`` is wired."""
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)

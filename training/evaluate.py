@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon import model as models
-from daemon.core import harmonizer, rules, voiceleading
-from daemon.core.sampling import nll_and_hits
-from training.config import TrainConfig
+from partimento import model as models
+from partimento.core import harmonizer, rules, voiceleading
+from partimento.core.sampling import nll_and_hits
+from partimento.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ LIVE_SETTINGS = harmonizer.HarmonizerSettings(temperature=1.0, candidates=8)
 
 def _ngram_baseline(train_seqs: list[np.ndarray], test_seqs: list[np.ndarray], order: int,
                     vocab_size: int) -> dict:
-    from training.baselines import NGram
+    from partimento.training.baselines import NGram
 
     ng = NGram(order=order, vocab_size=vocab_size).fit(train_seqs)
     return {"order": order, "nll": round(float(ng.nll(test_seqs)), 4),
@@ -43,7 +43,7 @@ def _round(d: dict) -> dict:
 # --- bach ---------------------------------------------------------------------------------------
 
 def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
-    from training.styles import bach, bach_data
+    from partimento.training.styles import bach, bach_data
 
     data = bach_data.load(cfg)
     test = data.splits["test"][: limit or None]
@@ -87,8 +87,8 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
 
 
 def _bach_offline(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
-    from daemon.core import gibbs
-    from training.styles import bach_data, bach_offline
+    from partimento.core import gibbs
+    from partimento.training.styles import bach_data, bach_offline
 
     data = bach_data.load(cfg)
     test = data.splits["test"][: limit or None]
@@ -129,14 +129,14 @@ def _harmonization(kind: str, generated: list[np.ndarray], test: list, settings:
 # --- folk ---------------------------------------------------------------------------------------
 
 def _folk(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
-    from training.styles import folk
+    from partimento.training.styles import folk
 
     return folk.evaluate(m, cfg, limit=limit, seed=seed)
 
 
 def _events(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
     """jazz and piano (``encoding["type"]`` ``events``): the folk figures on their tokens."""
-    from training.styles import jazz
+    from partimento.training.styles import jazz
 
     return jazz.evaluate(m, cfg, limit=limit, seed=seed)
 
@@ -153,7 +153,7 @@ def evaluate(name: str, *, write: bool = True, limit: int = 0, seed: int = 0) ->
     elif m.contract.encoding.get("type") == "events":
         figures = _events(m, cfg, limit, seed)
     elif m.contract.encoding.get("type") == "abc":
-        from training.styles import abc  # characters: NLL per character, music21 parse rate
+        from partimento.training.styles import abc  # characters: NLL per character, music21 parse rate
 
         figures = abc.evaluate(m, cfg, limit=limit, seed=seed)
     else:

@@ -1,6 +1,6 @@
 """Model cards: ``docs/models.md`` written from the shipped models' own ``model.json``.
 
-    python -m training.modelcard [exported_models] > docs/models.md
+    python -m partimento.training.modelcard [exported_models] > docs/models.md
 
 Every figure on the page comes from a contract, so the page cannot drift from the models.
 """
@@ -21,9 +21,9 @@ WHAT = {
                           "pseudo-Gibbs",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
     "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
-              "events) as tokens (daemon.core.events)",
+              "events) as tokens (partimento.core.events)",
     "abc": "a character-level model of ABC tune text (the MIT lab's), sampled as text and "
-           "played live by writing the player's phrase as ABC (daemon.core.abc)",
+           "played live by writing the player's phrase as ABC (partimento.core.abc)",
 }
 METRICS = (("parallels_per_100", "parallel 5ths+8ves per 100 chord changes"),
            ("parallel_fifths_per_100", "  of which fifths"),
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     folders += sorted(p for p in root.iterdir() if (p / "model.json").exists()
                       and p not in folders)
     print("# Shipped models\n")
-    print("Written by `python -m training.modelcard > docs/models.md` from each model's own "
+    print("Written by `python -m partimento.training.modelcard > docs/models.md` from each model's own "
           "`model.json`. Test figures are computed by `partimento evaluate` through "
           "onnxruntime on the test split, which is never used for training or model "
           "selection (see docs/decisions.md for the splits).\n")

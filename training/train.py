@@ -23,9 +23,9 @@ import logging
 import time
 from pathlib import Path
 
-from training import styles
-from training.config import ConfigError, TrainConfig
-from training.versions import versions
+from partimento.training import styles
+from partimento.training.config import ConfigError, TrainConfig
+from partimento.training.versions import versions
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ with training.
 
 A model of kind ``offline-harmonizer`` predicts one harmony voice at one step from a window of
 context around that step. :func:`windows` builds those windows, for training
-(``training.styles.bach_offline``) and for sampling here; nothing else decides their layout.
+(``partimento.training.styles.bach_offline``) and for sampling here; nothing else decides their layout.
 
 Window layout, for step ``t`` and context ``dt`` (``W = 2 * dt + 1`` rows):
 
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from daemon.core import voiceleading
-from daemon.core.encoding import (
+from partimento.core import voiceleading
+from partimento.core.encoding import (
     HARMONY_VOICES,
     HOLD,
     HOLD_CODE,
@@ -161,7 +161,7 @@ def leading_costs(codes: np.ndarray, voice: int, times: np.ndarray, vocab: Vocab
     ``codes`` is the current ``(4, steps)`` grid. For voice ``voice`` at each of ``times``,
     every token is tried: the chord it makes at ``t`` is scored against the chord before it
     and the chord after it (a hold after ``t`` carries the candidate on), with
-    :func:`daemon.core.voiceleading.penalty`. Returns ``(len(times), len(vocab))``.
+    :func:`partimento.core.voiceleading.penalty`. Returns ``(len(times), len(vocab))``.
     """
     sounding = sounding_pitches(codes)
     steps = codes.shape[1]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.core import sampling, voiceleading
-from daemon.core.contract import Contract
-from daemon.core.encoding import HOLD_CODE, MAJOR, REST_CODE
-from daemon.core.heads import GivenHeads
+from partimento.core import sampling, voiceleading
+from partimento.core.contract import Contract
+from partimento.core.encoding import HOLD_CODE, MAJOR, REST_CODE
+from partimento.core.heads import GivenHeads
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 

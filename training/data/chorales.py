@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.core.encoding import (
+from partimento.core.encoding import (
     HOLD_CODE,
     MAJOR,
     MINOR,

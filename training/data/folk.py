@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.core.encoding import (
+from partimento.core.encoding import (
     FOLK_DURATIONS,
     MAJOR,
     MINOR,
@@ -33,8 +33,8 @@ from daemon.core.encoding import (
     folk_transposition,
     notes_to_grid,
 )
-from training.config import TrainConfig
-from training.data.chorales import split_of
+from partimento.training.config import TrainConfig
+from partimento.training.data.chorales import split_of
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.chorales import split_of
+from partimento.training.data.chorales import split_of
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.midi_folder import Piece, to_grid
+from partimento.training.data.midi_folder import Piece, to_grid
 
 log = logging.getLogger(__name__)
 

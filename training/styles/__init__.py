@@ -12,9 +12,9 @@ from types import ModuleType
 
 import numpy as np
 
-MODULES = {"bach": "training.styles.bach", "bach-offline": "training.styles.bach_offline",
-           "folk": "training.styles.folk", "jazz": "training.styles.jazz",
-           "piano": "training.styles.piano", "abc": "training.styles.abc"}
+MODULES = {"bach": "partimento.training.styles.bach", "bach-offline": "partimento.training.styles.bach_offline",
+           "folk": "partimento.training.styles.folk", "jazz": "partimento.training.styles.jazz",
+           "piano": "partimento.training.styles.piano", "abc": "partimento.training.styles.abc"}
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.core.encoding import VOICES, Vocabulary, fits_range
-from training.config import TrainConfig
-from training.data import chorales as corpus
-from training.data.chorales import Chorale
+from partimento.core.encoding import VOICES, Vocabulary, fits_range
+from partimento.training.config import TrainConfig
+from partimento.training.data import chorales as corpus
+from partimento.training.data.chorales import Chorale
 
 TRANSPOSITIONS = range(-6, 7)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.core.contract import Tensor
-from daemon.core.encoding import FOLK_DURATIONS, START, Vocabulary
-from training.config import TrainConfig
-from training.data import folk as corpus
-from training.data.folk import Tune
-from training.styles import Prepared, Split
-from training.styles.bach_data import windows
-from training.styles.recurrent import state_tensors, token_lstm
+from partimento.core.contract import Tensor
+from partimento.core.encoding import FOLK_DURATIONS, START, Vocabulary
+from partimento.training.config import TrainConfig
+from partimento.training.data import folk as corpus
+from partimento.training.data.folk import Tune
+from partimento.training.styles import Prepared, Split
+from partimento.training.styles.bach_data import windows
+from partimento.training.styles.recurrent import state_tensors, token_lstm
 
 KIND = "continuation"
 INPUT = "token"
@@ -39,7 +39,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     vocab = vocabulary([t for s in splits.values() for t in s])
     encoding = encoding_of(vocab, cfg.seq_len)
     if cfg.model == "gan":  # a phrase generator: the daemon plays it by phrases
-        from training.styles import gan
+        from partimento.training.styles import gan
         encoding = {**encoding, **gan.encoding(cfg)}
     arrays = {name: _arrays(tunes, vocab, cfg.seq_len,
                             cfg.window_stride if name == "train" else cfg.seq_len)
@@ -109,10 +109,10 @@ def build(cfg: TrainConfig, encoding: dict):
     """(training model, step model): the same layers, the step model with explicit state."""
     V = len(encoding["vocabulary"])
     if cfg.model == "gan":  # other model types: training/styles/models.py, gan.py
-        from training.styles import gan
+        from partimento.training.styles import gan
         return gan.build(cfg, V)
     if cfg.model != "lstm" or cfg.hidden_dense:
-        from training.styles.models import build_sequence_model
+        from partimento.training.styles.models import build_sequence_model
         return build_sequence_model(cfg, V, name="folk", token=INPUT, output=OUTPUT)[:2]
     return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name="folk")
 
@@ -121,10 +121,10 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     seq = ("batch", "time")
     V = len(encoding["vocabulary"])
     if cfg.model == "gan":
-        from training.styles import gan
+        from partimento.training.styles import gan
         return gan.tensors(cfg, V)
     if cfg.model != "lstm" or cfg.hidden_dense:
-        from training.styles.models import sequence_tensors
+        from partimento.training.styles.models import sequence_tensors
         return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     ins = [Tensor(INPUT, seq, "int32", "token")]
     outs = [Tensor(OUTPUT, (*seq, V), "float32", "logits")]
@@ -134,8 +134,8 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
 
 def parity(cfg: TrainConfig, contract, train_model, session) -> float:
     """The export check for each model type (LSTM: stepped against the sequence model)."""
-    from training import export
-    from training.styles import gan, models
+    from partimento.training import export
+    from partimento.training.styles import gan, models
 
     if cfg.model == "gan":
         return gan.parity(cfg, contract, train_model, session)
@@ -150,8 +150,8 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     Each tune is read from the START prefix as in training; scored are its steps and the START
     that ends it, for the model and the n-grams alike.
     """
-    from daemon.core.sampling import nll_and_hits
-    from training.baselines import NGram
+    from partimento.core.sampling import nll_and_hits
+    from partimento.training.baselines import NGram
 
     splits = corpus.load_corpus(cfg)
     vocab = m.contract.vocabulary
@@ -167,7 +167,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         if cfg.model == "transformer":  # one token per call
-            from training.compare import stream_logits
+            from partimento.training.compare import stream_logits
             logits = stream_logits(m, seq[:-1])[cfg.seq_len - 1:]
         else:
             logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1:]

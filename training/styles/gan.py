@@ -28,15 +28,15 @@ smoothed to 0.9.
 Exported is the generator alone: input ``noise`` (float32, (batch, latent_dim)), output
 ``phrase`` logits (batch, seq_len, vocabulary); the contract's ``encoding`` says
 ``type: phrase`` and the phrase length, and the daemon plays it with
-:class:`daemon.core.phrases.PhraseContinuer`.
+:class:`partimento.core.phrases.PhraseContinuer`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from daemon.core.contract import Tensor
-from training.config import TrainConfig
+from partimento.core.contract import Tensor
+from partimento.training.config import TrainConfig
 
 NOISE = "noise"
 PHRASE = "phrase"

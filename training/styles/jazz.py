@@ -2,7 +2,7 @@
 
 Data: the Weimar Jazz Database solos (``<data>/wjazzd``, the default) or, with ``--data-dir``,
 any folder of MIDI files (or of WJazzD CSVs). Each piece becomes numeric event tokens
-(:mod:`daemon.core.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"`` rest,
+(:mod:`partimento.core.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"`` rest,
 one per eighth), framed by START (``"/"``) before and after. The vocabulary is every special
 token, every single pitch of the training pieces and the most frequent chords (heard at least
 :data:`MIN_COUNT` times) up to :data:`MAX_TOKENS`; a rarer chord is read as its top note
@@ -13,7 +13,7 @@ Training is many-to-many (the jazz project's batches of 16 windows of 64 steps, 
 every 10 epochs): the model reads ``x[t]`` and predicts ``x[t + 1]`` at every step. The model
 is :func:`build`'s embedding, stacked LSTM (explicit h/c state for the step model), optional
 hidden dense layers and a dense output; ``piano`` uses the same builder. ``--model
-transformer`` builds :mod:`training.styles.models`' windowed transformer instead (its step
+transformer`` builds :mod:`partimento.training.styles.models`' windowed transformer instead (its step
 model reads one token per call; ``seq_len`` must be a multiple of ``window_stride``).
 """
 
@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.core import events
-from daemon.core.contract import Tensor
-from daemon.core.encoding import HOLD, REST, START, Note
-from training.config import MODELS_BY_STYLE, TrainConfig
-from training.data import midi_folder, wjazzd
-from training.data.midi_folder import Piece
-from training.styles import Prepared, Split
-from training.styles.bach_data import windows
-from training.styles.recurrent import state_tensors, token_lstm
+from partimento.core import events
+from partimento.core.contract import Tensor
+from partimento.core.encoding import HOLD, REST, START, Note
+from partimento.training.config import MODELS_BY_STYLE, TrainConfig
+from partimento.training.data import midi_folder, wjazzd
+from partimento.training.data.midi_folder import Piece
+from partimento.training.styles import Prepared, Split
+from partimento.training.styles.bach_data import windows
+from partimento.training.styles.recurrent import state_tensors, token_lstm
 
 KIND = "continuation"
 INPUT = "token"
@@ -152,7 +152,7 @@ def encoding_of(tokens: list[str], mode: str, step: int, seq_len: int, **extra) 
     return {"type": "events", "mode": mode, "step": step, "steps_per_quarter": 4,
             "tokens": tokens,
             "vocabulary": grid,
-            "vocabulary_meaning": "the grid symbols among the tokens (daemon.core.encoding "
+            "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.encoding "
                                   "cannot hold chords or events); the model scores `tokens`",
             "transposition": TRANSPOSITION,
             "start": {"symbol": START, "prime": "feed one START before a piece",
@@ -198,9 +198,9 @@ def build(cfg: TrainConfig, encoding: dict):
         if cfg.model not in MODEL_TYPES:
             raise ValueError(f"style {cfg.style} builds models {', '.join(MODEL_TYPES)}, "
                              f"not {cfg.model!r}")
-        from training.styles.models import build_sequence_model
+        from partimento.training.styles.models import build_sequence_model
         return build_sequence_model(cfg, V, name=cfg.style, token=INPUT, output=OUTPUT)[:2]
-    from training.styles.models import hidden_dense
+    from partimento.training.styles.models import hidden_dense
     return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name=cfg.style,
                       hidden=hidden_dense(cfg))
 
@@ -209,7 +209,7 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     seq = ("batch", "time")
     V = len(encoding["tokens"])
     if cfg.model != "lstm":
-        from training.styles.models import sequence_tensors
+        from partimento.training.styles.models import sequence_tensors
         return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     state_in, state_out = state_tensors(cfg)
     return ([Tensor(INPUT, seq, "int32", "token"), *state_in],
@@ -219,8 +219,8 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
 def parity(cfg: TrainConfig, contract, train_model, session) -> float:
     """The export check for each model type: an LSTM stepped against the sequence model, a
     transformer fed one token at a time against the training model on the same window."""
-    from training import export
-    from training.styles import models
+    from partimento.training import export
+    from partimento.training.styles import models
 
     if cfg.model == "transformer":
         return models.window_parity(cfg, contract, train_model, session)
@@ -232,9 +232,9 @@ def parity(cfg: TrainConfig, contract, train_model, session) -> float:
 def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     """NLL per token and accuracy on the test pieces (through the ONNX model, from START as
     in training), next to 3- and 6-gram baselines scored on the same tokens."""
-    from daemon.core.sampling import nll_and_hits
-    from training import styles
-    from training.baselines import NGram
+    from partimento.core.sampling import nll_and_hits
+    from partimento.training import styles
+    from partimento.training.baselines import NGram
 
     enc = m.contract.encoding
     pieces, _ = styles.get(cfg.style).load_pieces(cfg)
@@ -248,7 +248,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         if m.contract.input("token").shape[-1] == 1:  # a transformer: one token per call
-            from training.compare import stream_logits
+            from partimento.training.compare import stream_logits
             logits = stream_logits(m, seq[:-1])
         else:
             logits = m.run(feeds, [logits_name])[logits_name][0]

@@ -6,7 +6,7 @@ daemon and the contract tensors of that step model. Any style whose data is "a w
 ids, the same ids one step later" can use it (folk does; jazz and piano can).
 
 - ``lstm``: embedding, ``cfg.layers`` LSTMs of ``cfg.units`` with explicit h/c state
-  (:class:`training.styles.recurrent.LSTMStack`), ``cfg.hidden_dense`` hidden dense layers of
+  (:class:`partimento.training.styles.recurrent.LSTMStack`), ``cfg.hidden_dense`` hidden dense layers of
   ``cfg.dense`` units with ``cfg.activation``, the output layer. The step model takes any number
   of tokens and carries the state.
 - ``transformer``: a decoder-only transformer over a bounded window of ``W = cfg.seq_len``
@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.core.contract import Tensor
-from training.config import TrainConfig
-from training.styles.recurrent import state_tensors, token_lstm
+from partimento.core.contract import Tensor
+from partimento.training.config import TrainConfig
+from partimento.training.styles.recurrent import state_tensors, token_lstm
 
 WINDOW_IN = "window_in"
 WINDOW_OUT = "window_out"

@@ -7,7 +7,7 @@ and ``vel<b>`` (8 velocity bins) for piano pitches 21..108 (others folded by oct
 
 POP909 songs have three tracks: MELODY (the vocal line), BRIDGE (secondary melodies) and PIANO
 (the accompaniment); all three are read, the whole arrangement a pianist would play. The model
-is the jazz style's (:func:`training.styles.jazz.build`); MechanicalBach's flags map to
+is the jazz style's (:func:`partimento.training.styles.jazz.build`); MechanicalBach's flags map to
 ``TrainConfig`` keys: ``--seq-len``, ``--batch-size``, ``--epochs``, ``--loss``,
 ``--optimizer``; its weights path and TensorBoard folder are the run folder's
 ``best.weights.h5``/``checkpoints/`` and ``tensorboard/``.
@@ -15,11 +15,11 @@ is the jazz style's (:func:`training.styles.jazz.build`); MechanicalBach's flags
 
 from __future__ import annotations
 
-from training.config import TrainConfig
-from training.data import midi_folder
-from training.data.midi_folder import Piece
-from training.styles import Prepared
-from training.styles.jazz import (  # noqa: F401  (the style's interface, shared with jazz)
+from partimento.training.config import TrainConfig
+from partimento.training.data import midi_folder
+from partimento.training.data.midi_folder import Piece
+from partimento.training.styles import Prepared
+from partimento.training.styles.jazz import (  # noqa: F401  (the style's interface, shared with jazz)
     KIND,
     MODEL_TYPES,
     build,

@@ -3,8 +3,8 @@ the plain token model built on it (token -> embedding -> LSTMs -> logits)."""
 
 from __future__ import annotations
 
-from daemon.core.contract import Tensor
-from training.config import TrainConfig
+from partimento.core.contract import Tensor
+from partimento.training.config import TrainConfig
 
 
 class LSTMStack:
