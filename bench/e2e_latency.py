@@ -4,7 +4,7 @@
 
 Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py), a
 zero-work echo client (this file with ``--echo``: it polls its input the way
-:class:`partimento.midi_io.InputReader` does and writes every note-on straight back) and, per
+:class:`partimento.live.midi_io.InputReader` does and writes every note-on straight back) and, per
 condition, ``python -m partimento.cli run`` with a configuration of its own. The bench plays a
 keyboard port and listens on a synthesizer port, stamping with :func:`time.monotonic`.
 
@@ -48,14 +48,14 @@ sys.path.insert(0, str(ROOT))  # tests/jack.py: the private jackd the tests use
 import pytest  # noqa: E402  (tests/jack.py reports a missing jackd as a pytest skip)
 
 from partimento.config import MidiConfig  # noqa: E402
-from partimento.midi_io import (  # noqa: E402
+from partimento.live.midi_io import (  # noqa: E402
     POLL_INTERVAL,
     MidiInput,
     MidiOutput,
     open_input,
     open_output,
 )
-from partimento.service import percentile  # noqa: E402
+from partimento.live.service import percentile  # noqa: E402
 from tests.jack import JACK_BACKEND, _die_with_parent, jack_server  # noqa: E402
 
 MODELS = ROOT / "exported_models"
@@ -156,7 +156,7 @@ def chorale_lines() -> tuple[list[list[Note]], str]:
             lines.append(line)
         return lines, f"sopranos of {len(lines)} Bach chorales (music21 corpus: " \
                       f"{', '.join(c.split('/')[1] for c in CHORALES)})"
-    from partimento.midifile import read_melody
+    from partimento.files.midifile import read_melody
 
     melody = read_melody(EXAMPLE)
     tpq = melody.ticks_per_beat
@@ -541,7 +541,7 @@ def report_continue(results: list[Continue]) -> None:
 # --- the echo client (a subprocess of the bench) --------------------------------------------
 
 def run_echo() -> int:
-    """Read ``PROBE_PORT`` as :class:`partimento.midi_io.InputReader` does (drain, then sleep
+    """Read ``PROBE_PORT`` as :class:`partimento.live.midi_io.InputReader` does (drain, then sleep
     ``POLL_INTERVAL`` when empty) and write every note-on to ``SYNTH_PORT`` at once."""
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -48,7 +48,7 @@ from e2e_latency import (
 
 READY_LINE = "partimento: ready"
 READY_TIMEOUT = 30.0
-RUN_IMPORTS = "import partimento.cli, partimento.config, partimento.engine, partimento.service, partimento.training.export"
+RUN_IMPORTS = "import partimento.cli, partimento.config, partimento.engine.engine, partimento.service, partimento.training.export"
 """What ``partimento run`` imports before it loads the models (main's error types included)."""
 LOAD_MODELS = (f"{RUN_IMPORTS}; from partimento import model; model.load('bach'); "
                "model.load('folk')")

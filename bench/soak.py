@@ -77,7 +77,7 @@ from e2e_latency import (
 )
 from footprint import status
 
-from partimento.engine import CHORD_SECONDS
+from partimento.engine.engine import CHORD_SECONDS
 
 PAUSE = 3.0
 """Seconds of silence between two chorales, once per :data:`PAUSE_EVERY` seconds of playing."""

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from partimento import model
-from partimento.core import harmonizer
+from partimento.files import model
+from partimento.core.players import harmonizer
 
 
 def percentiles(samples: list[float]) -> str:

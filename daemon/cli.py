@@ -40,7 +40,7 @@ def _needs_training_extra(what: str) -> None:
 
 def read_melody(path: Path):
     if path.suffix.lower() in (".mid", ".midi", ".smf"):
-        from partimento import midifile
+        from partimento.files import midifile
 
         return midifile.read_melody(path)
     import importlib.util
@@ -48,7 +48,7 @@ def read_melody(path: Path):
     if importlib.util.find_spec("music21") is None:
         raise CliError(f"reading {path.suffix} files needs music21: {TRAIN_EXTRA} "
                        "(MIDI files need nothing more)")
-    from partimento.training.data.melody import read_melody as read_with_music21
+    from partimento.files.score import read_melody as read_with_music21
 
     return read_with_music21(path)
 
@@ -56,8 +56,9 @@ def read_melody(path: Path):
 def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from partimento import midifile, model
-    from partimento.core import harmonizer, rules
+    from partimento.files import midifile, model
+    from partimento.core.players import harmonizer
+    from partimento.core.music import rules
 
     melody = read_melody(Path(args.melody))
     soprano, position, fermata = melody.grid()
@@ -72,8 +73,8 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
                                       seed=rng_seed, heads=loaded.heads)
         voices = harmonizer.harmonize(h, soprano, position, fermata)
     else:
-        from partimento.core import gibbs
-        from partimento.core.encoding import octave_shift_into, transpose_grid
+        from partimento.core.players import gibbs
+        from partimento.core.music.encoding import octave_shift_into, transpose_grid
 
         # a melody outside the model's soprano range is sung octaves away, then moved back
         shift = octave_shift_into(soprano, *loaded.contract.encoding["voice_ranges"]["soprano"])
@@ -170,7 +171,7 @@ def _native_stderr_silenced():
 
 def cmd_ports(args: argparse.Namespace) -> int:
     from partimento.config import RTMIDI_APIS
-    from partimento.midi_io import DEFAULT_BACKEND, backend_name, list_ports
+    from partimento.live.midi_io import DEFAULT_BACKEND, backend_name, list_ports
 
     if args.api is None:
         backend = backend_name()
@@ -244,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from partimento.config import Config, load
-    from partimento.engine import EngineError
+    from partimento.engine.engine import EngineError
 
     path = Path(args.config) if args.config else DEFAULT_CONFIG
     if args.config or DEFAULT_CONFIG.is_file():
@@ -254,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
     try:
-        from partimento.service import serve
+        from partimento.live.service import serve
     except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
         raise CliError(f"partimento run needs python-rtmidi and its MIDI libraries: "
                        f"{exc}") from exc
@@ -273,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from partimento.demo import DemoError, run_demo
+    from partimento.commands.demo import DemoError, run_demo
 
     try:
         return run_demo(Path(args.output_dir), wav=args.wav, seed=args.seed,
@@ -375,8 +376,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     d.set_defaults(func=cmd_demo)
 
-    from partimento import install
-    from partimento.training import compare, sample
+    from partimento.commands import service as install
+    from partimento.training import compare
+    from partimento.commands import sample
 
     install.add_parser(sub)
     sample.add_parser(sub)
@@ -389,12 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from partimento.config import ConfigError as DaemonConfigError
-    from partimento.core.encoding import EncodingError
-    from partimento.core.melody import MelodyError
-    from partimento.core.sampling import SamplingError
-    from partimento.model import ModelError
+    from partimento.core.music.encoding import EncodingError
+    from partimento.core.music.melody import MelodyError
+    from partimento.core.players.sampling import SamplingError
+    from partimento.files.model import ModelError
     try:
-        from partimento.midi_io import MidiError
+        from partimento.live.midi_io import MidiError
     except ImportError:  # python-rtmidi or its ALSA library is missing: only MIDI commands care
         MidiError = CliError
     from partimento.training.config import ConfigError

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
-from partimento.core.encoding import MAJOR, MINOR
-from partimento.core.harmonizer import HarmonizerSettings
+from partimento.core.music.encoding import MAJOR, MINOR
+from partimento.core.players.harmonizer import HarmonizerSettings
 
 MODES = ("harmonize", "continue")
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -52,7 +52,7 @@ MATCHES = ("substring", "regex")
 SUSTAIN_CC = 64
 """Never a control: the player's pedal (the phrase detector reads it to hold notes)."""
 MAX_TEMPERATURE = 10.0
-"""As :func:`partimento.core.sampling.check_temperature` allows."""
+"""As :func:`partimento.core.players.sampling.check_temperature` allows."""
 
 _KEY_RE = re.compile(r"([A-Ga-g])([#b♯♭]?)\s+(major|minor)", re.IGNORECASE)
 _PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}

@@ -38,7 +38,7 @@ JACKD_ARGS = ("--no-realtime", "-S", "-d", "dummy", "-r", "48000", "-p", "64")
 """No realtime scheduling (no privileges needed), synchronous mode, the dummy audio driver:
 48 kHz and 64-frame periods (1.3 ms)."""
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
-"""The backend name for ``MIDO_BACKEND`` and ``partimento.midi_io``'s ``backend=``."""
+"""The backend name for ``MIDO_BACKEND`` and ``partimento.live.midi_io``'s ``backend=``."""
 
 
 def unavailable(why: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from partimento.engine import parse_message
+from partimento.engine.engine import parse_message
 
 
 class Synth:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.core import abc
-from partimento.core.contract import Contract, Tensor
-from partimento.core.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
+from partimento.core.players import abc
+from partimento.core.players.contract import Contract, Tensor
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = "X:1\nT:\nM:4/4\nL:1/8\nK:C\n"
@@ -177,7 +177,7 @@ def test_a_major_scale_keeps_accidentals_out_and_minor_pitches_are_moved_into_th
 
 
 def test_continuation_make_picks_the_abc_continuer():
-    from partimento.core import continuation
+    from partimento.core.players import continuation
 
     c = continuation.make(contract(), Scripted("C"), temperature=0.5, shift=0)
     assert isinstance(c, abc.AbcContinuer) and c.temperature == 0.5
@@ -230,7 +230,7 @@ def tiny_abc(tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_abc_trains_exports_and_steps(tiny_abc):
-    from partimento import model as models
+    from partimento.files import model as models
 
     meta = json.loads((tiny_abc / "model.json").read_text())
     assert meta["kind"] == "continuation" and meta["encoding"]["type"] == "abc"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from partimento.core import abc
-from partimento.core.encoding import folk_transposition
+from partimento.core.players import abc
+from partimento.core.music.encoding import folk_transposition
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
 from tests.test_engine import (  # noqa: F401  (bach, loader: the fixtures)

@@ -1,4 +1,4 @@
-"""Style ``bach-offline`` (DeepBach) and the pseudo-Gibbs sampler in ``partimento.core.gibbs``."""
+"""Style ``bach-offline`` (DeepBach) and the pseudo-Gibbs sampler in ``partimento.core.players.gibbs``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
-from partimento.core.gibbs import (
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
+from partimento.core.players.gibbs import (
     allowed_tokens,
     harmonize,
     positions,

@@ -31,7 +31,7 @@ import pytest
 from jack import JACK_BACKEND, JackServer, jack_server
 
 from partimento.config import MidiConfig
-from partimento.midi_io import open_input, open_output
+from partimento.live.midi_io import open_input, open_output
 from tests.conftest import ROOT, SHIPPED, require
 
 ERROR = "partimento: error: "

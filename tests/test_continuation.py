@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from partimento import model
-from partimento.core.continuation import Continuer
-from partimento.core.encoding import HOLD_CODE, REST_CODE, grid_to_notes
+from partimento.files import model
+from partimento.core.players.continuation import Continuer
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, grid_to_notes
 
 pytestmark = pytest.mark.slow
 

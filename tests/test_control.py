@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.control import (
+from partimento.live.control import (
     MAX_PAYLOAD,
     TOPICS,
     ControlError,
@@ -236,7 +236,7 @@ def test_payloads_are_always_strict_json(fields):
 
 
 def test_control_imports_no_io_library():
-    code = ("import sys, partimento.control\n"
+    code = ("import sys, partimento.live.control\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('aiomqtt', 'paho', 'asyncio', 'socket', 'mido', 'rtmidi', 'onnxruntime'))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -12,8 +12,8 @@ import pytest
 
 from partimento import config
 from partimento.config import Config, ConfigError, from_dict, load
-from partimento.core.encoding import MAJOR, MINOR
-from partimento.core.harmonizer import HarmonizerSettings
+from partimento.core.music.encoding import MAJOR, MINOR
+from partimento.core.players.harmonizer import HarmonizerSettings
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config" / "partimento.toml"
 

@@ -153,7 +153,7 @@ def read_png(path) -> np.ndarray:
 
 
 def test_the_piano_roll_shows_the_melody_and_three_voices(demo):
-    from partimento.pianoroll import PALETTE
+    from partimento.files.pianoroll import PALETTE
 
     _, out_dir = demo
     img = read_png(out_dir / "demo-harmonize.png")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from partimento.core.encoding import (
+from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
     MINOR,
@@ -77,7 +77,7 @@ def test_folk_transposition_goes_to_c_major_or_a_minor(tonic, mode, shift):
 
 
 def test_octave_shift_into_range():
-    from partimento.core.encoding import octave_shift_into
+    from partimento.core.music.encoding import octave_shift_into
 
     melody = np.array([84, HOLD_CODE, 86, 88, REST_CODE])
     assert octave_shift_into(melody, 60, 79) == -12

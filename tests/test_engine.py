@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento import model
+from partimento.files import model
 from partimento.config import (
     Config,
     ContinueConfig,
@@ -19,8 +19,8 @@ from partimento.config import (
     TempoConfig,
     VoiceChannels,
 )
-from partimento.core.encoding import grid_to_notes
-from partimento.engine import Engine, EngineError
+from partimento.core.music.encoding import grid_to_notes
+from partimento.engine.engine import Engine, EngineError
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
 
@@ -457,7 +457,7 @@ def test_a_late_note_after_a_gap_takes_its_step_without_a_second_model_step(bach
 def test_old_snapshots_are_freed_by_prepare_or_after_a_bound(bach, loader):
     """Dropped undo snapshots (each holding its prepared answers) wait for ``prepare`` to free
     them, off the note path; a driver that never prepares still keeps only a bounded number."""
-    from partimento.engine import TRASH_LIMIT
+    from partimento.engine.engine import TRASH_LIMIT
 
     engine = Engine(config(bach), loader, seed=8)
     t = 1.0

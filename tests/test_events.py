@@ -1,4 +1,4 @@
-"""The event encodings of ``jazz`` and ``piano`` (partimento.core.events): notes and chords on the
+"""The event encodings of ``jazz`` and ``piano`` (partimento.core.players.events): notes and chords on the
 eighth grid, on/off/shift/velocity events, each round-tripping, and chords voiced where a
 player would expect them."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.core import events
-from partimento.core.encoding import HOLD, REST, Note
-from partimento.core.events import Played
+from partimento.core.players import events
+from partimento.core.music.encoding import HOLD, REST, Note
+from partimento.core.players.events import Played
 
 
 def test_chords_are_pitch_classes_in_normal_order():

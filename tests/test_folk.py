@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from partimento.core.encoding import (
+from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
     MINOR,

@@ -38,11 +38,11 @@ import pytest
 from jack import JACK_BACKEND, JackServer, jack_server
 from test_service_jack import Daemon, Listener, note_ons
 
-from partimento import model as model_files
+from partimento.files import model as model_files
 from partimento.config import Config, MidiConfig
-from partimento.core.ledger import MidiOut
-from partimento.engine import Engine, parse_message
-from partimento.midi_io import MidiInput, clean_message, open_input
+from partimento.core.timing.ledger import MidiOut
+from partimento.engine.engine import Engine, parse_message
+from partimento.live.midi_io import MidiInput, clean_message, open_input
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
 

@@ -10,7 +10,7 @@ import mido
 import numpy as np
 import pytest
 
-from partimento.core.encoding import grid_to_notes
+from partimento.core.music.encoding import grid_to_notes
 from tests.conftest import SHIPPED, require
 
 pytestmark = pytest.mark.slow

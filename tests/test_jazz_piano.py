@@ -11,10 +11,10 @@ import mido
 import numpy as np
 import pytest
 
-from partimento import model as models
-from partimento.core import continuation, events
-from partimento.core.encoding import HOLD_CODE, REST_CODE
-from partimento.engine import Engine
+from partimento.files import model as models
+from partimento.core.players import continuation, events
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE
+from partimento.engine.engine import Engine
 from tests.conftest import require, train_tiny
 from partimento.training.config import resolve
 from partimento.training.data import midi_folder, wjazzd

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.core.ledger import (
+from partimento.core.timing.ledger import (
     ALL_NOTES_OFF,
     SUSTAIN,
     LedgerError,
@@ -21,9 +21,9 @@ from partimento.core.ledger import (
     note_off_message,
     note_on_message,
 )
-from partimento.core.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
+from partimento.core.timing.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
 
-CORE = Path(__file__).resolve().parents[1] / "daemon" / "core"
+CORE = Path(__file__).resolve().parents[1] / "daemon" / "core" / "timing"
 
 
 def on(ch: int, p: int, v: int = 80) -> MidiOut:
@@ -334,12 +334,12 @@ def test_ledger_and_scheduler_are_pure(module):
     assert imported <= {"__future__", "collections", "dataclasses", "heapq", "math",
                         "operator", "numpy", "partimento"}, imported
     code = ("import sys\n"
-            f"import partimento.core.{module}\n"
+            f"import partimento.core.timing.{module}\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=CORE.parents[1])
+                         check=True, cwd=CORE.parents[2])
     assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
 
 

@@ -16,7 +16,7 @@ import pytest
 from jack import JACK_BACKEND, jack_server
 
 from partimento.config import MidiConfig
-from partimento.midi_io import (
+from partimento.live.midi_io import (
     CLIENT_NAME,
     Arrival,
     InputReader,

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from partimento import model
-from partimento.core.contract import Contract, ContractError
+from partimento.files import model
+from partimento.core.players.contract import Contract, ContractError
 
 pytestmark = pytest.mark.slow
 

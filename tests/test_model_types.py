@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from partimento import model
-from partimento.core import continuation
-from partimento.core.contract import Contract, Tensor
-from partimento.core.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
-from partimento.core.phrases import PhraseContinuer, pitch_class_histogram
-from partimento.engine import Engine
+from partimento.files import model
+from partimento.core.players import continuation
+from partimento.core.players.contract import Contract, Tensor
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
+from partimento.core.players.phrases import PhraseContinuer, pitch_class_histogram
+from partimento.engine.engine import Engine
 from tests.conftest import SHIPPED, require
 from tests.model_types import KINDS, WINDOW, tiny_model
 from tests.test_engine import ANSWER, config, play_phrase

@@ -1,6 +1,6 @@
 """``--model transformer`` for the event styles (jazz, piano): a tiny jazz transformer trains on
 generated MIDI files, exports with its window parity check, is fed one token per call by
-:class:`partimento.core.events.EventContinuer` and answers a phrase in the engine's continue mode;
+:class:`partimento.core.players.events.EventContinuer` and answers a phrase in the engine's continue mode;
 every style/model combination that is not built is refused with a one-line ConfigError."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento import model as models
-from partimento.core import continuation
-from partimento.core.encoding import HOLD_CODE, REST_CODE
+from partimento.files import model as models
+from partimento.core.players import continuation
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE
 from tests.conftest import require, train_tiny
 from tests.test_jazz_piano import write_song
 from partimento.training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve

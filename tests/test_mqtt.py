@@ -39,8 +39,8 @@ from broker import (
 from jack import unavailable
 
 from partimento.config import MqttConfig
-from partimento.control import Command, Panic, SetBars, SetMode, SetStyle, SetTempo
-from partimento.mqtt import Backoff, MqttLink
+from partimento.live.control import Command, Panic, SetBars, SetMode, SetStyle, SetTempo
+from partimento.live.mqtt import Backoff, MqttLink
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL_BACK_SECONDS = 5.0
@@ -158,7 +158,7 @@ def status_is(**fields: Any) -> Callable[[Received], bool]:
 
 def mqtt_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "partimento.mqtt" and r.levelno >= level]
+            if r.name == "partimento.live.mqtt" and r.levelno >= level]
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_metrics_and_status_every_interval(shared, prefix):
 CHILD = """
 import asyncio, sys
 from partimento.config import MqttConfig
-from partimento.mqtt import Backoff, MqttLink
+from partimento.live.mqtt import Backoff, MqttLink
 
 class Idle:
     def apply(self, command): return None
@@ -405,7 +405,7 @@ class SwallowingClient:
 
 @pytest.mark.parametrize("during", ["the first status", "a requested status"])
 def test_a_cancellation_lost_inside_aiomqtt_still_stops_the_link(during, monkeypatch, caplog):
-    monkeypatch.setattr("partimento.mqtt.aiomqtt.Client", SwallowingClient)
+    monkeypatch.setattr("partimento.live.mqtt.aiomqtt.Client", SwallowingClient)
 
     async def scenario() -> Running:
         link = MqttLink(config(Endpoint("127.0.0.1", 1), unique_prefix()), FakeDaemon())
@@ -524,5 +524,5 @@ def test_the_password_is_never_logged(caplog, monkeypatch, tmp_path):
     assert len(warnings) == 1, warnings  # refused at every attempt, said once
     assert "cannot connect" in warnings[0] and "authori" in warnings[0].lower()
     assert any("still no connection" in m for m in mqtt_lines(caplog, logging.DEBUG))
-    assert any(r.name.startswith("partimento.mqtt.client") for r in caplog.records)  # paho's lines
+    assert any(r.name.startswith("partimento.live.mqtt.client") for r in caplog.records)  # paho's lines
     assert password not in caplog.text and wrong not in caplog.text

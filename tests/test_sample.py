@@ -23,7 +23,7 @@ from tests.conftest import ROOT, SHIPPED, require
 SHIM = """
 import sys
 from partimento import cli
-from partimento.training import sample
+from partimento.commands import sample
 real = cli.parser
 def parser():
     p = real()
@@ -61,7 +61,7 @@ def notes(track: mido.MidiTrack, tpb: int) -> list[tuple[int, int, int]]:
 
 
 def model_range(folder: Path) -> tuple[int, int]:
-    from partimento.model import read_contract
+    from partimento.files.model import read_contract
 
     return read_contract(folder).vocabulary.pitch_range
 
@@ -94,7 +94,7 @@ def test_a_seed_file_is_played_first_and_continued(tmp_path, folk):
     out = tmp_path / "continued.mid"
     done = sample("folk", "-o", out, "--seed-file", melody, "--length", 2, "--seed", 1)
     assert done.returncode == 0, done.stderr
-    from partimento.midifile import read_melody
+    from partimento.files.midifile import read_melody
 
     given = read_melody(melody)
     mid = mido.MidiFile(out)
@@ -180,7 +180,7 @@ def test_errors_are_one_line(tmp_path, args, message):
 
 
 def test_sampling_needs_no_tensorflow(tmp_path, folk):
-    code = ("import sys\nfrom partimento.training.sample import sample\n"
+    code = ("import sys\nfrom partimento.commands.sample import sample\n"
             f"sample('folk', __import__('pathlib').Path({str(tmp_path / 'x.mid')!r}), bars=1,"
             " say=lambda s: None)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "

@@ -24,10 +24,10 @@ import pytest
 from jack import JACK_BACKEND, jack_server
 
 from partimento.config import MidiConfig, load
-from partimento.core.encoding import grid_to_notes
-from partimento.engine import Engine
-from partimento.midi_io import MidiInput, MidiOutput, open_input, open_output
-from partimento.service import Ready, serve
+from partimento.core.music.encoding import grid_to_notes
+from partimento.engine.engine import Engine
+from partimento.live.midi_io import MidiInput, MidiOutput, open_input, open_output
+from partimento.live.service import Ready, serve
 from tests.conftest import ROOT, SHIPPED, require
 from tests.synth import Synth
 

@@ -24,7 +24,7 @@ from broker import Endpoint, broker, mqtt_pub, mqtt_sub, shared_broker, unique_p
 from jack import JACK_BACKEND, jack_server
 
 from partimento.config import MidiConfig
-from partimento.midi_io import open_input, open_output
+from partimento.live.midi_io import open_input, open_output
 from tests.synth import Synth
 from tests.test_service_jack import (
     ANSWER,

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from partimento.config import Config
-from partimento.midi_io import OutputWriter
-from partimento.service import Service
+from partimento.live.midi_io import OutputWriter
+from partimento.live.service import Service
 
 
 class Port:

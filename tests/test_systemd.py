@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from partimento import install, sdnotify
-from partimento.install import InstallError
-from partimento.sdnotify import Notifier
+from partimento.commands import service as install
+from partimento.live import sdnotify
+from partimento.commands.service import InstallError
+from partimento.live.sdnotify import Notifier
 from tests.conftest import ROOT, require
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -250,7 +251,7 @@ def test_socket_gone_is_logged_once_and_never_raises(listener: Listener,
     n = Notifier(listener.address)
     assert n.ready()
     listener.close()
-    with caplog.at_level(logging.DEBUG, logger="partimento.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="partimento.live.sdnotify"):
         assert not n.watchdog()
         assert not n.stopping()
         assert not n.status("still here")
@@ -260,7 +261,7 @@ def test_socket_gone_is_logged_once_and_never_raises(listener: Listener,
 
 
 def test_unsupported_address_is_disabled(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="partimento.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="partimento.live.sdnotify"):
         n = Notifier("vsock:2:1234")
     assert not n.enabled and not n.ready()
     assert "unsupported NOTIFY_SOCKET" in caplog.text

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento.core.encoding import HOLD_CODE, REST_CODE, grid_to_notes
-from partimento.core.phrase import ContextWindow, PhraseDetector
-from partimento.core.tempo import TempoTracker, estimate_onset_bpm
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, grid_to_notes
+from partimento.core.timing.phrase import ContextWindow, PhraseDetector
+from partimento.core.timing.tempo import TempoTracker, estimate_onset_bpm
 
 H, R = HOLD_CODE, REST_CODE
 ROOT = Path(__file__).resolve().parents[1]
@@ -328,13 +328,13 @@ def test_context_grid_on_the_beat_with_origin():
 
 def test_pure_modules_import_no_io_library():
     allowed = {"__future__", "bisect", "collections", "dataclasses", "math", "numpy", "partimento"}
-    for path in (ROOT / "daemon/core/tempo.py", ROOT / "daemon/core/phrase.py"):
+    for path in (ROOT / "daemon/core/timing/tempo.py", ROOT / "daemon/core/timing/phrase.py"):
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert {m.split(".")[0] for m in names} <= allowed, path.name
     code = ("import sys\n"
-            "import partimento.core.tempo, partimento.core.phrase\n"
+            "import partimento.core.timing.tempo, partimento.core.timing.phrase\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
             "print(','.join(bad))\n")

@@ -81,7 +81,7 @@ def test_chorale_round_trip_from_the_file(chorales):
     """A chorale file → grid → tokens → grid → notes: every note of every voice as in music21."""
     from music21 import corpus
 
-    from partimento.core.encoding import STEPS_PER_QUARTER, Vocabulary, grid_to_notes
+    from partimento.core.music.encoding import STEPS_PER_QUARTER, Vocabulary, grid_to_notes
     from partimento.training.data.chorales import read_chorale
 
     path = corpus.getWork("bwv269")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento.core.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, sounding_pitches
-from partimento.core.rules import (
+from partimento.core.music.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, sounding_pitches
+from partimento.core.music.rules import (
     RuleHarmonizer,
     chromatic_triads,
     diatonic_triads,
@@ -19,7 +19,7 @@ from partimento.core.rules import (
     harmonize,
     key_scale,
 )
-from partimento.core.voiceleading import (
+from partimento.core.music.voiceleading import (
     COUNT_KEYS,
     DEFAULT_WEIGHTS,
     SATB_RANGES,

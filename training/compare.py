@@ -11,7 +11,7 @@ every export is) and measured through onnxruntime the way the daemon runs it:
 - test NLL per token and accuracy (teacher forcing from the START prefix, as ``partimento
   evaluate`` scores folk), where defined: a GAN has no likelihood;
 - generated music: for each of the first ``--eval-tunes`` test tunes the continuation
-  interface (:func:`partimento.core.continuation.make`, seeded by the tune's index) hears its
+  interface (:func:`partimento.core.players.continuation.make`, seeded by the tune's index) hears its
   first ``PROMPT`` sixteenths and answers ``ANSWER`` sixteenths. From those answers:
   ``notes_per_bar`` (0: silent answers); ``pc_distance``, the total variation distance (0
   same, 1 disjoint) between their pitch-class histogram (per sounding sixteenth) and the
@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core.encoding import grid_to_notes, sounding_pitches
-from partimento.core.phrases import pitch_class_histogram
+from partimento.core.music.encoding import grid_to_notes, sounding_pitches
+from partimento.core.players.phrases import pitch_class_histogram
 from partimento.training.config import MODEL_TYPES, TrainConfig, resolve
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def stream_logits(m, tokens: np.ndarray) -> np.ndarray:
 
 
 def test_nll(m, tunes, seq_len: int) -> tuple[float, float]:
-    from partimento.core.sampling import nll_and_hits
+    from partimento.core.players.sampling import nll_and_hits
     from partimento.training.styles import folk
 
     nll = hits = count = 0.0
@@ -160,7 +160,7 @@ def step_latency(m, steps: int = 300) -> tuple[float, str]:
 
 def answers(m, tunes, seed: int) -> list[np.ndarray]:
     """Each tune's first ``PROMPT`` sixteenths heard, ``ANSWER`` sixteenths answered."""
-    from partimento.core import continuation
+    from partimento.core.players import continuation
 
     out = []
     for i, tune in enumerate(tunes):
@@ -184,7 +184,7 @@ def train_and_export(cfg: TrainConfig, run_dir: Path) -> Path:
 
 
 def measure(folder: Path, data: dict, seq_len: int, seed: int) -> dict:
-    from partimento import model
+    from partimento.files import model
 
     m = model.load(folder)
     c = m.contract

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento import model as models
-from partimento.core import harmonizer, rules, voiceleading
-from partimento.core.sampling import nll_and_hits
+from partimento.files import model as models
+from partimento.core.players import harmonizer
+from partimento.core.music import rules, voiceleading
+from partimento.core.players.sampling import nll_and_hits
 from partimento.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
 
 
 def _bach_offline(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
-    from partimento.core import gibbs
+    from partimento.core.players import gibbs
     from partimento.training.styles import bach_data, bach_offline
 
     data = bach_data.load(cfg)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core.contract import Contract
+from partimento.core.players.contract import Contract
 from partimento.training import styles
 from partimento.training.config import TrainConfig
 from partimento.training.versions import versions
@@ -39,8 +39,8 @@ class ExportError(RuntimeError):
 def _given_heads(style, cfg: TrainConfig, step_model, contract: Contract, session,
                  out_dir: Path) -> tuple[bytes, dict]:
     """``heads.npz`` and the contract's ``heads`` entry, checked as the daemon checks them."""
-    from partimento import model as model_files
-    from partimento.core.heads import GivenHeads
+    from partimento.files import model as model_files
+    from partimento.core.players.heads import GivenHeads
 
     source, arrays = style.given_heads(cfg, step_model)
     buffer = io.BytesIO()

@@ -21,9 +21,9 @@ WHAT = {
                           "pseudo-Gibbs",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
     "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
-              "events) as tokens (partimento.core.events)",
+              "events) as tokens (partimento.core.players.events)",
     "abc": "a character-level model of ABC tune text (the MIT lab's), sampled as text and "
-           "played live by writing the player's phrase as ABC (partimento.core.abc)",
+           "played live by writing the player's phrase as ABC (partimento.core.players.abc)",
 }
 METRICS = (("parallels_per_100", "parallel 5ths+8ves per 100 chord changes"),
            ("parallel_fifths_per_100", "  of which fifths"),

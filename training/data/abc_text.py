@@ -14,7 +14,7 @@ consistent dialect:
   and transcriber lines are prose the model need not learn), ``X:`` is always ``X:1`` so a
   sampler can prime with the same header;
 * tabs become spaces, trailing spaces and blank lines go, characters outside
-  :data:`partimento.core.abc.CHARACTERS` (printable ASCII and newline) are dropped;
+  :data:`partimento.core.players.abc.CHARACTERS` (printable ASCII and newline) are dropped;
 * tunes whose body is identical are kept once.
 
 A tune's text ends with a blank line, so the model learns where a tune ends. Splits are by
@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from partimento.core.abc import CHARACTERS
+from partimento.core.players.abc import CHARACTERS
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import split_of
 

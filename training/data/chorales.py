@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core.encoding import (
+from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
     MINOR,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core.encoding import (
+from partimento.core.music.encoding import (
     FOLK_DURATIONS,
     MAJOR,
     MINOR,

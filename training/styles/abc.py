@@ -2,12 +2,12 @@
 
 The tunes (:mod:`partimento.training.data.abc_text`) are joined, per split, into one long string (each tune
 ends with a blank line) and encoded character by character over the fixed alphabet
-:data:`partimento.core.abc.CHARACTERS`. The model reads ``seq_len`` characters and predicts each
+:data:`partimento.core.players.abc.CHARACTERS`. The model reads ``seq_len`` characters and predicts each
 next one (many-to-many): Embedding -> LSTM (``cfg.layers`` x ``cfg.units``, explicit h/c state
 in the step model) -> Dense over the characters. Windows do not overlap (stride ``seq_len``);
 every target counts.
 
-Contract: ``encoding["type"]`` is ``"abc"`` (played by :class:`partimento.core.abc.AbcContinuer`),
+Contract: ``encoding["type"]`` is ``"abc"`` (played by :class:`partimento.core.players.abc.AbcContinuer`),
 ``encoding["characters"]`` is the alphabet, token i being its i-th character. The contract's
 ``vocabulary`` holds grid symbols only (pitches, rest, hold, start), which cannot name
 characters, so for this style it lists the token indices ``"0" .. "95"``: valid, and as long as
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core import abc as abc_core
-from partimento.core.contract import Tensor
+from partimento.core.players import abc as abc_core
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.data import abc_text
 from partimento.training.styles import Prepared, Split
@@ -110,8 +110,8 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
 # --- sampling (for `partimento sample abc --seed-text ... --chars N`) ---------------------------
 
 def _model(model_or_dir):
-    """A loaded :class:`partimento.model.Model` (a folder, a shipped name, or a Model already)."""
-    from partimento import model as models
+    """A loaded :class:`partimento.files.model.Model` (a folder, a shipped name, or a Model already)."""
+    from partimento.files import model as models
 
     return model_or_dir if hasattr(model_or_dir, "run") else models.load(model_or_dir)
 
@@ -124,7 +124,7 @@ def sample_text(model_or_dir, seed_text: str = "X:1\n", chars: int = 600,
     outside the alphabet are dropped from it, and an empty seed reads as a newline (where a tune
     begins in the training text).
     """
-    from partimento.core import sampling
+    from partimento.core.players import sampling
 
     m = _model(model_or_dir)
     contract = m.contract
@@ -201,7 +201,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int
     the newline that precedes it in training), next to character n-grams fitted on the train
     split and scored on the same characters; and how many of ``samples`` tunes sampled from
     ``X:1`` (600 characters, temperature 1) parse with music21."""
-    from partimento.core.sampling import nll_and_hits
+    from partimento.core.players.sampling import nll_and_hits
     from partimento.training.baselines import NGram
 
     data = abc_text.load(dataclasses.replace(cfg, limit=0))

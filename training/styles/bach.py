@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from partimento.core.contract import Tensor
-from partimento.core.encoding import REST_CODE
+from partimento.core.players.contract import Tensor
+from partimento.core.music.encoding import REST_CODE
 from partimento.training.config import TrainConfig
 from partimento.training.styles import Prepared, Split, bach_data
 from partimento.training.styles.recurrent import LSTMStack, state_tensors
@@ -113,9 +113,9 @@ def build(cfg: TrainConfig, encoding: dict):
 
 
 def given_heads(cfg: TrainConfig, step_model) -> tuple[str, dict[str, np.ndarray]]:
-    """The tenor and alto heads' weights for ``heads.npz`` (:mod:`partimento.core.heads`), and the
+    """The tenor and alto heads' weights for ``heads.npz`` (:mod:`partimento.core.players.heads`), and the
     state output they read: the top LSTM's ``h`` is its output for a one-step input."""
-    from partimento.core.heads import EMBEDDING, LAYERS
+    from partimento.core.players.heads import EMBEDDING, LAYERS
 
     arrays = {EMBEDDING: step_model.get_layer(EMBEDDING).get_weights()[0]}
     for name in LAYERS:

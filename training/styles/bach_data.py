@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core.encoding import VOICES, Vocabulary, fits_range
+from partimento.core.music.encoding import VOICES, Vocabulary, fits_range
 from partimento.training.config import TrainConfig
 from partimento.training.data import chorales as corpus
 from partimento.training.data.chorales import Chorale

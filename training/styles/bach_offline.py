@@ -11,7 +11,7 @@ voices and the conditions, plus the other three voices and the conditions at ``t
 * the three summaries are concatenated, then ``Dense(middle, relu)`` and ``Dense(V)`` logits.
 
 The window layout and padding (the vocabulary's ``START`` token and 0 conditions outside the
-piece) live in :mod:`partimento.core.gibbs`, which the sampler uses too. Training samples ``t``
+piece) live in :mod:`partimento.core.players.gibbs`, which the sampler uses too. Training samples ``t``
 every ``gap`` steps from a random offset in each (transposed) chorale; one example trains all
 three voices. The training model reads one shared window pair; the step model exported to ONNX
 reads a window pair per voice, so one call can resample a different step in each voice.
@@ -23,10 +23,10 @@ import dataclasses
 
 import numpy as np
 
-from partimento.core.contract import Contract, Tensor
-from partimento.core.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
-from partimento.core.gibbs import CONDITIONS, condition_input, conditions, token_input, windows
-from partimento.core.sampling import nll_and_hits
+from partimento.core.players.contract import Contract, Tensor
+from partimento.core.music.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
+from partimento.core.players.gibbs import CONDITIONS, condition_input, conditions, token_input, windows
+from partimento.core.players.sampling import nll_and_hits
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import Chorale
 from partimento.training.styles import Prepared, Split, bach_data
@@ -198,7 +198,7 @@ def parity(cfg: TrainConfig, contract: Contract, train_model, session, batch: in
 def test_nll(m, cfg: TrainConfig, pieces: list[Chorale]) -> dict:
     """NLL per token and accuracy of each harmony voice at every step, all other voices true.
 
-    Runs the exported ONNX model (``m`` is a loaded :class:`partimento.model.Model`).
+    Runs the exported ONNX model (``m`` is a loaded :class:`partimento.files.model.Model`).
     """
     vocab = m.contract.vocabulary
     dt = int(m.contract.encoding["window"]["timesteps"])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from partimento.core.contract import Tensor
-from partimento.core.encoding import FOLK_DURATIONS, START, Vocabulary
+from partimento.core.players.contract import Tensor
+from partimento.core.music.encoding import FOLK_DURATIONS, START, Vocabulary
 from partimento.training.config import TrainConfig
 from partimento.training.data import folk as corpus
 from partimento.training.data.folk import Tune
@@ -150,7 +150,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     Each tune is read from the START prefix as in training; scored are its steps and the START
     that ends it, for the model and the n-grams alike.
     """
-    from partimento.core.sampling import nll_and_hits
+    from partimento.core.players.sampling import nll_and_hits
     from partimento.training.baselines import NGram
 
     splits = corpus.load_corpus(cfg)

@@ -28,14 +28,14 @@ smoothed to 0.9.
 Exported is the generator alone: input ``noise`` (float32, (batch, latent_dim)), output
 ``phrase`` logits (batch, seq_len, vocabulary); the contract's ``encoding`` says
 ``type: phrase`` and the phrase length, and the daemon plays it with
-:class:`partimento.core.phrases.PhraseContinuer`.
+:class:`partimento.core.players.phrases.PhraseContinuer`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from partimento.core.contract import Tensor
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 
 NOISE = "noise"

@@ -2,7 +2,7 @@
 
 Data: the Weimar Jazz Database solos (``<data>/wjazzd``, the default) or, with ``--data-dir``,
 any folder of MIDI files (or of WJazzD CSVs). Each piece becomes numeric event tokens
-(:mod:`partimento.core.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"`` rest,
+(:mod:`partimento.core.players.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"`` rest,
 one per eighth), framed by START (``"/"``) before and after. The vocabulary is every special
 token, every single pitch of the training pieces and the most frequent chords (heard at least
 :data:`MIN_COUNT` times) up to :data:`MAX_TOKENS`; a rarer chord is read as its top note
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core import events
-from partimento.core.contract import Tensor
-from partimento.core.encoding import HOLD, REST, START, Note
+from partimento.core.players import events
+from partimento.core.players.contract import Tensor
+from partimento.core.music.encoding import HOLD, REST, START, Note
 from partimento.training.config import MODELS_BY_STYLE, TrainConfig
 from partimento.training.data import midi_folder, wjazzd
 from partimento.training.data.midi_folder import Piece
@@ -152,7 +152,7 @@ def encoding_of(tokens: list[str], mode: str, step: int, seq_len: int, **extra) 
     return {"type": "events", "mode": mode, "step": step, "steps_per_quarter": 4,
             "tokens": tokens,
             "vocabulary": grid,
-            "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.encoding "
+            "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.music.encoding "
                                   "cannot hold chords or events); the model scores `tokens`",
             "transposition": TRANSPOSITION,
             "start": {"symbol": START, "prime": "feed one START before a piece",
@@ -232,7 +232,7 @@ def parity(cfg: TrainConfig, contract, train_model, session) -> float:
 def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     """NLL per token and accuracy on the test pieces (through the ONNX model, from START as
     in training), next to 3- and 6-gram baselines scored on the same tokens."""
-    from partimento.core.sampling import nll_and_hits
+    from partimento.core.players.sampling import nll_and_hits
     from partimento.training import styles
     from partimento.training.baselines import NGram
 

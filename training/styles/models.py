@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from partimento.core.contract import Tensor
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.styles.recurrent import state_tensors, token_lstm
 

@@ -3,7 +3,7 @@ the plain token model built on it (token -> embedding -> LSTMs -> logits)."""
 
 from __future__ import annotations
 
-from partimento.core.contract import Tensor
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 
 

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
-from partimento.core import sampling
-from partimento.core.contract import Contract
-from partimento.core.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
+from partimento.core.players import sampling
+from partimento.core.players.contract import Contract
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
@@ -49,10 +49,10 @@ class Continuation(Protocol):
 
 
 IMPLEMENTATIONS = {
-    "grid": "partimento.core.continuation:Continuer",
-    "events": "partimento.core.events:EventContinuer",
-    "abc": "partimento.core.abc:AbcContinuer",
-    "phrase": "partimento.core.phrases:PhraseContinuer",
+    "grid": "partimento.core.players.continuation:Continuer",
+    "events": "partimento.core.players.events:EventContinuer",
+    "abc": "partimento.core.players.abc:AbcContinuer",
+    "phrase": "partimento.core.players.phrases:PhraseContinuer",
 }
 """``encoding["type"]`` of a continuation contract -> its :class:`Continuation` class (each
 constructed like :class:`Continuer`). A contract without a type is a ``grid`` model."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from partimento.core.encoding import Vocabulary
+from partimento.core.music.encoding import Vocabulary
 
 FORMAT = "partimento-model/1"
 
@@ -82,7 +82,7 @@ class Contract:
     evaluation: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, Any] = field(default_factory=dict)
-    """A live harmonizer's tenor and alto heads as numpy weights (:mod:`partimento.core.heads`):
+    """A live harmonizer's tenor and alto heads as numpy weights (:mod:`partimento.core.players.heads`):
     ``file`` beside ``model.onnx``, its ``sha256``, and ``source``, the state output the heads
     read. Empty: the graph alone runs them."""
     vocabulary: Vocabulary = field(init=False, repr=False, compare=False)

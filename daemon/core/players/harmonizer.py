@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core import sampling, voiceleading
-from partimento.core.contract import Contract
-from partimento.core.encoding import HOLD_CODE, MAJOR, REST_CODE
-from partimento.core.heads import GivenHeads
+from partimento.core.players import sampling
+from partimento.core.music import voiceleading
+from partimento.core.players.contract import Contract
+from partimento.core.music.encoding import HOLD_CODE, MAJOR, REST_CODE
+from partimento.core.players.heads import GivenHeads
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from partimento.core.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
-from partimento.core.melody import Melody, MelodyError, TickNote
+from partimento.core.music.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
+from partimento.core.music.melody import Melody, MelodyError, TickNote
 
 VOICE_PROGRAM = 52  # General MIDI "Choir Aahs"
 HARMONY_VELOCITY = 70

@@ -31,7 +31,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from partimento.core.encoding import REST_CODE, VOICES, sounding_pitches
+from partimento.core.music.encoding import REST_CODE, VOICES, sounding_pitches
 
 Ranges = Mapping[str, tuple[int, int]]
 Chord = Sequence[int]

@@ -1,12 +1,12 @@
 """``partimento sample STYLE -o out.mid``: listen to a model without a keyboard.
 
-STYLE is a model name or folder, found as :func:`partimento.model.load` finds it
+STYLE is a model name or folder, found as :func:`partimento.files.model.load` finds it
 (``exported_models/<name>``). Only the runtime is used (onnxruntime, numpy, mido), never
 TensorFlow, so sampling works with the runtime install. What a sample is depends on the model's
 contract:
 
 * a continuation model (any ``encoding["type"]``: grid, events, phrase...) plays through
-  :func:`partimento.core.continuation.make`, as in the daemon, so a new continuation style needs no
+  :func:`partimento.core.players.continuation.make`, as in the daemon, so a new continuation style needs no
   code here. It first observes a seed, then continues for ``--length`` bars of 16 sixteenths.
   The seed is ``--seed-file`` (a melody: MIDI, or with music21 MusicXML/ABC/**kern), else
   :func:`random_seed`: one bar of four quarter notes of the C major scale around the middle of
@@ -24,12 +24,12 @@ contract:
   harmonize`` does (its own function is called): four tracks, Soprano to Bass.
 
 ``--wav out.wav`` renders the MIDI with fluidsynth and a General MIDI soundfont
-(:func:`partimento.demo.render_wavs`); when either is missing one line says what to install, the
+(:func:`partimento.commands.demo.render_wavs`); when either is missing one line says what to install, the
 MIDI is still written and the exit code is 0. Every other failure is one line and exit code 1.
 
 Wiring into ``daemon/cli.py`` (inside ``parser()``, after the other subcommands)::
 
-    from partimento.training import sample
+    from partimento.commands import sample
     sample.add_parser(sub)
 """
 
@@ -45,9 +45,9 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from partimento.core.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
+from partimento.core.music.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHORALE_MELODY = ROOT / "docs" / "examples" / "chorale-melody.mid"
 STEPS_PER_BAR = 16
 DEFAULT_BARS = 8
@@ -104,7 +104,7 @@ def continue_seed(loaded, seed_codes: np.ndarray, steps: int, *, temperature: fl
     that sounds finished invites it): when more than a bar is left, the player is reset and a
     new tune starts at the next bar line, until the length is filled or a round adds nothing.
     """
-    from partimento.core import continuation
+    from partimento.core.players import continuation
 
     player = continuation.make(loaded.contract, loaded.run, temperature=temperature, seed=seed,
                                shift=shift)
@@ -125,9 +125,9 @@ def continue_seed(loaded, seed_codes: np.ndarray, steps: int, *, temperature: fl
 
 def key_shift(contract, codes: np.ndarray) -> int:
     """Semitones into the key a one-key model (folk) was trained in, as the engine reads it."""
-    from partimento.core import rules
-    from partimento.core.encoding import folk_transposition
-    from partimento.engine import _trained_in_one_key
+    from partimento.core.music import rules
+    from partimento.core.music.encoding import folk_transposition
+    from partimento.engine.engine import _trained_in_one_key
 
     if not _trained_in_one_key(contract) or not (codes >= 0).any():
         return 0
@@ -240,7 +240,7 @@ def sample_harmony(folder: Path, live: bool, output: Path, *, temperature: float
 def render(midi: Path, wav: Path, soundfont: Path | None, say: Say) -> Path | None:
     """``midi`` as ``wav`` through fluidsynth (rendered in a scratch folder, then moved, so no
     other file beside the MIDI is touched); None when fluidsynth or a soundfont is missing."""
-    from partimento.demo import DemoError, render_wavs
+    from partimento.commands.demo import DemoError, render_wavs
 
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "sample.mid"
@@ -264,7 +264,7 @@ def sample(style: str, output: Path, *, bars: int | None = None, temperature: fl
            soundfont: Path | None = None, say: Say = print) -> Path | None:
     """Write a sample of ``style`` to ``output`` (and ``wav``); the MIDI path, or None when an
     abc sample made no MIDI."""
-    from partimento import model
+    from partimento.files import model
 
     if bars is not None and not 1 <= bars <= MAX_BARS:
         raise SampleError(f"--length {bars}: give between 1 and {MAX_BARS} bars")

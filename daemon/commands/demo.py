@@ -1,10 +1,10 @@
 """``partimento demo``: built-in melodies played through the engine on a simulated clock.
 
 No MIDI port and no sleeping: the demo keeps a virtual monotonic time, feeds each note-on and
-note-off to :meth:`Engine.handle <partimento.engine.Engine.handle>` at its time and, between them,
-calls :meth:`Engine.tick <partimento.engine.Engine.tick>` whenever :meth:`Engine.next_time
-<partimento.engine.Engine.next_time>` asks, as the service's scheduler does; at the end
-:meth:`Engine.stop <partimento.engine.Engine.stop>`. So it runs anywhere the models run, without
+note-off to :meth:`Engine.handle <partimento.engine.engine.Engine.handle>` at its time and, between them,
+calls :meth:`Engine.tick <partimento.engine.engine.Engine.tick>` whenever :meth:`Engine.next_time
+<partimento.engine.engine.Engine.next_time>` asks, as the service's scheduler does; at the end
+:meth:`Engine.stop <partimento.engine.engine.Engine.stop>`. So it runs anywhere the models run, without
 MIDI hardware, ALSA or JACK (python-rtmidi is not even imported).
 
 Two takes, each written as a type-1 MIDI file of what was played and what came out:
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import mido
 
-from partimento import model as model_files
-from partimento import pianoroll
+from partimento.files import model as model_files
+from partimento.files import pianoroll
 from partimento.config import Config, ContinueConfig
-from partimento.core.ledger import MidiOut, is_note_on
-from partimento.engine import Engine, ModelLike
+from partimento.core.timing.ledger import MidiOut, is_note_on
+from partimento.engine.engine import Engine, ModelLike
 
 Melody = Sequence[tuple[int, float]]
 """(MIDI pitch, length in beats) per note, played legato."""

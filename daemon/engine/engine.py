@@ -15,9 +15,9 @@ The real service, ``partimento demo`` and the unit tests drive it alike:
   counters (messages in, ``invalid``, ``filtered``, notes in and out, harmony steps,
   ``skipped_steps``, answers, interrupts, switches, ``model_errors``) and the state.
 
-Every outgoing note goes through one :class:`~partimento.core.ledger.NoteLedger` (the
+Every outgoing note goes through one :class:`~partimento.core.timing.ledger.NoteLedger` (the
 scheduler's), so every exit path can release exactly what sounds. Messages are the ledger's
-raw :data:`~partimento.core.ledger.MidiOut` tuples, note-offs always on their own channel.
+raw :data:`~partimento.core.timing.ledger.MidiOut` tuples, note-offs always on their own channel.
 
 Input
 -----
@@ -58,7 +58,7 @@ the step index (counted from beat one) modulo 16, so what the model reads stays 
   nothing sounds in a gap. After the phrase has ended the model pauses and takes up the
   grid again at the next note.
 * The model's major/minor input is ``sampling.key``'s mode when a key is given; for ``auto``
-  and ``none`` it is estimated (:func:`~partimento.core.rules.estimate_key`) from the player's
+  and ``none`` it is estimated (:func:`~partimento.core.music.rules.estimate_key`) from the player's
   notes in the context window after every melody note, once :data:`MIN_KEY_NOTES` are there
   (before that: major). The estimate is made by the :meth:`Engine.prepare` that follows (in
   the daemon, the worker thread), on a copy of the context window, not in :meth:`Engine.handle`
@@ -67,9 +67,9 @@ the step index (counted from beat one) modulo 16, so what the model reads stays 
 Continue mode
 -------------
 * Warm state: from a phrase's first note, every sixteenth of the player's playing is fed to
-  the continuation model (:mod:`partimento.core.continuation`) one grid step after it ends (when it can
+  the continuation model (:mod:`partimento.core.players.continuation`) one grid step after it ends (when it can
   no longer change), rendered by :meth:`ContextWindow.to_grid
-  <partimento.core.phrase.ContextWindow.to_grid>` over the last :data:`OBSERVE_WINDOW` steps,
+  <partimento.core.timing.phrase.ContextWindow.to_grid>` over the last :data:`OBSERVE_WINDOW` steps,
   of which the new ones are fed. Rests are held back until a note follows, so the silence
   that ends a phrase is read as 1-4 steps of rest, the same count modulo a beat (the model
   has no position input; it keeps the meter from what it reads).
@@ -79,7 +79,7 @@ Continue mode
   (None: the phrase's mean velocity), every note-on with its note-off. The answer starts on
   the first beat at least :data:`ANSWER_LEAD` seconds after the end was noticed.
 * Key: a model trained in one key (folk: C major / A minor) reads the player transposed
-  (:func:`~partimento.core.encoding.folk_transposition`) and answers transposed back. The key is
+  (:func:`~partimento.core.music.encoding.folk_transposition`) and answers transposed back. The key is
   ``sampling.key`` when given, else estimated from the phrase when it ends; with ``auto`` or
   a given key the answer keeps to that key's scale. When the key changes, the continuer is
   rebuilt and reads the phrase again in the new transposition before it answers.
@@ -119,21 +119,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from partimento.config import Config
-from partimento.core import continuation, rules
-from partimento.core.continuation import Continuation
-from partimento.core.contract import Contract
-from partimento.core.encoding import (
+from partimento.core.players import continuation
+from partimento.core.music import rules
+from partimento.core.players.continuation import Continuation
+from partimento.core.players.contract import Contract
+from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
     REST_CODE,
     STEPS_PER_QUARTER,
     folk_transposition,
 )
-from partimento.core.harmonizer import LiveHarmonizer
-from partimento.core.ledger import MidiOut, NoteLedger, is_note_on
-from partimento.core.phrase import ContextWindow, PhraseDetector
-from partimento.core.scheduler import Scheduler, TimedNote, schedule_notes
-from partimento.core.tempo import TempoTracker
+from partimento.core.players.harmonizer import LiveHarmonizer
+from partimento.core.timing.ledger import MidiOut, NoteLedger, is_note_on
+from partimento.core.timing.phrase import ContextWindow, PhraseDetector
+from partimento.core.timing.scheduler import Scheduler, TimedNote, schedule_notes
+from partimento.core.timing.tempo import TempoTracker
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class EngineError(Exception):
 
 
 class ModelLike(Protocol):
-    """What the engine needs of a model: :class:`partimento.model.Model` or a test's fake."""
+    """What the engine needs of a model: :class:`partimento.files.model.Model` or a test's fake."""
 
     contract: Contract
 
@@ -461,7 +462,7 @@ class Engine:
 
     def prepare(self) -> None:
         """Answer the next grid step in advance, for every melody note it could bring
-        (:meth:`LiveHarmonizer.prepare <partimento.core.harmonizer.LiveHarmonizer.prepare>`), so
+        (:meth:`LiveHarmonizer.prepare <partimento.core.players.harmonizer.LiveHarmonizer.prepare>`), so
         that note is answered without running the model; first, after a new melody note, the
         key's mode is estimated again. For an idle moment, and safe in another thread than
         :meth:`handle` and :meth:`tick`: it reads the engine (the context window through a

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from partimento.core.contract import Contract, ContractError
-from partimento.core.heads import GivenHeads
+from partimento.core.players.contract import Contract, ContractError
+from partimento.core.players.heads import GivenHeads
 
 HEADS_TOLERANCE = 1e-3
 """Largest logit difference allowed between ``heads.npz`` and the graph's own heads at load."""
@@ -29,7 +29,7 @@ def models_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("PARTIMENTO_MODELS"):
         dirs.append(Path(os.environ["PARTIMENTO_MODELS"]))
-    dirs.append(Path(__file__).resolve().parents[1] / "exported_models")
+    dirs.append(Path(__file__).resolve().parents[2] / "exported_models")
     dirs.append(Path.cwd() / "exported_models")
     return dirs
 
@@ -164,7 +164,7 @@ def check(contract: Contract, session, onnx_path: Path) -> None:
                                  f"{dtype} of rank {len(got[name].shape)}, contract says "
                                  f"{t.dtype} of rank {len(t.shape)}")
     # the vocabulary lives in model.json only: the graph's logits must score exactly its symbols
-    # (an events model scores its own token list, encoding["tokens"]: partimento.core.events)
+    # (an events model scores its own token list, encoding["tokens"]: partimento.core.players.events)
     symbols = len(contract.encoding.get("tokens") or contract.vocabulary)
     graph = {o.name: o for o in session.get_outputs()}
     for t in contract.outputs:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from partimento.core import voiceleading
-from partimento.core.encoding import (
+from partimento.core.music import voiceleading
+from partimento.core.music.encoding import (
     HARMONY_VOICES,
     HOLD,
     HOLD_CODE,
@@ -161,7 +161,7 @@ def leading_costs(codes: np.ndarray, voice: int, times: np.ndarray, vocab: Vocab
     ``codes`` is the current ``(4, steps)`` grid. For voice ``voice`` at each of ``times``,
     every token is tried: the chord it makes at ``t`` is scored against the chord before it
     and the chord after it (a hold after ``t`` carries the candidate on), with
-    :func:`partimento.core.voiceleading.penalty`. Returns ``(len(times), len(vocab))``.
+    :func:`partimento.core.music.voiceleading.penalty`. Returns ``(len(times), len(vocab))``.
     """
     sounding = sounding_pitches(codes)
     steps = codes.shape[1]

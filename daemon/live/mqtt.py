@@ -2,7 +2,7 @@
 
 :class:`MqttLink` runs as one task on the daemon's event loop (:meth:`MqttLink.run`, forever,
 until cancelled). It talks to the daemon through a small :class:`Controlled` object; what the
-topics carry is defined, purely, in :mod:`partimento.control`. With ``P`` the configured
+topics carry is defined, purely, in :mod:`partimento.live.control`. With ``P`` the configured
 ``mqtt.topic_prefix``:
 
 * It connects with a last will: the retained ``P/status`` message
@@ -11,7 +11,7 @@ topics carry is defined, purely, in :mod:`partimento.control`. With ``P`` the co
 * On every connection it publishes the retained ``P/status`` (``Controlled.status()`` plus
   ``"online": true`` and ``"time"``, QoS 1), then subscribes to ``P/set/+`` and ``P/cmd/+``
   (QoS 1).
-* Each control message is read by :func:`partimento.control.parse` and handed to
+* Each control message is read by :func:`partimento.live.control.parse` and handed to
   ``Controlled.apply``. A message that is refused, by the parser or by ``apply`` (which returns
   the reason, e.g. an unknown model), gives one warning line in the log and a JSON error on
   ``P/error`` (not retained, QoS 1), such as
@@ -57,9 +57,9 @@ from typing import Any, Protocol
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from partimento import control
+from partimento.live import control
 from partimento.config import ConfigError, MqttConfig
-from partimento.control import Command, ControlError
+from partimento.live.control import Command, ControlError
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ loop), sends a panic to the output (a previous run may have left notes hanging),
 (or ``stop_event``):
 
 The input is answered in the MIDI reader thread itself, not on the loop: the
-:class:`~partimento.midi_io.InputReader` stamps each message with :func:`time.monotonic` where it
+:class:`~partimento.live.midi_io.InputReader` stamps each message with :func:`time.monotonic` where it
 arrives and calls :meth:`Service.on_message`, which runs :meth:`Engine.handle(message, t)
-<partimento.engine.Engine.handle>` and sends what it returns at once, then wakes the loop's tasks.
+<partimento.engine.engine.Engine.handle>` and sends what it returns at once, then wakes the loop's tasks.
 When ``prepare`` has answered the step in advance, ``handle`` only looks the answer up (about
 0.1 ms of Python); otherwise inference runs inside it (one model call per step, about 0.6 ms).
 The engine and the output are shared by that thread and the loop, so every use of either
@@ -22,14 +22,14 @@ its replies were sent, and how long ``handle`` alone took.
     Waits for a failure of :meth:`Service.on_message` (an error in the engine, which the
     reader thread cannot raise) and raises it, ending the daemon as any task's error does.
 ``scheduler``
-    Sleeps until :meth:`Engine.next_time <partimento.engine.Engine.next_time>` (woken early by
+    Sleeps until :meth:`Engine.next_time <partimento.engine.engine.Engine.next_time>` (woken early by
     every input message, which may change it), then calls ``tick`` and sends what is due. The
     last :data:`PRECISE_SECONDS` are slept in a worker thread, which ticks and sends itself
     when it wakes (under the lock). Lateness, the moment after sending minus the time it was
     due, is recorded per tick that sent something.
 ``prepare``
     After every message and tick (:data:`PREPARE_DELAY` later, once the reply has gone out),
-    :meth:`Engine.prepare <partimento.engine.Engine.prepare>` in a worker thread answers the next
+    :meth:`Engine.prepare <partimento.engine.engine.Engine.prepare>` in a worker thread answers the next
     grid step for every melody note it could bring (2-3 ms of model time per sixteenth,
     onnxruntime releasing the GIL), and makes the key and tempo estimates due. An answer
     made for a state that has moved on is never used.
@@ -47,7 +47,7 @@ its replies were sent, and how long ``handle`` alone took.
     changed, the MQTT link restarted if ``[mqtt]`` did. A file or model that does not load
     changes nothing (one error line). Under systemd: ``RELOADING=1``, then ``READY=1``.
 ``mqtt``
-    While ``[mqtt]`` is enabled, :class:`partimento.mqtt.MqttLink`: control commands are applied
+    While ``[mqtt]`` is enabled, :class:`partimento.live.mqtt.MqttLink`: control commands are applied
     by :meth:`Service.apply`, the retained status is :meth:`Service.status` (republished
     when the mode, model or a port changes), telemetry :meth:`Service.metrics`. The link
     reconnects by itself; the music never waits for it.
@@ -59,7 +59,7 @@ its replies were sent, and how long ``handle`` alone took.
     cancels the others.
 
 On every way out (a signal, an error in a task, a failure while starting) :meth:`Service.close`
-takes :meth:`Engine.stop <partimento.engine.Engine.stop>`'s release messages (the ledger's
+takes :meth:`Engine.stop <partimento.engine.engine.Engine.stop>`'s release messages (the ledger's
 note-offs, then sustain off and all-notes-off on every channel) and sends them while the output
 is still open, then closes the ports within :data:`CLOSE_SECONDS`. :func:`serve` returns 0 after
 a stop; an error in a task is raised again (the first one, not the task group's wrapper) after
@@ -90,12 +90,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from partimento import config as config_files
-from partimento import control
-from partimento import model as model_files
+from partimento.live import control
+from partimento.files import model as model_files
 from partimento.config import Config, ConfigError
-from partimento.core.ledger import MidiOut, is_note_off
-from partimento.engine import Engine, EngineError, ModelLike
-from partimento.midi_io import (
+from partimento.core.timing.ledger import MidiOut, is_note_off
+from partimento.engine.engine import Engine, EngineError, ModelLike
+from partimento.live.midi_io import (
     InputReader,
     MidiError,
     MidiInput,
@@ -104,7 +104,7 @@ from partimento.midi_io import (
     open_input,
     open_output,
 )
-from partimento.sdnotify import Notifier, watchdog_task
+from partimento.live.sdnotify import Notifier, watchdog_task
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class Ready:
 
 def model_loader(config: Config) -> Callable[[str], ModelLike]:
     """Load a model by name: from ``models_dir`` first when configured, then as
-    :func:`partimento.model.load` finds it."""
+    :func:`partimento.files.model.load` finds it."""
     def load(name: str) -> ModelLike:
         folder = config.models_dir
         if folder is not None and (folder / name / "model.json").exists():
@@ -319,7 +319,7 @@ class Service:
         self.started = time.monotonic()
         self.reloads = 0
         self.link: Any = None
-        """The :class:`partimento.mqtt.MqttLink` while ``[mqtt]`` is enabled."""
+        """The :class:`partimento.live.mqtt.MqttLink` while ``[mqtt]`` is enabled."""
         self.timings = Timings()
         self.lock = threading.RLock()
         """Held for every use of the engine, the output and :attr:`timings`: the MIDI reader
@@ -540,7 +540,7 @@ class Service:
         again from disk, every sounding note of the old one released first), the ports
         reopened if ``[midi]`` changed, the MQTT link restarted if ``[mqtt]`` changed. A file
         that does not load, or a model that does not, changes nothing: raises
-        :class:`~partimento.config.ConfigError` or :class:`~partimento.engine.EngineError` (logged).
+        :class:`~partimento.config.ConfigError` or :class:`~partimento.engine.engine.EngineError` (logged).
         """
         with self.notifier.reload(f"reloading {self.config_path}"):
             try:
@@ -593,7 +593,7 @@ class Service:
                 self.link = None
                 await self._mqtt_changed.wait()
                 continue
-            from partimento.mqtt import MqttLink  # aiomqtt only when it is used
+            from partimento.live.mqtt import MqttLink  # aiomqtt only when it is used
 
             self.link = MqttLink(self.config.mqtt, self)
             task = asyncio.create_task(self.link.run(), name="mqtt-link")
@@ -865,8 +865,8 @@ async def serve(config: Config, *, config_path: Path | None = None,
     ``config_path``. Under systemd (``NOTIFY_SOCKET``), ``READY=1`` once the models are loaded
     and the ports open, watchdog pings from the loop, ``RELOADING=1`` and ``STOPPING=1``.
 
-    Raises :class:`~partimento.engine.EngineError` (the start mode's model), or
-    :class:`~partimento.midi_io.MidiError` (a port), or a task's error after the cleanup.
+    Raises :class:`~partimento.engine.engine.EngineError` (the start mode's model), or
+    :class:`~partimento.live.midi_io.MidiError` (a port), or a task's error after the cleanup.
     """
     loop = asyncio.get_running_loop()
     # the prepare and MIDI reader threads hold the GIL for their Python parts; a short switch

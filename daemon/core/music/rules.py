@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, VOICES
-from partimento.core.voiceleading import (
+from partimento.core.music.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, VOICES
+from partimento.core.music.voiceleading import (
     DEFAULT_WEIGHTS,
     SATB_RANGES,
     PenaltyWeights,

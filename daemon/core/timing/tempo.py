@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from partimento.core.encoding import STEPS_PER_QUARTER
+from partimento.core.music.encoding import STEPS_PER_QUARTER
 
 MIN_BPM = 30.0
 MAX_BPM = 300.0

@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from partimento.core import rules, sampling
-from partimento.core.continuation import Sampler, check_continuation
-from partimento.core.contract import Contract
-from partimento.core.encoding import REST_CODE, START, Note, grid_to_notes
+from partimento.core.music import rules
+from partimento.core.players import sampling
+from partimento.core.players.continuation import Sampler, check_continuation
+from partimento.core.players.contract import Contract
+from partimento.core.music.encoding import REST_CODE, START, Note, grid_to_notes
 
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
@@ -39,7 +40,7 @@ def pitch_class_histogram(codes: np.ndarray) -> np.ndarray:
 
 
 class PhraseContinuer(Sampler):
-    """A phrase generator played as a :class:`partimento.core.continuation.Continuation`."""
+    """A phrase generator played as a :class:`partimento.core.players.continuation.Continuation`."""
 
     def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, shift: int = 0,

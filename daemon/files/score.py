@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from partimento.core.melody import Melody, MelodyError, TickNote
+from partimento.core.music.melody import Melody, MelodyError, TickNote
 
 TICKS_PER_BEAT = 480
 

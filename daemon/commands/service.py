@@ -27,7 +27,7 @@ an :class:`InstallError` with a one-line message.
 
 Wiring into ``daemon/cli.py`` (inside ``parser()``, after the other subcommands)::
 
-    from partimento import install
+    from partimento.commands import service as install
     install.add_parser(sub)
 """
 
@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 """The source tree the ``daemon`` package sits in (a clone, for an editable install)."""
 TEMPLATE_DIR = SOURCE_ROOT / "systemd"
 CONFIG_TEMPLATE = SOURCE_ROOT / "config" / "partimento.toml"

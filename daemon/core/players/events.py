@@ -19,7 +19,7 @@ logits score, in order) with ``encoding["mode"]`` naming which one:
 
 ``"/"`` (START) opens and closes every training piece; the continuer is primed with one.
 
-:class:`Vocabulary` (partimento.core.encoding) only holds grid symbols, so the contract's
+:class:`Vocabulary` (partimento.core.music.encoding) only holds grid symbols, so the contract's
 ``encoding["vocabulary"]`` keeps the grid symbols the tokens share (valid for every grid tool)
 and ``encoding["tokens"]`` is the list the model really scores.
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core import sampling
-from partimento.core.continuation import Sampler, TokenStepper
-from partimento.core.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
+from partimento.core.players import sampling
+from partimento.core.players.continuation import Sampler, TokenStepper
+from partimento.core.music.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 
 NUMERIC, EVENT = "numeric", "event"
 MODES = (NUMERIC, EVENT)

@@ -8,7 +8,7 @@ How every note-on keeps its note-off, even when a phrase is interrupted:
 
 1. :func:`schedule_notes` adds, for each note, a note-on at its start and a note-off at its end,
    both tagged with the phrase's owner (e.g. ``"continuation"``).
-2. The scheduler holds the :class:`~partimento.core.ledger.NoteLedger`, and :meth:`Scheduler.due`
+2. The scheduler holds the :class:`~partimento.core.timing.ledger.NoteLedger`, and :meth:`Scheduler.due`
    routes every note message through it. A note enters the ledger exactly when its note-on is
    handed out for sending, and leaves it when its note-off is.
 3. Interrupting an owner (the player starts a new phrase) is :meth:`Scheduler.interrupt`:
@@ -37,7 +37,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from partimento.core.ledger import (
+from partimento.core.timing.ledger import (
     MidiOut,
     NoteLedger,
     check_channel,

@@ -31,7 +31,7 @@ Retained ``set/*`` messages are applied (a desired setting, kept by the broker).
 
 The payload builders give compact JSON with sorted keys; a float that is not finite (a
 percentile of no measurements is NaN) becomes ``null``, and anything JSON has no word for is
-written as its ``str``. What they build, and what :mod:`partimento.mqtt` publishes:
+written as its ``str``. What they build, and what :mod:`partimento.live.mqtt` publishes:
 
 ``P/status`` (retained)
     ``status_payload``: the daemon's ``status()`` fields plus ``"online": true`` and

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core.encoding import HOLD_CODE, REST_CODE
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE
 
 SUSTAIN_CC = 64
 ALL_NOTES_OFF_CCS = (120, 123)  # all sound off, all notes off

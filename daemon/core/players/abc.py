@@ -46,10 +46,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from partimento.core import sampling
-from partimento.core.continuation import Sampler, TokenStepper, check_continuation
-from partimento.core.contract import Contract
-from partimento.core.encoding import HOLD_CODE, REST_CODE, Note
+from partimento.core.players import sampling
+from partimento.core.players.continuation import Sampler, TokenStepper, check_continuation
+from partimento.core.players.contract import Contract
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note
 
 CHARACTERS = "\n" + "".join(chr(c) for c in range(32, 127))
 """The model's alphabet: newline and printable ASCII; token i is ``CHARACTERS[i]``."""

@@ -1,7 +1,7 @@
 """The MIDI edge: ports opened by name or as virtual ports, a reader thread, a writer.
 
 Everything that touches a MIDI port lives here; the rest of the daemon sees raw
-:data:`~partimento.core.ledger.MidiOut` tuples and monotonic timestamps.
+:data:`~partimento.core.timing.ledger.MidiOut` tuples and monotonic timestamps.
 
 * :func:`open_input` / :func:`open_output` open the port that ``[midi]`` names (a substring or a
   regex, as ``midi.match`` says, over the backend's port names) or a virtual port of the
@@ -9,7 +9,7 @@ Everything that touches a MIDI port lives here; the rest of the daemon sees raw
 * :class:`InputReader` is a thread that polls the input port, stamps each message with
   :func:`time.monotonic` where it arrives, drops what is not MIDI the daemon wants, and either
   calls a handler with ``(message, t)`` in the thread itself (the daemon: the engine answers
-  there and then, see :mod:`partimento.service`) or hands it to the event loop through
+  there and then, see :mod:`partimento.live.service`) or hands it to the event loop through
   ``loop.call_soon_threadsafe`` into a bounded :class:`asyncio.Queue`, counting what a full
   queue drops instead of blocking.
 * :class:`OutputWriter` sends raw tuples and turns a failed send into :class:`MidiError`, so
@@ -50,7 +50,7 @@ from typing import Protocol
 import rtmidi
 
 from partimento.config import RTMIDI_APIS, MidiConfig
-from partimento.core.ledger import RELEASE_VELOCITY, MidiOut
+from partimento.core.timing.ledger import RELEASE_VELOCITY, MidiOut
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def clean_message(data: Sequence[int]) -> MidiOut | None:
 
     Kept: channel messages whose length and data bytes are right, and the clock messages in
     :data:`KEPT_SYSTEM`. A note-on of velocity 0 becomes a note-off of velocity
-    :data:`~partimento.core.ledger.RELEASE_VELOCITY` on the same channel. Dropped: sysex, active
+    :data:`~partimento.core.timing.ledger.RELEASE_VELOCITY` on the same channel. Dropped: sysex, active
     sensing, every other system message, and bytes that are not a whole MIDI message.
     """
     if not data:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partimento.core.encoding import HOLD_CODE, POSITIONS_PER_BAR, REST_CODE, STEPS_PER_QUARTER
+from partimento.core.music.encoding import HOLD_CODE, POSITIONS_PER_BAR, REST_CODE, STEPS_PER_QUARTER
 
 
 class MelodyError(ValueError):
