@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
+from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import MAJOR, MINOR
 from partimento.core.players.harmonizer import HarmonizerSettings
 
@@ -60,7 +61,7 @@ _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class ConfigError(ValueError):
+class ConfigError(PartimentoError, ValueError):
     """A configuration value that is not allowed; the one-line message starts with the key."""
 
 

@@ -36,7 +36,7 @@ def train_tiny(base: Path, style: str, **sizes) -> Path:
     from partimento.training.train import train
 
     cfg = resolve(style, overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
-                                        verbose=0, cache_dir=str(base / "cache"), **sizes))
+                                        progress=0, cache_dir=str(base / "cache"), **sizes))
     train(cfg, base / "run")
     export(base / "run", base / f"{style}-tiny")
     return base / f"{style}-tiny"

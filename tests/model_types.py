@@ -10,7 +10,7 @@ KINDS = ("lstm", "transformer", "gan")
 WINDOW = 16  # seq_len: the transformer's window, the GAN's phrase length
 SIZES = dict(epochs=1, steps_per_epoch=2, batch_size=8, units=16, layers=1, embedding=8,
              seq_len=WINDOW, limit=20, embed_dim=16, num_heads=2, ff_dim=16, latent_dim=8,
-             gan_hidden=32, conv_start=8, conv_hidden=16, verbose=0)
+             gan_hidden=32, conv_start=8, conv_hidden=16, progress=0)
 
 _BASE = Path(tempfile.mkdtemp(prefix="partimento-model-types-"))
 _MADE: dict[str, Path] = {}

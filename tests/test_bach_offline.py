@@ -140,7 +140,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, chorales):
     corpus.save(some, root / "cache" / "chorales-12.npz")
     cfg = resolve("bach-offline", overrides=dict(
         limit=12, cache_dir=str(root / "cache"), epochs=1, steps_per_epoch=2, batch_size=16,
-        timesteps=4, gap=4, embedding=4, lstm1=8, middle=8, verbose=0))
+        timesteps=4, gap=4, embedding=4, lstm1=8, middle=8, progress=0))
     train(cfg, root / "run")
     contract = export(root / "run", root / "model")
     return cfg, contract, root / "model"

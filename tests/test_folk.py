@@ -123,7 +123,7 @@ def test_train_export_and_step_onnx(tunes, cache_dir, tmp_path):
 
     cfg = resolve("folk", overrides={"limit": LIMIT, "cache_dir": str(cache_dir), "epochs": 1,
                                      "units": 16, "embedding": 8, "layers": 1, "seq_len": 32,
-                                     "steps_per_epoch": 2, "batch_size": 8, "verbose": 0})
+                                     "steps_per_epoch": 2, "batch_size": 8, "progress": 0})
     run = train(cfg, tmp_path / "run")
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["kind"] == "continuation"

@@ -21,7 +21,7 @@ from partimento.training.config import resolve
 pytestmark = pytest.mark.slow
 
 TINY = dict(epochs=1, steps_per_epoch=2, units=8, layers=1, embedding=4, seq_len=16, limit=20,
-            batch_size=8, verbose=0)
+            batch_size=8, progress=0)
 
 
 def free_port() -> int:

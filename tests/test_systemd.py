@@ -497,10 +497,10 @@ def test_quote(arg: str, word: str) -> None:
 
 def test_missing_template_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                       home: Path) -> None:
-    from partimento.cli import CliError
+    from partimento.core.errors import PartimentoError
 
     monkeypatch.setattr(install, "TEMPLATE_DIR", tmp_path / "nowhere")
-    with pytest.raises(CliError) as caught:
+    with pytest.raises(PartimentoError) as caught:
         _run("service", "install", "--user", "--dry-run", "--exec", sys.executable)
     assert "no unit template" in str(caught.value)
     assert "\n" not in str(caught.value)

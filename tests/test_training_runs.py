@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def tiny(cache, **kw):
     base = dict(epochs=2, steps_per_epoch=2, units=8, layers=1, dense=8, embedding=4,
-                seq_len=32, limit=12, verbose=0, checkpoint_every=1, cache_dir=str(cache))
+                seq_len=32, limit=12, progress=0, checkpoint_every=1, cache_dir=str(cache))
     return resolve("bach", overrides=base | kw)
 
 
@@ -126,7 +126,7 @@ def test_train_and_export_in_one_command_then_sample(tmp_path, capsys):
     out = tmp_path / "my-style"
     code = main(["train", "folk", "--run-dir", str(tmp_path / "run"), "--export", str(out),
                  "--limit", "20", "--epochs", "1", "--steps-per-epoch", "2", "--units", "16",
-                 "--layers", "1", "--embedding", "8", "--seq-len", "16", "--verbose", "0",
+                 "--layers", "1", "--embedding", "8", "--seq-len", "16", "--progress", "0",
                  "--cache-dir", str(tmp_path / "cache")])
     said = capsys.readouterr().out
     assert code == 0 and (out / "model.onnx").exists() and (out / "model.json").exists()

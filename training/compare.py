@@ -31,16 +31,13 @@ Only the sixteenth-grid styles (folk) are wired; a style module must build each 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-
 from partimento.core.music.encoding import grid_to_notes, sounding_pitches
 from partimento.core.players.phrases import pitch_class_histogram
 from partimento.training.config import MODEL_TYPES, TrainConfig, resolve
@@ -261,52 +258,3 @@ def compare(style: str, kinds: list[str], *, config: Path | None, overrides: dic
         w.writerows({k: r.get(k, "") for k in COLUMNS} for r in rows)
     (out / "compare.md").write_text(markdown(rows))
     return rows
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``compare`` to ``partimento``'s subcommands (handler in ``func``)."""
-    from partimento.cli import _config_flags
-
-    p = subparsers.add_parser("compare", help="train each model type alike and compare them",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--style", default="folk", help="the style (default folk)")
-    p.add_argument("--models", default="lstm,transformer,gan",
-                   help="comma-separated model types (default lstm,transformer,gan)")
-    p.add_argument("--config", help="a training TOML file, as for train")
-    p.add_argument("--runs", default="runs", help="where the run folders go (default runs)")
-    p.add_argument("--eval-tunes", type=int, default=100,
-                   help="test tunes scored and prompted (default 100)")
-    _config_flags(p)
-    p.set_defaults(func=cmd_compare)
-    return p
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                 if f.name not in ("style", "model")}
-    rows = compare(args.style, [k.strip() for k in args.models.split(",") if k.strip()],
-                   config=Path(args.config) if args.config else None, overrides=overrides,
-                   runs=Path(args.runs), eval_tunes=args.eval_tunes)
-    print(markdown(rows), end="")
-    print(f"written: {Path(args.runs) / f'compare-{args.style}'}/compare.csv and compare.md")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m partimento.training.compare ...`` until ``partimento compare`` is wired."""
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in argv
-    p = argparse.ArgumentParser(prog="partimento")
-    add_parser(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["compare", *(a for a in argv if a != "-v")])
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from partimento.config import ConfigError  # one ConfigError: a bad value, the key named
 
 STYLES = ("bach", "bach-offline", "folk", "jazz", "piano", "abc")
 MODEL_TYPES = ("lstm", "transformer", "gan")
@@ -19,10 +22,6 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 DATA_MODES = ("numeric", "event")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 LOSSES = ("sparse_categorical_crossentropy",)
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not allowed; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class TrainConfig:
     seed: int = 1337
     checkpoint_every: int = 5
     steps_per_epoch: int = 0  # 0 = one pass over the training windows
-    verbose: int = 1
+    progress: int = 1
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -166,6 +165,17 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
 
 
+RENAMED = {"verbose": "progress"}
+"""Training keys of earlier releases, as runs and model cards saved them, and their names now."""
+
+
+def from_saved(saved: dict[str, Any]) -> TrainConfig:
+    """The configuration a run folder or a model card saved (keys of earlier releases renamed)."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {RENAMED.get(k, k): v for k, v in saved.items()}
+    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+
+
 def resolve(style: str, file: Path | None = None, overrides: dict[str, Any] | None = None
             ) -> TrainConfig:
     """Defaults for the style, then the TOML file's keys, then the flags that were given."""
@@ -187,3 +197,24 @@ def resolve(style: str, file: Path | None = None, overrides: dict[str, Any] | No
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown training key (known: {', '.join(sorted(types))})")
     return TrainConfig(**{k: _coerce(k, v, types[k]) for k, v in values.items()})
+
+
+def add_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ("style",)) -> None:
+    """A ``--flag`` for every :class:`TrainConfig` field but ``skip`` (default None: the style's
+    own value or the config file's)."""
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"(default {f.default})")
+        else:
+            parser.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(),
+                                help=f"(default {f.default!r} or the style's own)")
+
+
+def overrides(args: argparse.Namespace, *, skip: tuple[str, ...] = ("style",)) -> dict[str, Any]:
+    """The :class:`TrainConfig` values given as flags (None where not given)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in skip}

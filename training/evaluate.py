@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from partimento.files import model as models
-from partimento.core.players import harmonizer
 from partimento.core.music import rules, voiceleading
+from partimento.core.players import harmonizer
 from partimento.core.players.sampling import nll_and_hits
-from partimento.training.config import TrainConfig
+from partimento.files import model as models
+from partimento.training.config import TrainConfig, from_saved
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def _events(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
 
 def evaluate(name: str, *, write: bool = True, limit: int = 0, seed: int = 0) -> dict:
     m = models.load(name)
-    cfg = TrainConfig(**m.contract.training["config"])
+    cfg = from_saved(m.contract.training["config"])
     kind = m.contract.kind
     t0 = time.monotonic()
     if kind == "live-harmonizer":
@@ -154,7 +153,9 @@ def evaluate(name: str, *, write: bool = True, limit: int = 0, seed: int = 0) ->
     elif m.contract.encoding.get("type") == "events":
         figures = _events(m, cfg, limit, seed)
     elif m.contract.encoding.get("type") == "abc":
-        from partimento.training.styles import abc  # characters: NLL per character, music21 parse rate
+        from partimento.training.styles import (
+            abc,  # characters: NLL per character, music21 parse rate
+        )
 
         figures = abc.evaluate(m, cfg, limit=limit, seed=seed)
     else:

@@ -17,10 +17,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
+from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract
 from partimento.training import styles
-from partimento.training.config import TrainConfig
+from partimento.training.config import TrainConfig, from_saved
 from partimento.training.versions import versions
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,15 @@ OPSET = 17
 HEADS_FILE = "heads.npz"
 
 
-class ExportError(RuntimeError):
+class ExportError(PartimentoError, RuntimeError):
     pass
 
 
 def _given_heads(style, cfg: TrainConfig, step_model, contract: Contract, session,
                  out_dir: Path) -> tuple[bytes, dict]:
     """``heads.npz`` and the contract's ``heads`` entry, checked as the daemon checks them."""
-    from partimento.files import model as model_files
     from partimento.core.players.heads import GivenHeads
+    from partimento.files import model as model_files
 
     source, arrays = style.given_heads(cfg, step_model)
     buffer = io.BytesIO()
@@ -65,7 +65,7 @@ def load_run(run_dir: Path):
         run = json.loads((run_dir / "run.json").read_text())
     except FileNotFoundError:
         raise ExportError(f"{run_dir} is not a run folder: no run.json") from None
-    cfg = TrainConfig(**run["config"])
+    cfg = from_saved(run["config"])
     style = styles.get(cfg.style)
     train_model, step_model = style.build(cfg, run["encoding"])
     for name in ("best.weights.h5", "final.weights.h5"):

@@ -18,13 +18,14 @@ a worker's own scratch folder, its own ``backup/``), which may be deleted afterw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
 from partimento.training import styles
-from partimento.training.config import ConfigError, TrainConfig
+from partimento.training.config import ConfigError, TrainConfig, from_saved
 from partimento.training.versions import versions
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
             raise FileNotFoundError(f"nothing to resume in {run_dir}: no run.json")
         saved = json.loads((run_dir / "run.json").read_text())
         seconds_before = float(saved.get("training_seconds") or 0.0)
-        cfg = TrainConfig(**{**saved["config"], "epochs": cfg.epochs})
+        cfg = dataclasses.replace(from_saved(saved["config"]), epochs=cfg.epochs)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(cfg.seed)
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     model.fit(train_data, validation_data=valid_data, epochs=cfg.epochs,
               initial_epoch=initial_epoch, steps_per_epoch=cfg.steps_per_epoch or None,
               shuffle=False,  # the pipeline shuffles
-              callbacks=callbacks, verbose=cfg.verbose)
+              callbacks=callbacks, verbose=cfg.progress)
     model.save_weights(run_dir / "final.weights.h5")
     run_info["training_seconds"] = round(seconds_before + time.monotonic() - t0, 1)
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1))

@@ -22,6 +22,7 @@ one includes onnxruntime's warm-up). With ``--wav`` both files are rendered to W
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -33,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
-
+from partimento.config import Config, ContinueConfig
+from partimento.core.errors import PartimentoError
+from partimento.core.timing.ledger import MidiOut, is_note_on
+from partimento.core.types import ModelLike
+from partimento.engine.engine import Engine
 from partimento.files import model as model_files
 from partimento.files import pianoroll
-from partimento.config import Config, ContinueConfig
-from partimento.core.timing.ledger import MidiOut, is_note_on
-from partimento.engine.engine import Engine, ModelLike
 
 Melody = Sequence[tuple[int, float]]
 """(MIDI pitch, length in beats) per note, played legato."""
@@ -81,7 +83,7 @@ GET_WAV = ("no WAV: install fluidsynth and a General MIDI soundfont (Debian/Ubun
            "install fluidsynth fluid-soundfont-gm; elsewhere give the .sf2 with --soundfont)")
 
 
-class DemoError(Exception):
+class DemoError(PartimentoError):
     """Rendering failed; the message is one line."""
 
 
@@ -327,3 +329,27 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
     if wav:
         render_wavs(written, soundfont, say)
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(Path(args.output_dir), wav=args.wav, seed=args.seed,
+                    soundfont=Path(args.soundfont) if args.soundfont else None)
+
+
+def add_parser(subparsers: argparse._SubParsersAction,
+               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    d = subparsers.add_parser(
+        "demo", parents=list(parents),
+        help="play built-in melodies through the engine (no MIDI needed)",
+        description="Play a chorale melody (harmonize mode) and a folk phrase (continue mode) "
+        "through the live engine on a simulated clock, without MIDI ports, and write "
+        "demo-harmonize.mid and demo-continue.mid.")
+    d.add_argument("-o", "--output-dir", default=".", help="where the files go (default: the "
+                   "current folder)")
+    d.add_argument("--wav", action="store_true", help="also render WAV files with fluidsynth "
+                   "and a General MIDI soundfont, when installed")
+    d.add_argument("--soundfont", default=None, help="the .sf2 for --wav (default: "
+                   "$PARTIMENTO_SOUNDFONT, else the usual system places)")
+    d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    d.set_defaults(func=cmd_demo)
+    return d

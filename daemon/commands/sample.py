@@ -17,8 +17,8 @@ contract:
   back in the file's key, as the live engine does.
 * an ``abc`` model (``encoding["type"] == "abc"``) samples text: ``--seed-text`` (default
   ``X:1``) and ``--chars`` characters after it go to ``out.abc`` beside the MIDI path, and the
-  first tune becomes ``out.mid`` when music21 parses it (the abc style's ``sample_text`` and
-  ``text_to_midi``).
+  first tune becomes ``out.mid`` when music21 parses it (:func:`partimento.core.players.abc.sample_text`
+  and :func:`partimento.files.score.text_to_midi`).
 * a harmonizer (``bach``, live, or ``bach-offline``) harmonizes a melody, ``--seed-file`` or
   the chorale soprano in ``docs/examples/chorale-melody.mid``, exactly as ``partimento
   harmonize`` does (its own function is called): four tracks, Soprano to Bass.
@@ -27,10 +27,6 @@ contract:
 (:func:`partimento.commands.demo.render_wavs`); when either is missing one line says what to install, the
 MIDI is still written and the exit code is 0. Every other failure is one line and exit code 1.
 
-Wiring into ``daemon/cli.py`` (inside ``parser()``, after the other subcommands)::
-
-    from partimento.commands import sample
-    sample.add_parser(sub)
 """
 
 from __future__ import annotations
@@ -39,12 +35,12 @@ import argparse
 import importlib.util
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import mido
 import numpy as np
-
+from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +61,7 @@ MAX_RESTARTS = 64
 Say = Callable[[str], object]
 
 
-class SampleError(Exception):
+class SampleError(PartimentoError):
     """A failure to report to the user in one line."""
 
 
@@ -127,9 +123,9 @@ def key_shift(contract, codes: np.ndarray) -> int:
     """Semitones into the key a one-key model (folk) was trained in, as the engine reads it."""
     from partimento.core.music import rules
     from partimento.core.music.encoding import folk_transposition
-    from partimento.engine.engine import _trained_in_one_key
+    from partimento.core.players.continuation import trained_in_one_key
 
-    if not _trained_in_one_key(contract) or not (codes >= 0).any():
+    if not trained_in_one_key(contract) or not (codes >= 0).any():
         return 0
     return folk_transposition(*rules.estimate_key(codes))
 
@@ -185,7 +181,7 @@ def sample_continuation(loaded, output: Path, *, bars: int, temperature: float,
 
 
 def _read_melody(path: Path):
-    from partimento.cli import read_melody
+    from partimento.commands.harmonize import read_melody
 
     if not path.is_file():
         raise SampleError(f"seed file {path} does not exist")
@@ -198,11 +194,10 @@ def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
                temperature: float, seed: int | None, say: Say) -> Path | None:
     """``output``'s ``.abc`` text, and ``output`` as MIDI when music21 can read the tune;
     returns the MIDI path or None."""
-    from partimento.training.styles import abc
+    from partimento.core.players.abc import sample_text
 
     seed_text = "X:1\n" if seed_text is None else seed_text.replace("\\n", "\n")
-    text = abc.sample_text(loaded, seed_text, chars,
-                           temperature=temperature, seed=seed or 0)
+    text = sample_text(loaded, seed_text, chars, temperature=temperature, seed=seed or 0)
     text_path = output.with_suffix(".abc")
     text_path.write_text(text)
     say(f"{text_path}: {chars} characters of ABC (model {loaded.contract.name}, temperature "
@@ -210,9 +205,11 @@ def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
     if importlib.util.find_spec("music21") is None:
         say("no MIDI: reading ABC needs music21 (pip install 'partimento[train]')")
         return None
-    if not abc.text_to_midi(text, output):
+    from partimento.files.score import abc_problem, text_to_midi
+
+    if not text_to_midi(text, output):
         output.unlink(missing_ok=True)  # nothing half written
-        say(f"no MIDI: {abc.abc_problem(text) or 'music21 cannot write the tune as MIDI'}")
+        say(f"no MIDI: {abc_problem(text) or 'music21 cannot write the tune as MIDI'}")
         return None
     say(f"{output}: the first tune as MIDI (music21)")
     return output
@@ -223,15 +220,13 @@ def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
 def sample_harmony(folder: Path, live: bool, output: Path, *, temperature: float | None,
                    seed: int | None, seed_file: Path | None) -> Path:
     """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody."""
-    from partimento.cli import cmd_harmonize
+    from partimento.commands.harmonize import harmonize_file
 
     melody = seed_file if seed_file is not None else CHORALE_MELODY
     if not Path(melody).is_file():
         raise SampleError(f"seed file {melody} does not exist")
-    args = argparse.Namespace(melody=str(melody), output=str(output), live=live,
-                              temperature=temperature, seed=seed, model=str(folder),
-                              candidates=8, iterations=None)
-    cmd_harmonize(args)
+    print(harmonize_file(Path(melody), output, live=live, model=str(folder),
+                         temperature=temperature, seed=seed))
     return output
 
 
@@ -295,24 +290,20 @@ def sample(style: str, output: Path, *, bars: int | None = None, temperature: fl
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """``partimento sample``; a :class:`SampleError` becomes the CLI's one-line error."""
-    try:
-        sample(args.style, Path(args.output), bars=args.length, temperature=args.temperature,
-               seed=args.seed, seed_file=Path(args.seed_file) if args.seed_file else None,
-               bpm=args.bpm, seed_text=args.seed_text, chars=args.chars,
-               wav=Path(args.wav) if args.wav else None,
-               soundfont=Path(args.soundfont) if args.soundfont else None)
-    except SampleError as exc:
-        from partimento.cli import CliError
-
-        raise CliError(str(exc)) from exc
+    """``partimento sample``."""
+    sample(args.style, Path(args.output), bars=args.length, temperature=args.temperature,
+           seed=args.seed, seed_file=Path(args.seed_file) if args.seed_file else None,
+           bpm=args.bpm, seed_text=args.seed_text, chars=args.chars,
+           wav=Path(args.wav) if args.wav else None,
+           soundfont=Path(args.soundfont) if args.soundfont else None)
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction,
+               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add ``sample`` to ``partimento``'s subcommands; the handler is set as ``func``."""
     s = subparsers.add_parser(
-        "sample", help="write a sample of a model as MIDI (and WAV)",
+        "sample", parents=list(parents), help="write a sample of a model as MIDI (and WAV)",
         description="Write what a model plays. Continuation styles continue --seed-file (else "
         "a random bar of C major) for --length bars: tracks Seed and Continuation. abc models "
         "write ABC text (OUTPUT with .abc) and its first tune as MIDI when music21 reads it. "

@@ -41,9 +41,11 @@ import shutil
 import stat
 import sys
 import sysconfig
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from partimento.core.errors import PartimentoError
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 """The source tree the ``daemon`` package sits in (a clone, for an editable install)."""
@@ -65,7 +67,7 @@ HEADER = ("# Written by `partimento service install`; running it again replaces 
 Say = Callable[[str], object]
 
 
-class InstallError(Exception):
+class InstallError(PartimentoError):
     """A failure to report to the user in one line."""
 
 
@@ -334,30 +336,25 @@ def _guarded(path: Path, write: Callable[[], None]) -> None:
 # --- command line -------------------------------------------------------------------------------
 
 def cmd_service_install(args: argparse.Namespace) -> int:
-    """``partimento service install``; an :class:`InstallError` becomes the CLI's one-line
-    error."""
-    try:
-        p = plan(user=args.user, config=_opt_path(args.config), unit_dir=_opt_path(args.unit_dir),
-                 executable=_opt_path(args.exec_path), root=_opt_path(args.root))
-        return install(p, dry_run=args.dry_run)
-    except InstallError as exc:
-        from partimento.cli import CliError
-
-        raise CliError(str(exc)) from exc
+    """``partimento service install``."""
+    p = plan(user=args.user, config=_opt_path(args.config), unit_dir=_opt_path(args.unit_dir),
+             executable=_opt_path(args.exec_path), root=_opt_path(args.root))
+    return install(p, dry_run=args.dry_run)
 
 
 def _opt_path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction,
+               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add ``service`` (with ``install``) to ``partimento``'s subcommands; returns ``service``'s
     parser. The handler is set as ``func``, as for the other subcommands."""
-    s = subparsers.add_parser("service", help="run Partimento as a systemd service",
+    s = subparsers.add_parser("service", parents=list(parents), help="run Partimento as a systemd service",
                               description="Set Partimento up as a systemd service; see "
                               "docs/SERVICE.md.")
     sub = s.add_subparsers(dest="service_command", required=True, metavar="ACTION")
-    i = sub.add_parser("install", help="write the systemd unit and the config",
+    i = sub.add_parser("install", parents=list(parents), help="write the systemd unit and the config",
                        description="Write the systemd unit for this installation (ExecStart= "
                        "runs its partimento program) and copy config/partimento.toml to the "
                        "config path unless a file is there, then print the commands that "

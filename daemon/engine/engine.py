@@ -114,15 +114,12 @@ import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-
 from partimento.config import Config
-from partimento.core.players import continuation
+from partimento.core.errors import PartimentoError
 from partimento.core.music import rules
-from partimento.core.players.continuation import Continuation
-from partimento.core.players.contract import Contract
 from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
@@ -130,11 +127,15 @@ from partimento.core.music.encoding import (
     STEPS_PER_QUARTER,
     folk_transposition,
 )
+from partimento.core.players import continuation
+from partimento.core.players.continuation import Continuation
+from partimento.core.players.contract import Contract
 from partimento.core.players.harmonizer import LiveHarmonizer
 from partimento.core.timing.ledger import MidiOut, NoteLedger, is_note_on
 from partimento.core.timing.phrase import ContextWindow, PhraseDetector
 from partimento.core.timing.scheduler import Scheduler, TimedNote, schedule_notes
 from partimento.core.timing.tempo import TempoTracker
+from partimento.core.types import ModelLike
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +193,8 @@ ContinuerKey = tuple[int, frozenset[int] | None]
 """A continuer's transposition into its model's key and its scale (None: no mask)."""
 
 
-class EngineError(Exception):
+class EngineError(PartimentoError):
     """A model the engine cannot start with; the message is one line."""
-
-
-class ModelLike(Protocol):
-    """What the engine needs of a model: :class:`partimento.files.model.Model` or a test's fake."""
-
-    contract: Contract
-
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
-            ) -> dict[str, np.ndarray]: ...
 
 
 def parse_message(message: Any) -> tuple[int, ...] | None:
@@ -232,12 +224,6 @@ def parse_message(message: Any) -> tuple[int, ...] | None:
 
 def _nearest_step(pos: float) -> int:
     return math.floor(pos + 0.5)
-
-
-def _trained_in_one_key(contract: Contract) -> bool:
-    """Whether a continuation model was trained in C major / A minor only (folk)."""
-    rule = str(contract.encoding.get("transposition", ""))
-    return contract.style == "folk" or "C major / A minor" in rule
 
 
 @dataclass
@@ -831,7 +817,7 @@ class Engine:
 
     def _continuation_key(self, contract: Contract, key: tuple[int, int]) -> ContinuerKey:
         """The continuer's transposition and scale (None: no mask) for the player's key."""
-        shift = folk_transposition(*key) if _trained_in_one_key(contract) else 0
+        shift = folk_transposition(*key) if continuation.trained_in_one_key(contract) else 0
         scale = None if self.config.sampling.key == "none" else rules.key_scale(*key)
         return shift, scale
 

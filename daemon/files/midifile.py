@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mido
 import numpy as np
-
 from partimento.core.music.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
 from partimento.core.music.melody import Melody, MelodyError, TickNote
 

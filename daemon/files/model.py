@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
+from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract, ContractError
 from partimento.core.players.heads import GivenHeads
 
@@ -20,7 +20,7 @@ HEADS_TOLERANCE = 1e-3
 _ORT_TYPES = {"tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(float)": "float32"}
 
 
-class ModelError(Exception):
+class ModelError(PartimentoError):
     """A model that cannot be used; the message is one line naming the file."""
 
 

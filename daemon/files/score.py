@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from partimento.core.music.melody import Melody, MelodyError, TickNote
+from partimento.core.players.abc import first_tune
+
+log = logging.getLogger(__name__)
 
 TICKS_PER_BEAT = 480
 
@@ -52,3 +56,35 @@ def read_melody(path: Path | str) -> Melody:
     if measures and measures[0].paddingLeft:
         pickup = float(measures[0].paddingLeft)
     return Melody(tuple(notes), TICKS_PER_BEAT, tempo_us, bar, pickup, path.name)
+
+
+def abc_problem(text: str) -> str | None:
+    """Why the first tune of ABC ``text`` does not make music with music21 (None: it does)."""
+    from music21 import converter
+
+    tune = first_tune(text)
+    if "\nK:" not in "\n" + tune:
+        return "no K: line: the text has no tune body"
+    try:
+        score = converter.parse(tune, format="abc")
+    except Exception as exc:  # music21's ABC parser raises many unrelated types
+        return f"music21 cannot parse it: {type(exc).__name__}: {str(exc)[:200]}"
+    if not len(score.flatten().notes):
+        return "music21 parses it but finds no notes"
+    return None
+
+
+def text_to_midi(text: str, path: str | Path) -> bool:
+    """Write the first tune of ABC ``text`` as MIDI at ``path``; False (and a logged reason,
+    also from :func:`abc_problem`) when music21 cannot make music of it."""
+    from music21 import converter
+
+    problem = abc_problem(text)
+    if problem is None:
+        try:
+            converter.parse(first_tune(text), format="abc").write("midi", fp=str(path))
+            return True
+        except Exception as exc:  # music21's MIDI writer on odd durations
+            problem = f"music21 cannot write it as MIDI: {type(exc).__name__}: {exc}"
+    log.warning("abc: no MIDI written: %s", problem)
+    return False

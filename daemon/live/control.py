@@ -54,6 +54,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from partimento.core.errors import PartimentoError
+
 MAX_PAYLOAD = 1024
 """Bytes; a longer control payload is refused unread."""
 MODES = ("harmonize", "continue")
@@ -131,7 +133,7 @@ class ControlError:
         return self.message
 
 
-class _Refused(Exception):
+class _Refused(PartimentoError):
     """Inside this module only: why a value is refused (without the topic)."""
 
 

@@ -48,8 +48,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import rtmidi
-
 from partimento.config import RTMIDI_APIS, MidiConfig
+from partimento.core.errors import PartimentoError
 from partimento.core.timing.ledger import RELEASE_VELOCITY, MidiOut
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ _SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1,
                   0xFE: 1, 0xFF: 1}
 
 
-class MidiError(Exception):
+class MidiError(PartimentoError):
     """A MIDI port that cannot be opened, listed or written; the message is one line."""
 
 

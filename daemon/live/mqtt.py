@@ -56,9 +56,8 @@ from typing import Any, Protocol
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-
-from partimento.live import control
 from partimento.config import ConfigError, MqttConfig
+from partimento.live import control
 from partimento.live.control import Command, ControlError
 
 log = logging.getLogger(__name__)

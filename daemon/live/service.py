@@ -90,11 +90,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from partimento import config as config_files
-from partimento.live import control
-from partimento.files import model as model_files
 from partimento.config import Config, ConfigError
 from partimento.core.timing.ledger import MidiOut, is_note_off
-from partimento.engine.engine import Engine, EngineError, ModelLike
+from partimento.core.types import ModelLike
+from partimento.engine.engine import Engine, EngineError
+from partimento.files import model as model_files
+from partimento.live import control
 from partimento.live.midi_io import (
     InputReader,
     MidiError,

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from partimento.core.players.abc import CHARACTERS
+from partimento.core.players.abc import CHARACTERS, split_tunes
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import split_of
 
@@ -79,11 +79,6 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
-
-
-def split_tunes(text: str) -> list[str]:
-    """A book's tunes, each from its ``X:`` line to the next (the file header dropped)."""
-    return [c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:")]
 
 
 def normalise(tune: str) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,

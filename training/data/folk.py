@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from partimento.core.music.encoding import (
     FOLK_DURATIONS,
     MAJOR,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from partimento.training.data.chorales import split_of
 
 log = logging.getLogger(__name__)

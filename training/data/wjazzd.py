@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
 from partimento.training.data.midi_folder import Piece, to_grid
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
-
 from partimento.core.players import abc as abc_core
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
@@ -118,77 +116,11 @@ def _model(model_or_dir):
 
 def sample_text(model_or_dir, seed_text: str = "X:1\n", chars: int = 600,
                 temperature: float = 1.0, seed: int = 0) -> str:
-    """``seed_text`` and ``chars`` characters sampled after it (one model step each).
-
-    The seed primes the state from zero (as in training, where windows start cold); characters
-    outside the alphabet are dropped from it, and an empty seed reads as a newline (where a tune
-    begins in the training text).
-    """
-    from partimento.core.players import sampling
-
-    m = _model(model_or_dir)
-    contract = m.contract
-    if contract.encoding.get("type") != "abc":
-        raise ValueError(f"model {contract.name} is not an abc model")
-    token, logits = contract.input("token").name, contract.output("logits").name
-    pairs = [(i.name, o.name) for i, o in contract.states]
-    state = {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in contract.states}
-    rng = np.random.default_rng(seed)
-    ids = abc_core.encode_text(seed_text) if seed_text else abc_core.encode_text("\n")
-    if not ids.size:
-        ids = abc_core.encode_text("\n")
-    out = []
-    for _ in range(chars + 1):
-        res = m.run({token: ids.reshape(1, -1), **state}, [logits, *(o for _, o in pairs)])
-        state = {i: res[o] for i, o in pairs}
-        if len(out) == chars:
-            break
-        p = sampling.probabilities(res[logits][0, -1][None], temperature)
-        ids = np.array([int(sampling.sample(p, rng)[0])], np.int32)
-        out.append(int(ids[0]))
-    return seed_text + abc_core.decode_text(out)
+    """:func:`partimento.core.players.abc.sample_text` on a model folder, name or Model."""
+    return abc_core.sample_text(_model(model_or_dir), seed_text, chars, temperature, seed)
 
 
-def first_tune(text: str) -> str:
-    """The text up to the second ``X:`` line or the first blank line after some music."""
-    tunes = abc_text.split_tunes(text) or [text]
-    tune = tunes[0]
-    head, sep, rest = tune.partition("\nK:")
-    end = rest.find("\n\n")
-    return head + sep + (rest if end < 0 else rest[:end + 1])
-
-
-def abc_problem(text: str) -> str | None:
-    """Why the first tune of ``text`` does not make music with music21 (None: it does)."""
-    from music21 import converter
-
-    tune = first_tune(text)
-    if "\nK:" not in "\n" + tune:
-        return "no K: line: the text has no tune body"
-    try:
-        score = converter.parse(tune, format="abc")
-    except Exception as exc:  # music21's ABC parser raises many unrelated types
-        return f"music21 cannot parse it: {type(exc).__name__}: {str(exc)[:200]}"
-    if not len(score.flatten().notes):
-        return "music21 parses it but finds no notes"
-    return None
-
-
-def text_to_midi(text: str, path: str | Path) -> bool:
-    """Write the first tune of ``text`` as MIDI at ``path``; False (and a logged reason, also
-    from :func:`abc_problem`) when music21 cannot make music of it."""
-    from music21 import converter
-
-    problem = abc_problem(text)
-    if problem is None:
-        try:
-            converter.parse(first_tune(text), format="abc").write("midi", fp=str(path))
-            return True
-        except Exception as exc:  # music21's MIDI writer on odd durations
-            problem = f"music21 cannot write it as MIDI: {type(exc).__name__}: {exc}"
-    log.warning("abc: no MIDI written: %s", problem)
-    return False
-
+from partimento.files.score import abc_problem, text_to_midi  # noqa: E402, F401
 
 # --- evaluation -------------------------------------------------------------------------------
 

@@ -9,9 +9,8 @@ the state, so a step costs the same at bar 1 and bar 100.
 from __future__ import annotations
 
 import numpy as np
-
-from partimento.core.players.contract import Tensor
 from partimento.core.music.encoding import REST_CODE
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.styles import Prepared, Split, bach_data
 from partimento.training.styles.recurrent import LSTMStack, state_tensors

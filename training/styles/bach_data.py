@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from partimento.core.music.encoding import VOICES, Vocabulary, fits_range
 from partimento.training.config import TrainConfig
 from partimento.training.data import chorales as corpus

@@ -22,10 +22,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from partimento.core.players.contract import Contract, Tensor
 from partimento.core.music.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
-from partimento.core.players.gibbs import CONDITIONS, condition_input, conditions, token_input, windows
+from partimento.core.players.contract import Contract, Tensor
+from partimento.core.players.gibbs import (
+    CONDITIONS,
+    condition_input,
+    conditions,
+    token_input,
+    windows,
+)
 from partimento.core.players.sampling import nll_and_hits
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import Chorale

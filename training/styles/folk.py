@@ -10,9 +10,8 @@ state, so the step model answers one token at a time at constant cost.
 from __future__ import annotations
 
 import numpy as np
-
-from partimento.core.players.contract import Tensor
 from partimento.core.music.encoding import FOLK_DURATIONS, START, Vocabulary
+from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.data import folk as corpus
 from partimento.training.data.folk import Tune

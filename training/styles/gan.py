@@ -34,7 +34,6 @@ Exported is the generator alone: input ``noise`` (float32, (batch, latent_dim)),
 from __future__ import annotations
 
 import numpy as np
-
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 

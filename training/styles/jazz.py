@@ -23,10 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
+from partimento.core.music.encoding import HOLD, REST, START, Note
 from partimento.core.players import events
 from partimento.core.players.contract import Tensor
-from partimento.core.music.encoding import HOLD, REST, START, Note
 from partimento.training.config import MODELS_BY_STYLE, TrainConfig
 from partimento.training.data import midi_folder, wjazzd
 from partimento.training.data.midi_folder import Piece

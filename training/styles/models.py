@@ -41,7 +41,6 @@ gelu is the tanh approximation: Keras's exact gelu exports an Erf pattern onnxru
 from __future__ import annotations
 
 import numpy as np
-
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.styles.recurrent import state_tensors, token_lstm

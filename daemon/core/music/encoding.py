@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from partimento.core.errors import PartimentoError
 
 STEPS_PER_QUARTER = 4
 """The grid: four steps to a quarter note (sixteenth notes)."""
@@ -38,7 +39,7 @@ FOLK_DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 """Note and rest lengths (in quarters) a folk tune may have to be kept."""
 
 
-class EncodingError(ValueError):
+class EncodingError(PartimentoError, ValueError):
     """A symbol, grid or vocabulary that does not fit the encoding."""
 
 

@@ -9,11 +9,16 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from partimento.core.errors import PartimentoError
+from partimento.core.music.encoding import (
+    HOLD_CODE,
+    POSITIONS_PER_BAR,
+    REST_CODE,
+    STEPS_PER_QUARTER,
+)
 
-from partimento.core.music.encoding import HOLD_CODE, POSITIONS_PER_BAR, REST_CODE, STEPS_PER_QUARTER
 
-
-class MelodyError(ValueError):
+class MelodyError(PartimentoError, ValueError):
     """A file that holds no usable melody."""
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from partimento.core.music.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, VOICES
 from partimento.core.music.voiceleading import (
     DEFAULT_WEIGHTS,

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
-
 from partimento.core.music.encoding import REST_CODE, VOICES, sounding_pitches
 
 Ranges = Mapping[str, tuple[int, int]]

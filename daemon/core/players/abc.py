@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
-
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note
 from partimento.core.players import sampling
 from partimento.core.players.continuation import Sampler, TokenStepper, check_continuation
 from partimento.core.players.contract import Contract
-from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note
+from partimento.core.types import ModelLike
 
 CHARACTERS = "\n" + "".join(chr(c) for c in range(32, 127))
 """The model's alphabet: newline and printable ASCII; token i is ``CHARACTERS[i]``."""
@@ -489,3 +489,47 @@ class AbcContinuer(Sampler):
 
     def _answer_note(self, n: Note, steps: int) -> Note:
         return Note(int(self._answer_pitch(n.pitch)), n.start, min(n.length, steps - n.start))
+
+
+def split_tunes(text: str) -> list[str]:
+    """A book's tunes, each from its ``X:`` line to the next (the file header dropped)."""
+    return [c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:")]
+
+
+def sample_text(model: ModelLike, seed_text: str = "X:1\n", chars: int = 600,
+                temperature: float = 1.0, seed: int = 0) -> str:
+    """``seed_text`` and ``chars`` characters sampled after it (one model step each).
+
+    The seed primes the state from zero (as in training, where windows start cold); characters
+    outside the alphabet are dropped from it, and an empty seed reads as a newline (where a tune
+    begins in the training text).
+    """
+    contract = model.contract
+    if contract.encoding.get("type") != "abc":
+        raise sampling.SamplingError(f"model {contract.name} is not an abc model")
+    token, logits = contract.input("token").name, contract.output("logits").name
+    pairs = [(i.name, o.name) for i, o in contract.states]
+    state = {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in contract.states}
+    rng = np.random.default_rng(seed)
+    ids = encode_text(seed_text) if seed_text else encode_text("\n")
+    if not ids.size:
+        ids = encode_text("\n")
+    out: list[int] = []
+    for _ in range(chars + 1):
+        res = model.run({token: ids.reshape(1, -1), **state}, [logits, *(o for _, o in pairs)])
+        state = {i: res[o] for i, o in pairs}
+        if len(out) == chars:
+            break
+        p = sampling.probabilities(res[logits][0, -1][None], temperature)
+        ids = np.array([int(sampling.sample(p, rng)[0])], np.int32)
+        out.append(int(ids[0]))
+    return seed_text + decode_text(out)
+
+
+def first_tune(text: str) -> str:
+    """The text up to the second ``X:`` line or the first blank line after some music."""
+    tunes = split_tunes(text) or [text]
+    tune = tunes[0]
+    head, sep, rest = tune.partition("\nK:")
+    end = rest.find("\n\n")
+    return head + sep + (rest if end < 0 else rest[:end + 1])

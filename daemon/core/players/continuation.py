@@ -15,16 +15,13 @@ Pure: the model is any callable ``run(feeds, outputs) -> dict``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
 from partimento.core.players import sampling
 from partimento.core.players.contract import Contract
-from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
-
-RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+from partimento.core.types import RunFn
 
 
 class Continuation(Protocol):
@@ -227,3 +224,10 @@ class Continuer(Sampler):
     def continue_notes(self, steps: int) -> list[Note]:
         """:meth:`continue_for` as notes."""
         return grid_to_notes(self.continue_for(steps))
+
+
+def trained_in_one_key(contract: Contract) -> bool:
+    """Whether a continuation model was trained in C major / A minor only (folk): it then reads
+    the player moved into that key and answers moved back."""
+    rule = str(contract.encoding.get("transposition", ""))
+    return contract.style == "folk" or "C major / A minor" in rule

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import Vocabulary
 
 FORMAT = "partimento-model/1"
@@ -27,7 +28,7 @@ DTYPES = ("int32", "int64", "float32")
 KINDS = ("live-harmonizer", "offline-harmonizer", "continuation")
 
 
-class ContractError(ValueError):
+class ContractError(PartimentoError, ValueError):
     """A ``model.json`` that is not a valid contract."""
 
 

@@ -32,10 +32,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
+from partimento.core.errors import PartimentoError
+from partimento.core.music.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 from partimento.core.players import sampling
 from partimento.core.players.continuation import Sampler, TokenStepper
-from partimento.core.music.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
+from partimento.core.types import RunFn
 
 NUMERIC, EVENT = "numeric", "event"
 MODES = (NUMERIC, EVENT)
@@ -45,10 +46,9 @@ MAX_SHIFT = 16
 VELOCITY_BINS = 8
 DEFAULT_VELOCITY = 80
 MIDDLE_C = 60
-RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
-class EventError(ValueError):
+class EventError(PartimentoError, ValueError):
     """A token that is not part of an event language."""
 
 

@@ -24,11 +24,10 @@ model in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from partimento.core.music import voiceleading
 from partimento.core.music.encoding import (
     HARMONY_VOICES,
@@ -43,6 +42,7 @@ from partimento.core.music.encoding import (
     sounding_pitches,
     symbol_to_code,
 )
+from partimento.core.types import RunFn
 
 CONDITIONS = ("position", "fermata", "mode")
 """The condition columns of a window, in order."""
@@ -67,7 +67,6 @@ triads and sevenths (Bach 18 %); 0.5 leaves 20 %."""
 START_TEMPERATURE = 1.5
 """DeepBach starts hot and cools towards the requested temperature (its "recuit")."""
 
-Run = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
 def token_input(voice: str) -> str:
@@ -232,7 +231,7 @@ def feeds(tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad
 
 
 def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mode: int,
-              model: Any, run: Run, *, iterations: int | None = None,
+              model: Any, run: RunFn, *, iterations: int | None = None,
               temperature: float = 1.0, rng: np.random.Generator | None = None,
               batch: int = DEFAULT_BATCH, start_temperature: float = START_TEMPERATURE,
               timesteps: int | None = None, voice_leading: float = VOICE_LEADING
@@ -272,7 +271,7 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
     vl_ranges = {v: tuple(ranges.get(v, voiceleading.SATB_RANGES[v])) for v in VOICES}
     for temp in temperatures(iterations, temperature, start_temperature):
         times = positions(steps, per_voice, rng)
-        logits = run(feeds(tokens, conds, times, dt, pad))
+        logits = run(feeds(tokens, conds, times, dt, pad), list(HARMONY_VOICES))
         for i, voice in enumerate(HARMONY_VOICES):
             mask = np.where((times[i] == 0)[:, None], no_hold_first[voice], allowed[voice])
             scores = np.asarray(logits[voice], np.float64)

@@ -13,18 +13,15 @@ the daemon, a fake in unit tests).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from partimento.core.players import sampling
 from partimento.core.music import voiceleading
-from partimento.core.players.contract import Contract
 from partimento.core.music.encoding import HOLD_CODE, MAJOR, REST_CODE
+from partimento.core.players import sampling
+from partimento.core.players.contract import Contract
 from partimento.core.players.heads import GivenHeads
-
-RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+from partimento.core.types import RunFn
 
 _PREV = {"alto": "alto_prev", "tenor": "tenor_prev", "bass": "bass_prev"}
 _VERSIONS = itertools.count()

@@ -18,17 +18,14 @@ Pure: numpy only; the model is any callable ``run(feeds, outputs) -> dict``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 import numpy as np
-
 from partimento.core.music import rules
+from partimento.core.music.encoding import REST_CODE, START, Note, grid_to_notes
 from partimento.core.players import sampling
 from partimento.core.players.continuation import Sampler, check_continuation
 from partimento.core.players.contract import Contract
-from partimento.core.music.encoding import REST_CODE, START, Note, grid_to_notes
-
-RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+from partimento.core.types import RunFn
 
 
 def pitch_class_histogram(codes: np.ndarray) -> np.ndarray:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from partimento.core.errors import PartimentoError
 
 
-class SamplingError(ValueError):
+class SamplingError(PartimentoError, ValueError):
     pass
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 
-MidiOut = tuple[int, ...]
-"""A raw MIDI message: status byte then data bytes, e.g. ``(0x90 | channel, pitch, velocity)``."""
+from partimento.core.errors import PartimentoError
+from partimento.core.types import MidiOut
 
 NOTE_OFF = 0x80
 NOTE_ON = 0x90
@@ -43,7 +43,7 @@ RELEASE_VELOCITY = 64
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 
 
-class LedgerError(ValueError):
+class LedgerError(PartimentoError, ValueError):
     """A channel, pitch, velocity or raw message outside MIDI's ranges."""
 
 

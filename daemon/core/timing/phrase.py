@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE
 
 SUSTAIN_CC = 64

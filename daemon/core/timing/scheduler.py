@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from partimento.core.errors import PartimentoError
 from partimento.core.timing.ledger import (
     MidiOut,
     NoteLedger,
@@ -50,7 +51,7 @@ from partimento.core.timing.ledger import (
 )
 
 
-class SchedulerError(ValueError):
+class SchedulerError(PartimentoError, ValueError):
     """A time or note that cannot be scheduled."""
 
 

@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-
 from partimento.core.music.encoding import STEPS_PER_QUARTER
 
 MIN_BPM = 30.0
