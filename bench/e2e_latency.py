@@ -45,23 +45,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/jack.py: the private jackd the tests use
 
-import pytest  # noqa: E402  (tests/jack.py reports a missing jackd as a pytest skip)
+import pytest
 
-from partimento.config import MidiConfig  # noqa: E402
-from partimento.live.midi_io import (  # noqa: E402
+from partimento.config import MidiConfig
+from partimento.live.midi_io import (
     POLL_INTERVAL,
     MidiInput,
     MidiOutput,
     open_input,
     open_output,
 )
-from partimento.live.service import percentile  # noqa: E402
-from tests.jack import JACK_BACKEND, _die_with_parent, jack_server  # noqa: E402
+from partimento.live.service import percentile
+from tests.jack import JACK_BACKEND, _die_with_parent, jack_server
 
 MODELS = ROOT / "exported_models"
 EXAMPLE = ROOT / "docs" / "examples" / "chorale-melody.mid"
-CHORALES = ("bach/bwv66.6", "bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6",
-            "bach/bwv267", "bach/bwv17.7", "bach/bwv40.3", "bach/bwv254")
+CHORALES = (
+    "bach/bwv66.6",
+    "bach/bwv269",
+    "bach/bwv347",
+    "bach/bwv153.1",
+    "bach/bwv86.6",
+    "bach/bwv267",
+    "bach/bwv17.7",
+    "bach/bwv40.3",
+    "bach/bwv254",
+)
 MELODY_PORT, PROBE_PORT, SYNTH_PORT = "bench-melody", "bench-probe", "bench-synth"
 """The bench's ports: the daemon reads the first, the echo the second, both write the third."""
 HARMONY = (1, 2, 3)
@@ -85,6 +94,7 @@ CONTINUE_BPM, CONTINUE_BARS, END_SILENCE = 150.0, 4, 0.5
 
 # --- processes, stopped by PID --------------------------------------------------------------
 
+
 class Processes:
     """Every process the bench starts; at the end each still running is stopped by its PID
     (SIGTERM, then SIGKILL after 5 s). The kernel also SIGTERMs them if the bench dies."""
@@ -93,8 +103,13 @@ class Processes:
         self._started: list[subprocess.Popen] = []
 
     def start(self, args: list[str], **kwargs) -> subprocess.Popen:
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_die_with_parent, **kwargs)
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            **kwargs,
+        )
         self._started.append(process)
         return process
 
@@ -120,13 +135,16 @@ class Processes:
 def _exit_on_sigterm() -> None:
     """SIGTERM and SIGINT unwind as KeyboardInterrupt, so every ``with`` block cleans up
     (SIGINT too when the bench was started with it ignored, as in a background job)."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
 
 # --- the melody -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Note:
@@ -154,8 +172,11 @@ def chorale_lines() -> tuple[list[list[Note]], str]:
                     continue
                 line.append(Note(n.pitch.midi, float(n.offset), float(n.quarterLength)))
             lines.append(line)
-        return lines, f"sopranos of {len(lines)} Bach chorales (music21 corpus: " \
-                      f"{', '.join(c.split('/')[1] for c in CHORALES)})"
+        return (
+            lines,
+            f"sopranos of {len(lines)} Bach chorales (music21 corpus: "
+            f"{', '.join(c.split('/')[1] for c in CHORALES)})",
+        )
     from partimento.files.midifile import read_melody
 
     melody = read_melody(EXAMPLE)
@@ -193,6 +214,7 @@ def melody(lines: list[list[Note]], count: int, rate: float, *, rhythm: bool) ->
 
 
 # --- the bench's ports ----------------------------------------------------------------------
+
 
 class Listener:
     """A thread polling the synthesizer port; ``heard``: ``(monotonic time, message)``."""
@@ -236,15 +258,29 @@ class Rig:
     @contextlib.contextmanager
     def open(cls) -> Iterator[Rig]:
         with contextlib.ExitStack() as stack:
-            synth = stack.enter_context(open_input(MidiConfig(virtual_input=SYNTH_PORT),
-                                                   backend=JACK_BACKEND, client_name="bench-ear"))
+            synth = stack.enter_context(
+                open_input(
+                    MidiConfig(virtual_input=SYNTH_PORT),
+                    backend=JACK_BACKEND,
+                    client_name="bench-ear",
+                )
+            )
             listener = Listener(synth)
             stack.callback(listener.stop)
-            keys = stack.enter_context(open_output(MidiConfig(virtual_output=MELODY_PORT),
-                                                   backend=JACK_BACKEND, client_name="bench-kbd"))
-            probe = stack.enter_context(open_output(MidiConfig(virtual_output=PROBE_PORT),
-                                                    backend=JACK_BACKEND,
-                                                    client_name="bench-kbd2"))
+            keys = stack.enter_context(
+                open_output(
+                    MidiConfig(virtual_output=MELODY_PORT),
+                    backend=JACK_BACKEND,
+                    client_name="bench-kbd",
+                )
+            )
+            probe = stack.enter_context(
+                open_output(
+                    MidiConfig(virtual_output=PROBE_PORT),
+                    backend=JACK_BACKEND,
+                    client_name="bench-kbd2",
+                )
+            )
             yield cls(keys, probe, synth, listener)
 
 
@@ -263,14 +299,16 @@ def play(events: list[tuple[float, MidiOutput, list[int]]], start: float) -> lis
 
 # --- the daemon and its summary -------------------------------------------------------------
 
+
 def write_config(path: Path, mode: str, *, estimate: bool = True, bpm: float = 100.0) -> Path:
     path.write_text(
-        f"mode = \"{mode}\"\nlog_level = \"info\"\nmodels_dir = {json.dumps(str(MODELS))}\n"
-        f"[midi]\ninput = \"{MELODY_PORT}\"\noutput = \"{SYNTH_PORT}\"\n"
+        f'mode = "{mode}"\nlog_level = "info"\nmodels_dir = {json.dumps(str(MODELS))}\n'
+        f'[midi]\ninput = "{MELODY_PORT}"\noutput = "{SYNTH_PORT}"\n'
         f"[tempo]\nbpm = {bpm}\nestimate = {json.dumps(estimate)}\n"
-        "[harmonize]\nmodel = \"bach\"\nchannels = { alto = 2, tenor = 3, bass = 4 }\n"
-        f"[continue]\nmodel = \"folk\"\nend_silence = {END_SILENCE}\nbars = {CONTINUE_BARS}\n"
-        f"channel = {ANSWER + 1}\n[control]\nmode_cc = {MODE_CC}\n")
+        '[harmonize]\nmodel = "bach"\nchannels = { alto = 2, tenor = 3, bass = 4 }\n'
+        f'[continue]\nmodel = "folk"\nend_silence = {END_SILENCE}\nbars = {CONTINUE_BARS}\n'
+        f"channel = {ANSWER + 1}\n[control]\nmode_cc = {MODE_CC}\n"
+    )
     return path
 
 
@@ -306,13 +344,19 @@ class RunningDaemon:
 
 
 @contextlib.contextmanager
-def running_daemon(procs: Processes, env: dict[str, str], config: Path, folder: Path
-                   ) -> Iterator[RunningDaemon]:
+def running_daemon(
+    procs: Processes, env: dict[str, str], config: Path, folder: Path
+) -> Iterator[RunningDaemon]:
     """``partimento run`` from its ready line until the block ends (then stopped by PID)."""
     out, err = folder / f"{config.stem}.out", folder / f"{config.stem}.err"
     with out.open("w") as o, err.open("w") as e:
-        process = procs.start([sys.executable, "-m", "partimento.cli", "run", "--config",
-                               str(config)], cwd=ROOT, env=env, stdout=o, stderr=e)
+        process = procs.start(
+            [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=o,
+            stderr=e,
+        )
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while not out.read_text().startswith("partimento: ready"):
@@ -325,8 +369,10 @@ def running_daemon(procs: Processes, env: dict[str, str], config: Path, folder: 
 
 
 _STATS = r"(?:p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms|none)"
-_SUMMARY = re.compile(rf"(\d+) note-ons, arrival to sent {_STATS} \(Engine\.handle {_STATS}\); "
-                      rf"(\d+) ticks sent, lateness {_STATS}; longest Engine\.tick ([\d.]+) ms")
+_SUMMARY = re.compile(
+    rf"(\d+) note-ons, arrival to sent {_STATS} \(Engine\.handle {_STATS}\); "
+    rf"(\d+) ticks sent, lateness {_STATS}; longest Engine\.tick ([\d.]+) ms"
+)
 
 
 @dataclass
@@ -356,12 +402,14 @@ class Summary:
 
 # --- measurements ---------------------------------------------------------------------------
 
+
 def stats_ms(values: list[float]) -> tuple[float, float, float]:
     return (percentile(values, 50) * 1e3, percentile(values, 99) * 1e3, max(values) * 1e3)
 
 
-def first_reply(heard: list[tuple[float, tuple[int, ...]]], times: list[float], after: float,
-                until: float, test) -> float | None:
+def first_reply(
+    heard: list[tuple[float, tuple[int, ...]]], times: list[float], after: float, until: float, test
+) -> float | None:
     for i in range(bisect.bisect_left(times, after), len(times)):
         t, m = heard[i]
         if t >= until:
@@ -383,8 +431,9 @@ class Harmonize:
     cpu: float
 
 
-def harmonize_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
-                  notes: list[Played], name: str) -> Harmonize:
+def harmonize_run(
+    rig: Rig, procs: Processes, env: dict[str, str], folder: Path, notes: list[Played], name: str
+) -> Harmonize:
     config = write_config(folder / f"{slug(name)}.toml", "harmonize")
     with running_daemon(procs, env, config, folder) as daemon_process:
         time.sleep(0.5)
@@ -392,11 +441,12 @@ def harmonize_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
         for i, n in enumerate(notes):
             nxt = notes[i + 1].on if i + 1 < len(notes) else n.off
             probe = n.on + (nxt - n.on) / 2
-            events += [(n.on, rig.melody, [0x90, n.pitch, n.velocity]),
-                       (n.off, rig.melody, [0x80, n.pitch, 64]),
-                       (probe, rig.probe, [0x90 | PROBE, n.pitch, n.velocity]),
-                       (probe + min(0.05, (nxt - n.on) / 4), rig.probe,
-                        [0x80 | PROBE, n.pitch, 64])]
+            events += [
+                (n.on, rig.melody, [0x90, n.pitch, n.velocity]),
+                (n.off, rig.melody, [0x80, n.pitch, 64]),
+                (probe, rig.probe, [0x90 | PROBE, n.pitch, n.velocity]),
+                (probe + min(0.05, (nxt - n.on) / 4), rig.probe, [0x80 | PROBE, n.pitch, 64]),
+            ]
         start = time.monotonic() + 0.1
         sent = play(events, start)
         time.sleep(0.3)
@@ -407,25 +457,44 @@ def harmonize_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
     daemon, echo = [], []
     for i, n in enumerate(notes):
         on, probe = sent[4 * i], sent[4 * i + 2]
-        reply = first_reply(heard, times, on, on + REPLY_WINDOW,
-                            lambda m, n=n: (len(m) == 3 and m[0] & 0xF0 == 0x90
-                                            and m[0] & 0x0F in HARMONY and m[2] == n.velocity))
+        reply = first_reply(
+            heard,
+            times,
+            on,
+            on + REPLY_WINDOW,
+            lambda m, n=n: (
+                len(m) == 3
+                and m[0] & 0xF0 == 0x90
+                and m[0] & 0x0F in HARMONY
+                and m[2] == n.velocity
+            ),
+        )
         if reply is not None:
             daemon.append(reply)
         wanted = (0x90 | PROBE, n.pitch, n.velocity)
         back = first_reply(heard, times, probe, probe + REPLY_WINDOW, lambda m, w=wanted: m == w)
         if back is not None:
             echo.append(back)
-    return Harmonize(name, len(notes), echo, daemon, len(notes) - len(echo),
-                     len(notes) - len(daemon), summary, cpu)
+    return Harmonize(
+        name,
+        len(notes),
+        echo,
+        daemon,
+        len(notes) - len(echo),
+        len(notes) - len(daemon),
+        summary,
+        cpu,
+    )
 
 
 def echo_alone(rig: Rig, notes: list[Played]) -> list[float]:
     """The probes alone, with no daemon running: the echo's latency under the same load."""
     events: list[tuple[float, MidiOutput, list[int]]] = []
     for n in notes:
-        events += [(n.on, rig.probe, [0x90 | PROBE, n.pitch, n.velocity]),
-                   (n.off, rig.probe, [0x80 | PROBE, n.pitch, 64])]
+        events += [
+            (n.on, rig.probe, [0x90 | PROBE, n.pitch, n.velocity]),
+            (n.off, rig.probe, [0x80 | PROBE, n.pitch, 64]),
+        ]
     start = time.monotonic() + 0.1
     sent = play(events, start)
     time.sleep(0.3)
@@ -434,8 +503,9 @@ def echo_alone(rig: Rig, notes: list[Played]) -> list[float]:
     out = []
     for i, n in enumerate(notes):
         wanted = (0x90 | PROBE, n.pitch, n.velocity)
-        back = first_reply(heard, times, sent[2 * i], sent[2 * i] + REPLY_WINDOW,
-                           lambda m, w=wanted: m == w)
+        back = first_reply(
+            heard, times, sent[2 * i], sent[2 * i] + REPLY_WINDOW, lambda m, w=wanted: m == w
+        )
         if back is not None:
             out.append(back)
     return out
@@ -449,10 +519,18 @@ class Continue:
     summary: Summary
 
 
-def continue_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
-                 lines: list[list[Note]], rounds: int, name: str) -> Continue:
-    config = write_config(folder / f"{slug(name)}.toml", "continue", estimate=False,
-                          bpm=CONTINUE_BPM)
+def continue_run(
+    rig: Rig,
+    procs: Processes,
+    env: dict[str, str],
+    folder: Path,
+    lines: list[list[Note]],
+    rounds: int,
+    name: str,
+) -> Continue:
+    config = write_config(
+        folder / f"{slug(name)}.toml", "continue", estimate=False, bpm=CONTINUE_BPM
+    )
     spq = 60 / CONTINUE_BPM
     answer_seconds = CONTINUE_BARS * 4 * spq
     with running_daemon(procs, env, config, folder) as daemon_process:
@@ -465,8 +543,10 @@ def continue_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
             for i, n in enumerate(phrase):
                 on = (n.onset - phrase[0].onset) * spq
                 velocity = 70 + i * 3
-                events += [(on, rig.melody, [0x90, n.pitch, velocity]),
-                           (on + LEGATO * n.length * spq, rig.melody, [0x80, n.pitch, 64])]
+                events += [
+                    (on, rig.melody, [0x90, n.pitch, velocity]),
+                    (on + LEGATO * n.length * spq, rig.melody, [0x80, n.pitch, 64]),
+                ]
             sent = play(events, time.monotonic() + 0.05)
             end = max(sent)
             deadline = end + END_SILENCE + 2.0
@@ -477,12 +557,14 @@ def continue_run(rig: Rig, procs: Processes, env: dict[str, str], folder: Path,
             time.sleep(answer_seconds + 0.3)
         time.sleep(0.2)
         summary = Summary.parse(daemon_process.stop())
-    answered = sum(1 for _, m in rig.listener.since(t0)
-                   if len(m) == 3 and m[0] == 0x90 | ANSWER and m[2] > 0)
+    answered = sum(
+        1 for _, m in rig.listener.since(t0) if len(m) == 3 and m[0] == 0x90 | ANSWER and m[2] > 0
+    )
     return Continue(name, rounds, answered, summary)
 
 
 # --- the report -----------------------------------------------------------------------------
+
 
 def _row(what: str, n: int | str, s: tuple[float, float, float] | None, note: str = "") -> str:
     if s is None:
@@ -496,49 +578,75 @@ def report_harmonize(r: Harmonize, alone: list[float]) -> tuple[float, float]:
     s = r.summary
     print(f"\n#### {r.name}: {r.notes} melody notes, {r.notes} echo probes\n")
     print("| what | n | p50 | p99 | max |\n|---|---|---|---|---|")
-    print(_row("echo alone (no daemon running): probe sent → heard back", len(alone),
-               stats_ms(alone)))
+    print(
+        _row("echo alone (no daemon running): probe sent → heard back", len(alone), stats_ms(alone))
+    )
     print(_row("echo: probe note-on sent → heard back", len(r.echo), echo))
-    print(_row("daemon: melody note-on sent → first harmony note-on heard", len(r.daemon),
-               daemon))
+    print(_row("daemon: melody note-on sent → first harmony note-on heard", len(r.daemon), daemon))
     print(_row("daemon − echo (difference of the percentiles)", "", diff))
-    print(_row("daemon − echo alone (difference of the percentiles)", "",
-               tuple(d - e for d, e in zip(daemon, stats_ms(alone), strict=True))))
+    print(
+        _row(
+            "daemon − echo alone (difference of the percentiles)",
+            "",
+            tuple(d - e for d, e in zip(daemon, stats_ms(alone), strict=True)),
+        )
+    )
     print(_row("daemon's own stamps: arrival → replies sent", s.note_ons, s.arrival_to_sent))
     print(_row("daemon's own stamps: `Engine.handle` alone", s.note_ons, s.handle))
     print(_row("daemon's own stamps: harmony tick lateness", s.ticks_sent, s.lateness))
-    missing = f"{r.daemon_missing} melody notes without a harmony note-on" \
-              f" within {REPLY_WINDOW * 1e3:.0f} ms, {r.echo_missing} probes not echoed"
-    print(f"\n{missing}; longest `Engine.tick` {s.longest_tick:.2f} ms; the daemon used "
-          f"{r.cpu:.0%} of one core from ready to stop.")
+    missing = (
+        f"{r.daemon_missing} melody notes without a harmony note-on"
+        f" within {REPLY_WINDOW * 1e3:.0f} ms, {r.echo_missing} probes not echoed"
+    )
+    print(
+        f"\n{missing}; longest `Engine.tick` {s.longest_tick:.2f} ms; the daemon used "
+        f"{r.cpu:.0%} of one core from ready to stop."
+    )
     ok50, ok99 = diff[0] <= 0.3, diff[1] <= 1.0
-    print(f"Target daemon − echo ≤ 0.3 ms at p50: {'met' if ok50 else 'not met'} "
-          f"({diff[0]:+.2f} ms); ≤ 1 ms at p99: {'met' if ok99 else 'not met'} "
-          f"({diff[1]:+.2f} ms).")
+    print(
+        f"Target daemon − echo ≤ 0.3 ms at p50: {'met' if ok50 else 'not met'} "
+        f"({diff[0]:+.2f} ms); ≤ 1 ms at p99: {'met' if ok99 else 'not met'} "
+        f"({diff[1]:+.2f} ms)."
+    )
     return diff[0], diff[1]
 
 
 def report_continue(results: list[Continue]) -> None:
     if not results:
         return
-    print(f"\n#### Continue mode: answer notes against their scheduled times "
-          f"({CONTINUE_BARS} bars at {CONTINUE_BPM:g} BPM, tempo fixed)\n")
-    print("| condition | phrases | answer note-ons heard | ticks sent | lateness p50 | p99 | max "
-          "| longest `Engine.tick` |\n|---|---|---|---|---|---|---|---|")
+    print(
+        f"\n#### Continue mode: answer notes against their scheduled times "
+        f"({CONTINUE_BARS} bars at {CONTINUE_BPM:g} BPM, tempo fixed)\n"
+    )
+    print(
+        "| condition | phrases | answer note-ons heard | ticks sent | lateness p50 | p99 | max "
+        "| longest `Engine.tick` |\n|---|---|---|---|---|---|---|---|"
+    )
     for r in results:
         s = r.summary
-        lat = ("- | - | -" if s.lateness is None else
-               f"{s.lateness[0]:.2f} ms | {s.lateness[1]:.2f} ms | {s.lateness[2]:.2f} ms")
-        print(f"| {r.name} | {r.phrases} | {r.answer_notes} | {s.ticks_sent} | {lat} | "
-              f"{s.longest_tick:.2f} ms |")
+        lat = (
+            "- | - | -"
+            if s.lateness is None
+            else f"{s.lateness[0]:.2f} ms | {s.lateness[1]:.2f} ms | {s.lateness[2]:.2f} ms"
+        )
+        print(
+            f"| {r.name} | {r.phrases} | {r.answer_notes} | {s.ticks_sent} | {lat} | "
+            f"{s.longest_tick:.2f} ms |"
+        )
     for r in results:
         p99 = None if r.summary.lateness is None else r.summary.lateness[1]
-        verdict = ("not measured" if p99 is None else
-                   "met" if p99 <= 1.0 else f"not met (by {p99 - 1.0:.2f} ms)")
+        verdict = (
+            "not measured"
+            if p99 is None
+            else "met"
+            if p99 <= 1.0
+            else f"not met (by {p99 - 1.0:.2f} ms)"
+        )
         print(f"\n{r.name}: target lateness p99 ≤ 1 ms: {verdict}.")
 
 
 # --- the echo client (a subprocess of the bench) --------------------------------------------
+
 
 def run_echo() -> int:
     """Read ``PROBE_PORT`` as :class:`partimento.live.midi_io.InputReader` does (drain, then sleep
@@ -568,8 +676,13 @@ def run_echo() -> int:
 def start_echo(procs: Processes, env: dict[str, str], folder: Path) -> subprocess.Popen:
     log = folder / "echo.out"
     with log.open("w") as out:
-        process = procs.start([sys.executable, str(Path(__file__).resolve()), "--echo"],
-                              cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = procs.start(
+            [sys.executable, str(Path(__file__).resolve()), "--echo"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 10
     while "echo: ready" not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -580,9 +693,16 @@ def start_echo(procs: Processes, env: dict[str, str], folder: Path) -> subproces
 
 def code_state() -> str:
     """The commit, and the uncommitted change to daemon/ if any (a hash of its diff)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "--no-optional-locks", *args], cwd=ROOT, text=True,
-                              capture_output=True, timeout=10).stdout
+        return subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout
+
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     diff = git("diff", "HEAD", "--", "daemon")
     if not diff:
@@ -598,17 +718,33 @@ def load_average() -> str:
 
 # --- main -----------------------------------------------------------------------------------
 
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer notes and phrases (a smoke "
-                    "run of about a minute)")
-    ap.add_argument("--rate", type=float, action="append", choices=(5.0, 30.0),
-                    help="only this melody rate in notes/s (5 or 30; may be given twice)")
-    ap.add_argument("--load", choices=("idle", "loaded", "both"), default="both",
-                    help="only the idle or only the loaded conditions")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer notes and phrases (a smoke run of about a minute)",
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        choices=(5.0, 30.0),
+        help="only this melody rate in notes/s (5 or 30; may be given twice)",
+    )
+    ap.add_argument(
+        "--load",
+        choices=("idle", "loaded", "both"),
+        default="both",
+        help="only the idle or only the loaded conditions",
+    )
     ap.add_argument("--no-continue", action="store_true", help="skip the continue mode runs")
-    ap.add_argument("--no-harmonize", action="store_true",
-                    help="skip the harmonize runs (and the echo-alone probes)")
+    ap.add_argument(
+        "--no-harmonize",
+        action="store_true",
+        help="skip the harmonize runs (and the echo-alone probes)",
+    )
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
@@ -616,15 +752,20 @@ def main() -> int:
     _exit_on_sigterm()
     counts = {5.0: 50, 30.0: 90} if args.quick else {5.0: 200, 30.0: 300}
     probes_alone = counts[30.0] * 2 // 3
-    counts = {r: n for r, n in counts.items()
-              if not args.no_harmonize and (not args.rate or r in args.rate)}
+    counts = {
+        r: n
+        for r, n in counts.items()
+        if not args.no_harmonize and (not args.rate or r in args.rate)
+    }
     loads = {"idle": (False,), "loaded": (True,), "both": (False, True)}[args.load]
     rounds = 1 if args.quick else 5
     lines, source = chorale_lines()
     print(f"melody: {source}")
     state = code_state()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, "
-          f"load average before: {load_average()}\ncode: {state}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, "
+        f"load average before: {load_average()}\ncode: {state}"
+    )
     t_begin = time.monotonic()
     harmonize: list[Harmonize] = []
     alone: dict[bool, list[float]] = {}
@@ -645,8 +786,7 @@ def main() -> int:
                 label = "one core loaded" if loaded else "idle"
                 if counts:
                     print(f"... echo alone, {label}", flush=True)
-                    alone[loaded] = echo_alone(rig, melody(lines, probes_alone, 30.0,
-                                                           rhythm=False))
+                    alone[loaded] = echo_alone(rig, melody(lines, probes_alone, 30.0, rhythm=False))
                 for rate, count in counts.items():
                     notes = melody(lines, count, rate, rhythm=rate < 10)
                     name = f"{rate:g} notes/s, {label}"
@@ -654,8 +794,9 @@ def main() -> int:
                     harmonize.append(harmonize_run(rig, procs, env, folder, notes, name))
                 if not args.no_continue:
                     print(f"... continue mode, {label}", flush=True)
-                    continued.append(continue_run(rig, procs, env, folder, lines, rounds,
-                                                  f"continue, {label}"))
+                    continued.append(
+                        continue_run(rig, procs, env, folder, lines, rounds, f"continue, {label}")
+                    )
                 if busy is not None:
                     Processes.stop(busy)
     except JACK_UNAVAILABLE as exc:
@@ -664,8 +805,9 @@ def main() -> int:
     except KeyboardInterrupt:
         print("e2e_latency: interrupted; every process started was stopped", file=sys.stderr)
         return 130
-    print(f"\nThe bench took {time.monotonic() - t_begin:.0f} s; load average after: "
-          f"{load_average()}")
+    print(
+        f"\nThe bench took {time.monotonic() - t_begin:.0f} s; load average after: {load_average()}"
+    )
     if code_state() != state:
         print(f"WARNING: the daemon's code changed during the run: now {code_state()}")
     print("\n### Harmonize mode")

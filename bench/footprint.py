@@ -48,10 +48,14 @@ from e2e_latency import (
 
 READY_LINE = "partimento: ready"
 READY_TIMEOUT = 30.0
-RUN_IMPORTS = "import partimento.cli, partimento.config, partimento.engine.engine, partimento.service, partimento.training.export"
+RUN_IMPORTS = (
+    "import partimento.cli, partimento.config, partimento.commands.run, partimento.live.service, "
+    "partimento.engine.engine, partimento.files.model"
+)
 """What ``partimento run`` imports before it loads the models (main's error types included)."""
-LOAD_MODELS = (f"{RUN_IMPORTS}; from partimento import model; model.load('bach'); "
-               "model.load('folk')")
+LOAD_MODELS = (
+    f"{RUN_IMPORTS}; from partimento.files import model; model.load('bach'); model.load('folk')"
+)
 STATUS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads")
 TARGET_MB, TARGET_READY = 120.0, 1.0
 
@@ -85,8 +89,9 @@ def timed_python(code: str, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60, stdin=subprocess.DEVNULL
+        )
         times.append(time.monotonic() - t0)
     return times
 
@@ -95,7 +100,10 @@ def resident(code: str) -> dict[str, int]:
     """``status`` of an interpreter that has run ``code`` (it waits for the bench to read)."""
     process = subprocess.Popen(
         [sys.executable, "-c", f"{code}\nimport sys\nprint('done', flush=True)\nsys.stdin.read()"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         if process.stdout.readline() != b"done\n":
@@ -105,26 +113,33 @@ def resident(code: str) -> dict[str, int]:
         process.communicate(timeout=60)
 
 
-def start_daemon(procs: Processes, env: dict[str, str], config: Path, err: Path
-                 ) -> tuple[subprocess.Popen, float]:
+def start_daemon(
+    procs: Processes, env: dict[str, str], config: Path, err: Path
+) -> tuple[subprocess.Popen, float]:
     """The daemon and the seconds from just before its start to its ready line."""
     with err.open("w") as e:
         t0 = time.monotonic()
-        process = procs.start([sys.executable, "-m", "partimento.cli", "run", "--config",
-                               str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=e)
+        process = procs.start(
+            [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=e,
+        )
     assert process.stdout is not None
     deadline = t0 + READY_TIMEOUT
     line = b""
     while not line.endswith(b"\n"):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
-            raise RuntimeError(f"no ready line within {READY_TIMEOUT:g} s: "
-                               f"{err.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"no ready line within {READY_TIMEOUT:g} s: {err.read_text()[-2000:]}"
+            )
         chunk = process.stdout.read1(4096)
         if not chunk:
-            raise RuntimeError(f"the daemon exited with {process.wait()}: "
-                               f"{err.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"the daemon exited with {process.wait()}: {err.read_text()[-2000:]}"
+            )
         line += chunk
     took = time.monotonic() - t0
     if not line.decode().startswith(READY_LINE):
@@ -137,7 +152,7 @@ def _ms(seconds: float) -> str:
 
 
 def _spread(times: list[float]) -> str:
-    return (f"{_ms(statistics.median(times))} | {_ms(min(times))} | {_ms(max(times))}")
+    return f"{_ms(statistics.median(times))} | {_ms(min(times))} | {_ms(max(times))}"
 
 
 def main() -> int:
@@ -148,16 +163,22 @@ def main() -> int:
     _exit_on_sigterm()
     lines, source = chorale_lines()
     state = code_state()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, load average "
-          f"before: {load_average()}\ncode: {state}\nmelody: {source}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, load average "
+        f"before: {load_average()}\ncode: {state}\nmelody: {source}"
+    )
 
-    baselines = {"`python -c pass`": timed_python("pass", args.runs),
-                 "`python -c 'import partimento.cli'`": timed_python("import partimento.cli", args.runs),
-                 "every module `run` imports": timed_python(RUN_IMPORTS, args.runs),
-                 "those imports + loading bach and folk": timed_python(LOAD_MODELS, args.runs)}
-    memory = {"interpreter only": resident("pass"),
-              "every module `run` imports": resident(RUN_IMPORTS),
-              "those imports + bach and folk loaded": resident(LOAD_MODELS)}
+    baselines = {
+        "`python -c pass`": timed_python("pass", args.runs),
+        "`python -c 'import partimento.cli'`": timed_python("import partimento.cli", args.runs),
+        "every module `run` imports": timed_python(RUN_IMPORTS, args.runs),
+        "those imports + loading bach and folk": timed_python(LOAD_MODELS, args.runs),
+    }
+    memory = {
+        "interpreter only": resident("pass"),
+        "every module `run` imports": resident(RUN_IMPORTS),
+        "those imports + bach and folk loaded": resident(LOAD_MODELS),
+    }
     ready_times: list[float] = []
     daemon_memory: list[tuple[str, dict[str, int]]] = []
     stop_took = 0.0
@@ -179,20 +200,24 @@ def main() -> int:
             time.sleep(1.0)
             daemon_memory.append(("1 s after ready, idle", status(pid)))
             notes = melody(lines, args.notes, 8.0, rhythm=True)
-            thirds = [notes[: len(notes) // 3], notes[len(notes) // 3: 2 * len(notes) // 3],
-                      notes[2 * len(notes) // 3:]]
+            thirds = [
+                notes[: len(notes) // 3],
+                notes[len(notes) // 3 : 2 * len(notes) // 3],
+                notes[2 * len(notes) // 3 :],
+            ]
             played = 0
             for part in thirds:
                 shift = part[0].on
                 events = []
                 for n in part:
-                    events += [(n.on - shift, rig.melody, [0x90, n.pitch, n.velocity]),
-                               (n.off - shift, rig.melody, [0x80, n.pitch, 64])]
+                    events += [
+                        (n.on - shift, rig.melody, [0x90, n.pitch, n.velocity]),
+                        (n.off - shift, rig.melody, [0x80, n.pitch, 64]),
+                    ]
                 play(events, time.monotonic() + 0.05)
                 played += len(part)
                 time.sleep(0.2)
-                daemon_memory.append((f"after {played} melody notes (harmonize)",
-                                      status(pid)))
+                daemon_memory.append((f"after {played} melody notes (harmonize)", status(pid)))
             rig.melody.send_message([0xB0, MODE_CC, 127])
             time.sleep(0.2)
             for line in lines[:2]:
@@ -200,8 +225,10 @@ def main() -> int:
                 events = []
                 for n in phrase:
                     on = (n.onset - phrase[0].onset) * 0.4
-                    events += [(on, rig.melody, [0x90, n.pitch, 80]),
-                               (on + 0.85 * n.length * 0.4, rig.melody, [0x80, n.pitch, 64])]
+                    events += [
+                        (on, rig.melody, [0x90, n.pitch, 80]),
+                        (on + 0.85 * n.length * 0.4, rig.melody, [0x80, n.pitch, 64]),
+                    ]
                 play(events, time.monotonic() + 0.05)
                 time.sleep(1.0 + 2 * 4 * 0.6 + 0.5)  # end of phrase, a 2-bar answer
             daemon_memory.append(("after 2 continue-mode phrases and answers", status(pid)))
@@ -210,8 +237,11 @@ def main() -> int:
             t0 = time.monotonic()
             code = Processes.stop(process, 10)
             stop_took = time.monotonic() - t0
-            summary = [x for x in (folder / f"run{args.runs - 1}.err").read_text().splitlines()
-                       if "stopped:" in x]
+            summary = [
+                x
+                for x in (folder / f"run{args.runs - 1}.err").read_text().splitlines()
+                if "stopped:" in x
+            ]
             if code != 0 or not summary:
                 raise RuntimeError(f"the daemon exited with {code}")
             replies = sum(1 for _, m in rig.listener.since(0) if m[0] & 0xF0 == 0x90)
@@ -229,32 +259,46 @@ def main() -> int:
     for what, times in baselines.items():
         print(f"| {what} | {_spread(times)} |")
     print(f"| `partimento run`: start → ready line | {_spread(ready_times)} |")
-    print(f"| `partimento run` minus `python -c pass` (medians) | "
-          f"{_ms(ready - interpreter)} | | |")
-    print(f"\nEach start (first one first): {', '.join(_ms(t) for t in ready_times)}. "
-          f"SIGTERM → exit: {_ms(stop_took)}.")
-    verdict = "met" if max(ready_times) <= TARGET_READY else (
-        f"not met (by {_ms(max(ready_times) - TARGET_READY)} at the slowest start)")
+    print(f"| `partimento run` minus `python -c pass` (medians) | {_ms(ready - interpreter)} | | |")
+    print(
+        f"\nEach start (first one first): {', '.join(_ms(t) for t in ready_times)}. "
+        f"SIGTERM → exit: {_ms(stop_took)}."
+    )
+    verdict = (
+        "met"
+        if max(ready_times) <= TARGET_READY
+        else (f"not met (by {_ms(max(ready_times) - TARGET_READY)} at the slowest start)")
+    )
     print(f"Target ready ≤ {TARGET_READY:g} s: {verdict}.")
 
     print("\n#### Memory (/proc/PID/status)\n")
-    print("| when | VmRSS | VmHWM (peak) | RssAnon | RssFile | RssShmem | of it JACK's "
-          "/dev/shm | VmRSS − JACK's | threads |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| when | VmRSS | VmHWM (peak) | RssAnon | RssFile | RssShmem | of it JACK's "
+        "/dev/shm | VmRSS − JACK's | threads |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for what, s in [*((f"interpreter: {k}", v) for k, v in memory.items()), *daemon_memory]:
-        print(f"| {what} | {mb(s['VmRSS'])} | {mb(s['VmHWM'])} | {mb(s['RssAnon'])} | "
-              f"{mb(s['RssFile'])} | {mb(s['RssShmem'])} | {mb(s['JackShm'])} | "
-              f"{mb(s['VmRSS'] - s['JackShm'])} | {s['Threads']} |")
+        print(
+            f"| {what} | {mb(s['VmRSS'])} | {mb(s['VmHWM'])} | {mb(s['RssAnon'])} | "
+            f"{mb(s['RssFile'])} | {mb(s['RssShmem'])} | {mb(s['JackShm'])} | "
+            f"{mb(s['VmRSS'] - s['JackShm'])} | {s['Threads']} |"
+        )
     print()
     peak = max(s["VmHWM"] for _, s in daemon_memory) / 1024
     last = daemon_memory[-1][1]
     steady, shm = last["VmRSS"] / 1024, last["JackShm"] / 1024
-    for what, worst in (("VmRSS", max(peak, steady)),
-                        ("VmRSS without JACK's shared segment", max(peak, steady) - shm)):
+    for what, worst in (
+        ("VmRSS", max(peak, steady)),
+        ("VmRSS without JACK's shared segment", max(peak, steady) - shm),
+    ):
         verdict = "met" if worst <= TARGET_MB else f"not met (by {worst - TARGET_MB:.1f} MB)"
-        print(f"Target ≤ {TARGET_MB:g} MB, {what} (peak and steady, the larger "
-              f"{worst:.1f} MB): {verdict}.")
-    print(f"Peak (VmHWM) {peak:.1f} MB, steady {steady:.1f} MB, of which {shm:.1f} MB is "
-          f"JACK's shared segment. Note-ons heard from the daemon: {replies}.")
+        print(
+            f"Target ≤ {TARGET_MB:g} MB, {what} (peak and steady, the larger "
+            f"{worst:.1f} MB): {verdict}."
+        )
+    print(
+        f"Peak (VmHWM) {peak:.1f} MB, steady {steady:.1f} MB, of which {shm:.1f} MB is "
+        f"JACK's shared segment. Note-ons heard from the daemon: {replies}."
+    )
     print(f"Daemon: {summary[0].split('stopped: ', 1)[1]}")
     print(f"Load average after: {load_average()}")
     if code_state() != state:

@@ -77,7 +77,7 @@ from e2e_latency import (
 )
 from footprint import status
 
-from partimento.engine.engine import CHORD_SECONDS
+from partimento.engine.harmonize import CHORD_SECONDS
 
 PAUSE = 3.0
 """Seconds of silence between two chorales, once per :data:`PAUSE_EVERY` seconds of playing."""
@@ -89,12 +89,15 @@ LATE = 1.0
 """A note without harmony within :data:`REPLY_WINDOW`: its harmony is looked for this long."""
 SETTLE = 0.5
 """Seconds between the daemon's ready line and the first note (and after the last one)."""
-STEADY_DEFINITION = (f"the last minute's p99 within max({P99_STEADY_MS:g} ms, "
-                     f"{P99_STEADY_SHARE:.0%} of the first minute's p99) of the first "
-                     "minute's, either way")
+STEADY_DEFINITION = (
+    f"the last minute's p99 within max({P99_STEADY_MS:g} ms, "
+    f"{P99_STEADY_SHARE:.0%} of the first minute's p99) of the first "
+    "minute's, either way"
+)
 
 
 # --- the melody -----------------------------------------------------------------------------
+
 
 def schedule(lines: list[list[Note]], rate: float, seconds: float) -> list[Played]:
     """Even notes at ``rate`` notes/s, the lines one after the other (and round again), a
@@ -121,9 +124,11 @@ class Player:
 
     def __init__(self, port: MidiOutput, notes: list[Played], start: float) -> None:
         self.port, self.start = port, start
-        self.events = sorted([(n.on, i, [0x90, n.pitch, n.velocity]) for i, n in enumerate(notes)]
-                             + [(n.off, -1, [0x80, n.pitch, 64]) for n in notes],
-                             key=lambda e: e[0])
+        self.events = sorted(
+            [(n.on, i, [0x90, n.pitch, n.velocity]) for i, n in enumerate(notes)]
+            + [(n.off, -1, [0x80, n.pitch, 64]) for n in notes],
+            key=lambda e: e[0],
+        )
         self.sent = [0.0] * len(notes)
         self.error: BaseException | None = None
         self._stopping = threading.Event()
@@ -150,6 +155,7 @@ class Player:
 
 
 # --- per-minute figures ---------------------------------------------------------------------
+
 
 class Machine:
     """CPU use of the whole machine between two calls (``/proc/stat``)."""
@@ -192,26 +198,38 @@ class Minute:
         return stats_ms(self.latencies)[1] if self.latencies else float("nan")
 
     def row(self) -> str:
-        lat = ("- | - | -" if not self.latencies else
-               " | ".join(f"{x:.2f} ms" for x in stats_ms(self.latencies)))
-        return (f"| {self.index} | {self.sent} | {self.full} | {self.none} ({self.chorded}) | "
-                f"{lat} | {max(self.send_late, default=0) * 1e3:.0f} ms | "
-                f"{mb(self.rss['VmRSS'])} | {mb(self.rss['VmHWM'])} | {mb(self.rss['RssAnon'])} "
-                f"| {self.cpu:.0%} | {self.machine:.0%} | {self.load} |")
+        lat = (
+            "- | - | -"
+            if not self.latencies
+            else " | ".join(f"{x:.2f} ms" for x in stats_ms(self.latencies))
+        )
+        return (
+            f"| {self.index} | {self.sent} | {self.full} | {self.none} ({self.chorded}) | "
+            f"{lat} | {max(self.send_late, default=0) * 1e3:.0f} ms | "
+            f"{mb(self.rss['VmRSS'])} | {mb(self.rss['VmHWM'])} | {mb(self.rss['RssAnon'])} "
+            f"| {self.cpu:.0%} | {self.machine:.0%} | {self.load} |"
+        )
 
 
-HEADER = ("| minute | notes sent | full harmony | no harmony (sent as a chord) | p50 | p99 | max "
-          "| bench's send lateness max | VmRSS | VmHWM | RssAnon | daemon CPU (one core) "
-          "| machine CPU (2 cores) | load avg |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| minute | notes sent | full harmony | no harmony (sent as a chord) | p50 | p99 | max "
+    "| bench's send lateness max | VmRSS | VmHWM | RssAnon | daemon CPU (one core) "
+    "| machine CPU (2 cores) | load avg |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def mb(kb: int) -> str:
     return f"{kb / 1024:.1f} MB"
 
 
-def replies(heard: list[tuple[float, tuple[int, ...]]], times: list[float], after: float,
-            velocity: int, window: float = REPLY_WINDOW) -> tuple[float | None, set[int]]:
+def replies(
+    heard: list[tuple[float, tuple[int, ...]]],
+    times: list[float],
+    after: float,
+    velocity: int,
+    window: float = REPLY_WINDOW,
+) -> tuple[float | None, set[int]]:
     """The first harmony note-on at ``velocity`` within ``window`` after ``after`` (seconds
     after it) and the harmony channels struck at it in the window."""
     first, channels = None, set()
@@ -219,17 +237,23 @@ def replies(heard: list[tuple[float, tuple[int, ...]]], times: list[float], afte
         t, m = heard[i]
         if t >= after + window:
             break
-        if (len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] == velocity
-                and m[0] & 0x0F in HARMONY):
+        if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] == velocity and m[0] & 0x0F in HARMONY:
             if first is None:
                 first = t - after
             channels.add(m[0] & 0x0F)
     return first, channels
 
 
-def measure_minute(index: int, notes: list[Played], player: Player, rig: Rig,
-                   daemon: RunningDaemon, cpu_mark: tuple[float, float], machine: Machine,
-                   dump_to: Path | None) -> tuple[Minute, tuple[float, float]]:
+def measure_minute(
+    index: int,
+    notes: list[Played],
+    player: Player,
+    rig: Rig,
+    daemon: RunningDaemon,
+    cpu_mark: tuple[float, float],
+    machine: Machine,
+    dump_to: Path | None,
+) -> tuple[Minute, tuple[float, float]]:
     """Minute ``index`` (1-based): the notes whose onset falls in it; the daemon's memory now
     and its CPU share since ``cpu_mark`` (time, CPU seconds), and the new mark. With
     ``dump_to``, one JSON line per note is appended to it: index, sent (s from the start),
@@ -262,8 +286,21 @@ def measure_minute(index: int, notes: list[Played], player: Player, rig: Rig,
         missing.update(set(HARMONY) - channels)
     sent = sum(1 for i in mine if player.sent[i] > 0)
     send_late = [player.sent[i] - player.start - notes[i].on for i in mine if player.sent[i]]
-    minute = Minute(index, sent, full, none, latencies, late, chorded, send_late, missing, rss,
-                    share, machine.busy(), load_average())
+    minute = Minute(
+        index,
+        sent,
+        full,
+        none,
+        latencies,
+        late,
+        chorded,
+        send_late,
+        missing,
+        rss,
+        share,
+        machine.busy(),
+        load_average(),
+    )
     if dump_to is not None:
         with dump_to.open("a") as f:
             f.writelines(json.dumps(d) + "\n" for d in dump)
@@ -271,6 +308,7 @@ def measure_minute(index: int, notes: list[Played], player: Player, rig: Rig,
 
 
 # --- strict accounting of what the daemon sent ----------------------------------------------
+
 
 @dataclass
 class Account:
@@ -307,86 +345,124 @@ class Account:
 
 # --- the report -----------------------------------------------------------------------------
 
-_AHEAD = re.compile(r"(\d+) notes in, (\d+) out, (\d+) dropped unsent[^;]*; (\d+) of (\d+) "
-                    r"harmony steps answered ahead")
+_AHEAD = re.compile(
+    r"(\d+) notes in, (\d+) out, (\d+) dropped unsent[^;]*; (\d+) of (\d+) "
+    r"harmony steps answered ahead"
+)
 
 
 def _stats(s: tuple[float, float, float] | None) -> str:
     return "none" if s is None else f"p50 {s[0]:.2f} ms, p99 {s[1]:.2f} ms, max {s[2]:.2f} ms"
 
 
-def report(minutes: list[Minute], ready: dict[str, int], end: dict[str, int], line: str,
-           account: Account, notes_total: int) -> None:
+def report(
+    minutes: list[Minute],
+    ready: dict[str, int],
+    end: dict[str, int],
+    line: str,
+    account: Account,
+    notes_total: int,
+) -> None:
     first, last = minutes[0], minutes[-1]
-    print(f"\n{len(minutes)} minute(s), {sum(m.sent for m in minutes)} of {notes_total} "
-          f"melody notes sent.")
+    print(
+        f"\n{len(minutes)} minute(s), {sum(m.sent for m in minutes)} of {notes_total} "
+        f"melody notes sent."
+    )
     growth = (last.rss["VmRSS"] - first.rss["VmRSS"]) / 1024
-    print(f"VmRSS: ready {mb(ready['VmRSS'])}, end of minute 1 {mb(first.rss['VmRSS'])}, end "
-          f"of minute {last.index} {mb(last.rss['VmRSS'])}, end (idle {2 * SETTLE:g} s later) "
-          f"{mb(end['VmRSS'])}. Growth minute 1 → {last.index}: {growth:+.1f} MB; ready → "
-          f"end: {(end['VmRSS'] - ready['VmRSS']) / 1024:+.1f} MB (RssAnon "
-          f"{(end['RssAnon'] - ready['RssAnon']) / 1024:+.1f} MB); VmHWM ready → end "
-          f"{mb(ready['VmHWM'])} → {mb(end['VmHWM'])}.")
+    print(
+        f"VmRSS: ready {mb(ready['VmRSS'])}, end of minute 1 {mb(first.rss['VmRSS'])}, end "
+        f"of minute {last.index} {mb(last.rss['VmRSS'])}, end (idle {2 * SETTLE:g} s later) "
+        f"{mb(end['VmRSS'])}. Growth minute 1 → {last.index}: {growth:+.1f} MB; ready → "
+        f"end: {(end['VmRSS'] - ready['VmRSS']) / 1024:+.1f} MB (RssAnon "
+        f"{(end['RssAnon'] - ready['RssAnon']) / 1024:+.1f} MB); VmHWM ready → end "
+        f"{mb(ready['VmHWM'])} → {mb(end['VmHWM'])}."
+    )
     full = sum(m.full for m in minutes)
     none = sum(m.none for m in minutes)
     sent = sum(m.sent for m in minutes)
     missing: Counter[int] = sum((m.missing_voices for m in minutes), Counter())
     names = {1: "alto", 2: "tenor", 3: "bass"}
     partial = ", ".join(f"{names.get(c, c)} {k}" for c, k in sorted(missing.items())) or "none"
-    print(f"Melody notes with full harmony: {full} of {sent}; with no harmony note-on within "
-          f"{REPLY_WINDOW * 1e3:.0f} ms: {none}; with some but not all voices: "
-          f"{sent - full - none} (voice missing: {partial}).")
+    print(
+        f"Melody notes with full harmony: {full} of {sent}; with no harmony note-on within "
+        f"{REPLY_WINDOW * 1e3:.0f} ms: {none}; with some but not all voices: "
+        f"{sent - full - none} (voice missing: {partial})."
+    )
     send_late = stats_ms([x for m in minutes for x in m.send_late])
-    print(f"The bench's own send lateness (sent − scheduled): p50 {send_late[0]:.2f} ms, p99 "
-          f"{send_late[1]:.2f} ms, max {send_late[2]:.2f} ms.")
+    print(
+        f"The bench's own send lateness (sent − scheduled): p50 {send_late[0]:.2f} ms, p99 "
+        f"{send_late[1]:.2f} ms, max {send_late[2]:.2f} ms."
+    )
     late = [x for m in minutes for x in m.late]
     if late:
         later = sorted(x * 1e3 for x in late if x is not None)
-        bands = ", ".join(f"{sum(lo <= x < hi for x in later)} at {lo}-{hi} ms"
-                          for lo, hi in ((100, 150), (150, 250), (250, 500), (500, 1000)))
-        print(f"Of the {len(late)} without: {len(later)} got their harmony later ({bands} "
-              f"after the note-on), {len(late) - len(later)} got no harmony note-on at their "
-              f"velocity within {LATE:g} s; {sum(m.chorded for m in minutes)} of the "
-              f"{len(late)} were sent less than {CHORD_SECONDS * 1e3:.0f} ms after the previous "
-              f"note-on (the bench's player itself ran late; the daemon reads such notes as one "
-              f"chord and harmonizes the top one only).")
-    print(f"p99 latency: minute 1 {first.p99:.2f} ms, minute {last.index} {last.p99:.2f} ms "
-          f"({last.p99 - first.p99:+.2f} ms); worst minute "
-          f"{max(m.p99 for m in minutes):.2f} ms; max over the run "
-          f"{max(max(m.latencies, default=0) for m in minutes) * 1e3:.2f} ms.")
+        bands = ", ".join(
+            f"{sum(lo <= x < hi for x in later)} at {lo}-{hi} ms"
+            for lo, hi in ((100, 150), (150, 250), (250, 500), (500, 1000))
+        )
+        print(
+            f"Of the {len(late)} without: {len(later)} got their harmony later ({bands} "
+            f"after the note-on), {len(late) - len(later)} got no harmony note-on at their "
+            f"velocity within {LATE:g} s; {sum(m.chorded for m in minutes)} of the "
+            f"{len(late)} were sent less than {CHORD_SECONDS * 1e3:.0f} ms after the previous "
+            f"note-on (the bench's player itself ran late; the daemon reads such notes as one "
+            f"chord and harmonizes the top one only)."
+        )
+    print(
+        f"p99 latency: minute 1 {first.p99:.2f} ms, minute {last.index} {last.p99:.2f} ms "
+        f"({last.p99 - first.p99:+.2f} ms); worst minute "
+        f"{max(m.p99 for m in minutes):.2f} ms; max over the run "
+        f"{max(max(m.latencies, default=0) for m in minutes) * 1e3:.2f} ms."
+    )
     print(f"Daemon: {line.split('stopped: ', 1)[-1]}")
     with contextlib.suppress(RuntimeError):
         s = Summary.parse(line)
-        print(f"  arrival → sent: {_stats(s.arrival_to_sent)}; Engine.handle: "
-              f"{_stats(s.handle)}; {s.ticks_sent} ticks sent, lateness {_stats(s.lateness)}.")
+        print(
+            f"  arrival → sent: {_stats(s.arrival_to_sent)}; Engine.handle: "
+            f"{_stats(s.handle)}; {s.ticks_sent} ticks sent, lateness {_stats(s.lateness)}."
+        )
     ahead = _AHEAD.search(line)
     if ahead is not None:
         n_in, n_out, unsent, hits, steps = (int(x) for x in ahead.groups())
-        print(f"  answered ahead: {hits} of {steps} harmony steps ({hits / max(1, steps):.1%}); "
-              f"notes in {n_in}, out {n_out}, dropped unsent {unsent}.")
+        print(
+            f"  answered ahead: {hits} of {steps} harmony steps ({hits / max(1, steps):.1%}); "
+            f"notes in {n_in}, out {n_out}, dropped unsent {unsent}."
+        )
     faults = "; ".join(f"{k}: {v}" for k, v in account.faults.items()) or "none"
-    print(f"Strict account of the daemon's messages: {account.note_ons} note-ons, "
-          f"{account.note_offs} note-offs; faults: {faults}; keys left sounding after SIGTERM: "
-          f"{len(account.sounding)} {sorted(account.sounding) or ''}".rstrip()
-          + f"; keys silenced only by all-notes-off (no note-off of their own): "
-          f"{len(account.own_off)} {sorted(account.own_off) or ''}".rstrip() + ".")
+    print(
+        f"Strict account of the daemon's messages: {account.note_ons} note-ons, "
+        f"{account.note_offs} note-offs; faults: {faults}; keys left sounding after SIGTERM: "
+        f"{len(account.sounding)} {sorted(account.sounding) or ''}".rstrip()
+        + f"; keys silenced only by all-notes-off (no note-off of their own): "
+        f"{len(account.own_off)} {sorted(account.own_off) or ''}".rstrip()
+        + "."
+    )
     ok_rss = growth <= RSS_TARGET_MB
     band = max(P99_STEADY_MS, P99_STEADY_SHARE * first.p99)
     ok_p99 = abs(last.p99 - first.p99) <= band
-    print(f"\nTarget VmRSS growth (minute 1 → last) ≤ {RSS_TARGET_MB:g} MB: "
-          f"{'met' if ok_rss else 'not met'} ({growth:+.1f} MB).")
-    print(f"Target p99 steady ({STEADY_DEFINITION}; here ±{band:.2f} ms): "
-          f"{'met' if ok_p99 else 'not met'} ({first.p99:.2f} → {last.p99:.2f} ms).")
+    print(
+        f"\nTarget VmRSS growth (minute 1 → last) ≤ {RSS_TARGET_MB:g} MB: "
+        f"{'met' if ok_rss else 'not met'} ({growth:+.1f} MB)."
+    )
+    print(
+        f"Target p99 steady ({STEADY_DEFINITION}; here ±{band:.2f} ms): "
+        f"{'met' if ok_p99 else 'not met'} ({first.p99:.2f} → {last.p99:.2f} ms)."
+    )
 
 
 # --- main -----------------------------------------------------------------------------------
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=10, help="minutes of playing (default 10)")
     ap.add_argument("--rate", type=float, default=20.0, help="melody notes/s (default 20)")
-    ap.add_argument("--dump", type=Path, help="append one JSON line per melody note to this "
-                    "file: index, sent (s), latency (s or null), harmony channels heard")
+    ap.add_argument(
+        "--dump",
+        type=Path,
+        help="append one JSON line per melody note to this "
+        "file: index, sent (s), latency (s or null), harmony channels heard",
+    )
     args = ap.parse_args()
     if args.minutes < 1 or args.rate <= 0:
         ap.error("--minutes must be ≥ 1 and --rate > 0")
@@ -394,13 +470,17 @@ def main() -> int:
     lines, _ = chorale_lines()
     notes = schedule(lines, args.rate, args.minutes * 60.0)
     state = code_state()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cores, load average before: {load_average()}\ncode: {state}")
-    print(f"melody: sopranos of {len(lines)} Bach chorales "
-          f"({', '.join(c.split('/')[1] for c in CHORALES)}), even notes at {args.rate:g}/s "
-          f"released at {LEGATO:.0%}, a {PAUSE:g} s pause at the first chorale boundary after "
-          f"every {PAUSE_EVERY:g} s; {len(notes)} notes in {args.minutes} min (harmonize mode, "
-          f"`bach`)")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores, load average before: {load_average()}\ncode: {state}"
+    )
+    print(
+        f"melody: sopranos of {len(lines)} Bach chorales "
+        f"({', '.join(c.split('/')[1] for c in CHORALES)}), even notes at {args.rate:g}/s "
+        f"released at {LEGATO:.0%}, a {PAUSE:g} s pause at the first chorale boundary after "
+        f"every {PAUSE_EVERY:g} s; {len(notes)} notes in {args.minutes} min (harmonize mode, "
+        f"`bach`)"
+    )
     print(f"p99 steady means: {STEADY_DEFINITION}.", flush=True)
     t_begin = time.monotonic()
     minutes: list[Minute] = []
@@ -415,9 +495,11 @@ def main() -> int:
             with running_daemon(procs, env, config, folder) as daemon:
                 pid = daemon.process.pid
                 ready = status(pid)
-                print(f"daemon PID {pid} ready: VmRSS {mb(ready['VmRSS'])}, VmHWM "
-                      f"{mb(ready['VmHWM'])}, RssAnon {mb(ready['RssAnon'])}\n\n{HEADER}",
-                      flush=True)
+                print(
+                    f"daemon PID {pid} ready: VmRSS {mb(ready['VmRSS'])}, VmHWM "
+                    f"{mb(ready['VmHWM'])}, RssAnon {mb(ready['RssAnon'])}\n\n{HEADER}",
+                    flush=True,
+                )
                 time.sleep(SETTLE)
                 machine = Machine()
                 cpu_mark = (time.monotonic(), cpu_seconds(pid))
@@ -428,12 +510,14 @@ def main() -> int:
                         while time.monotonic() < due:
                             time.sleep(min(0.5, max(0.0, due - time.monotonic())))
                             if daemon.process.poll() is not None:
-                                raise RuntimeError(f"the daemon exited with "
-                                                   f"{daemon.process.returncode}")
+                                raise RuntimeError(
+                                    f"the daemon exited with {daemon.process.returncode}"
+                                )
                             if player.error is not None:
                                 raise RuntimeError(f"the player failed: {player.error!r}")
-                        minute, cpu_mark = measure_minute(k, notes, player, rig, daemon,
-                                                          cpu_mark, machine, args.dump)
+                        minute, cpu_mark = measure_minute(
+                            k, notes, player, rig, daemon, cpu_mark, machine, args.dump
+                        )
                         minutes.append(minute)
                         print(minute.row(), flush=True)
                 finally:
@@ -455,9 +539,11 @@ def main() -> int:
     account = Account().play(heard)
     report(minutes, ready, end, line, account, len(notes))
     print(f"Messages heard after SIGTERM: {after_stop}.")
-    print(f"\nThe bench took {time.monotonic() - t_begin:.0f} s and used {bench_cpu:.0%} of "
-          f"one core itself (player, listener polling every 0.2 ms); load average after: "
-          f"{load_average()}")
+    print(
+        f"\nThe bench took {time.monotonic() - t_begin:.0f} s and used {bench_cpu:.0%} of "
+        f"one core itself (player, listener polling every 0.2 ms); load average after: "
+        f"{load_average()}"
+    )
     if code_state() != state:
         print(f"WARNING: the daemon's code changed during the run: now {code_state()}")
     return 0

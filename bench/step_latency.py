@@ -7,8 +7,8 @@ step (bass, tenor and alto for 8 candidate chords plus the voice-leading choice)
 max in milliseconds. A transformer (``--model transformer``: one token and its window per
 step) is timed as a raw step; a phrase generator (``--model gan``) as one call writing the
 candidate phrases the daemon draws per answer. Besides the shipped models it times the
-folk transformer and GAN that ``python -m partimento.training.compare`` exports under ``runs/`` when they
-are there (``--models`` names others). Figures are recorded in docs/BENCHMARKS.md.
+folk transformer and GAN that ``python -m partimento.training.compare`` exports under ``runs/`` when
+they are there (``--models`` names others). Figures are recorded in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ import time
 
 import numpy as np
 
-from partimento.files import model
 from partimento.core.players import harmonizer
+from partimento.files import model
 
 
 def percentiles(samples: list[float]) -> str:
     a = np.array(samples) * 1e3
-    return (f"p50 {np.percentile(a, 50):.3f} ms  p99 {np.percentile(a, 99):.3f} ms  "
-            f"max {a.max():.3f} ms")
+    return (
+        f"p50 {np.percentile(a, 50):.3f} ms  p99 {np.percentile(a, 99):.3f} ms  "
+        f"max {a.max():.3f} ms"
+    )
 
 
 COMPARED = ("runs/compare-folk-transformer/export", "runs/compare-folk-gan/export")
@@ -49,8 +51,11 @@ def raw_step(m: model.Model, steps: int) -> list[float]:
     c = m.contract
     if c.encoding.get("type") == "phrase":
         return phrase_call(m, steps)
-    feeds = {t.name: np.zeros((1, 1), np.int32) for t in c.inputs
-             if t.role in ("token", "condition", "given")}
+    feeds = {
+        t.name: np.zeros((1, 1), np.int32)
+        for t in c.inputs
+        if t.role in ("token", "condition", "given")
+    }
     feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in c.states}
     times = []
     for _ in range(steps):
@@ -77,8 +82,12 @@ def live_step(m: model.Model, steps: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--models", default="", help="comma-separated model names or folders "
-                    "(default: bach, folk and the compare exports found under runs/)")
+    ap.add_argument(
+        "--models",
+        default="",
+        help="comma-separated model names or folders "
+        "(default: bach, folk and the compare exports found under runs/)",
+    )
     args = ap.parse_args()
     names = [n for n in args.models.split(",") if n] or ["bach", "folk", *COMPARED]
     for name in names:
@@ -88,8 +97,11 @@ def main() -> None:
             print(f"{name}: skipped ({exc})")
             continue
         raw_step(m, 50)
-        what = ("one phrase call     " if m.contract.encoding.get("type") == "phrase"
-                else "one model step      ")
+        what = (
+            "one phrase call     "
+            if m.contract.encoding.get("type") == "phrase"
+            else "one model step      "
+        )
         print(f"{name:6s} {what} {percentiles(raw_step(m, args.steps))}")
         if m.contract.kind == "live-harmonizer":
             live_step(m, 50)

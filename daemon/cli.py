@@ -26,7 +26,7 @@ from typing import NamedTuple
 # which TensorFlow's kernels use for training, is left alone.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from partimento.core.errors import PartimentoError  # noqa: E402  (after the BLAS setting)
+from partimento.core.errors import PartimentoError
 
 log = logging.getLogger("partimento")
 
@@ -38,22 +38,26 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "run": Command("partimento.commands.run", "run the live daemon on MIDI ports"),
-    "demo": Command("partimento.commands.demo",
-                    "play built-in melodies through the engine (no MIDI needed)"),
-    "harmonize": Command("partimento.commands.harmonize",
-                         "harmonize a melody file in four voices"),
-    "sample": Command("partimento.commands.sample",
-                      "write a sample of a model as MIDI (and WAV)"),
+    "demo": Command(
+        "partimento.commands.demo", "play built-in melodies through the engine (no MIDI needed)"
+    ),
+    "harmonize": Command("partimento.commands.harmonize", "harmonize a melody file in four voices"),
+    "sample": Command("partimento.commands.sample", "write a sample of a model as MIDI (and WAV)"),
     "ports": Command("partimento.commands.ports", "list MIDI input and output ports"),
     "service": Command("partimento.commands.service", "run Partimento as a systemd service"),
-    "train": Command("partimento.training.commands.train",
-                     "train a style (needs the training extra)"),
-    "export": Command("partimento.training.commands.export",
-                      "export a run as model.onnx + model.json"),
-    "evaluate": Command("partimento.training.commands.evaluate",
-                        "evaluate a model on the test split"),
-    "compare": Command("partimento.training.commands.compare",
-                       "train model types on the same budget and compare them"),
+    "train": Command(
+        "partimento.training.commands.train", "train a style (needs the training extra)"
+    ),
+    "export": Command(
+        "partimento.training.commands.export", "export a run as model.onnx + model.json"
+    ),
+    "evaluate": Command(
+        "partimento.training.commands.evaluate", "evaluate a model on the test split"
+    ),
+    "compare": Command(
+        "partimento.training.commands.compare",
+        "train model types on the same budget and compare them",
+    ),
 }
 """Every command: the module that owns it (its ``add_parser(subparsers, parents)``) and the
 line ``partimento --help`` shows."""
@@ -70,16 +74,24 @@ def version() -> str:
 
 
 def _verbose_flag(parser: argparse.ArgumentParser, default: object) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", default=default,
-                        help="log what happens (a traceback on an unexpected error)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log what happens (a traceback on an unexpected error)",
+    )
 
 
 def parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the full parsers of ``commands`` (None: every command) and the others
     named with their help line only."""
     wanted = set(COMMANDS) if commands is None else set(commands)
-    p = argparse.ArgumentParser(prog="partimento", description="A real-time MIDI accompanist: "
-                                "live four-voice chorale harmonization and melody continuation.")
+    p = argparse.ArgumentParser(
+        prog="partimento",
+        description="A real-time MIDI accompanist: "
+        "live four-voice chorale harmonization and melody continuation.",
+    )
     _verbose_flag(p, False)
     p.add_argument("--version", action="version", version=f"partimento {version()}")
     common = argparse.ArgumentParser(add_help=False)
@@ -107,8 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"partimento: error: {command} cannot start: {exc}", file=sys.stderr)
         return 1
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except PartimentoError as exc:
@@ -124,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"partimento: error: {type(exc).__name__}: {first} (run with -v for details)",
-              file=sys.stderr)
+        print(
+            f"partimento: error: {type(exc).__name__}: {first} (run with -v for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

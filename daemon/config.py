@@ -40,17 +40,25 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from partimento.core.errors import PartimentoError
+from partimento.core.midi import SUSTAIN_CC
 from partimento.core.music.encoding import MAJOR, MINOR
 from partimento.core.players.harmonizer import HarmonizerSettings
 
 MODES = ("harmonize", "continue")
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-              "error": logging.ERROR}
-RTMIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
-               "winmm": "WINDOWS_MM"}
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+RTMIDI_APIS = {
+    "alsa": "LINUX_ALSA",
+    "jack": "UNIX_JACK",
+    "coremidi": "MACOSX_CORE",
+    "winmm": "WINDOWS_MM",
+}
 """The ``midi.api`` words and python-rtmidi's names for them (``auto``: rtmidi chooses)."""
 MATCHES = ("substring", "regex")
-SUSTAIN_CC = 64
 """Never a control: the player's pedal (the phrase detector reads it to hold notes)."""
 MAX_TEMPERATURE = 10.0
 """As :func:`partimento.core.players.sampling.check_temperature` allows."""
@@ -66,6 +74,7 @@ class ConfigError(PartimentoError, ValueError):
 
 
 # --- checks, in file terms ----------------------------------------------------------------------
+
 
 def _show(value: Any) -> str:
     """A value as the TOML file spells it."""
@@ -127,8 +136,16 @@ def _check_choice(key: str, v: Any, choices: Iterable[str]) -> None:
         _fail(key, _one_of(choices), v, f" (did you mean {_show(near)}?)" if near else "")
 
 
-def _check_int(key: str, v: Any, lo: int, hi: int, what: str = "a whole number",
-               *, offset: int = 0, word: str | None = None) -> None:
+def _check_int(
+    key: str,
+    v: Any,
+    lo: int,
+    hi: int,
+    what: str = "a whole number",
+    *,
+    offset: int = 0,
+    word: str | None = None,
+) -> None:
     """``lo``..``hi`` in file terms; the value is held ``offset`` lower; ``word`` is None."""
     if word is not None and v is None:
         return
@@ -141,7 +158,7 @@ def _check_number(key: str, v: Any, lo: float, hi: float, *, above: bool = False
     """A number in ``[lo, hi]``, or ``(lo, hi]`` when ``above``."""
     ok = _is_number(v) and (lo < v if above else lo <= v) and v <= hi
     if not ok:
-        span = (f"above {lo:g} and at most {hi:g}" if above else f"from {lo:g} to {hi:g}")
+        span = f"above {lo:g} and at most {hi:g}" if above else f"from {lo:g} to {hi:g}"
         _fail(key, f"a number {span}", v)
 
 
@@ -204,6 +221,7 @@ class _Section:
 
 # --- the tables -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MidiConfig(_Section):
     """``[midi]``: which ports are opened, and which channel the melody is read from."""
@@ -235,11 +253,14 @@ class MidiConfig(_Section):
         for direction in ("input", "output"):
             virtual = getattr(self, f"virtual_{direction}")
             if virtual and getattr(self, direction):
-                raise ConfigError(f"{k('virtual_' + direction)}: set either "
-                                  f"{k(direction)} or {k('virtual_' + direction)}, not both")
+                raise ConfigError(
+                    f"{k('virtual_' + direction)}: set either "
+                    f"{k(direction)} or {k('virtual_' + direction)}, not both"
+                )
             if virtual and self.api == "winmm":
-                raise ConfigError(f"{k('virtual_' + direction)}: the winmm backend has no "
-                                  "virtual ports")
+                raise ConfigError(
+                    f"{k('virtual_' + direction)}: the winmm backend has no virtual ports"
+                )
             object.__setattr__(self, f"{direction}_pattern", self._compile(direction))
         _check_channel(k("input_channel"), self.input_channel, word="all")
 
@@ -250,8 +271,9 @@ class MidiConfig(_Section):
         try:
             return re.compile(text)
         except re.error as exc:
-            raise ConfigError(f"{self._key(direction)}: not a valid regular expression: "
-                              f"{exc}") from None
+            raise ConfigError(
+                f"{self._key(direction)}: not a valid regular expression: {exc}"
+            ) from None
 
     @property
     def mido_backend(self) -> str:
@@ -306,8 +328,7 @@ class SamplingConfig(_Section):
             try:
                 parse_key(self.key)
             except ValueError:
-                _fail(k("key"), '"none", "auto" or a key such as "C major" or "F# minor"',
-                      self.key)
+                _fail(k("key"), '"none", "auto" or a key such as "C major" or "F# minor"', self.key)
 
     @property
     def fixed_key(self) -> tuple[int, int] | None:
@@ -406,15 +427,19 @@ class ControlConfig(_Section):
         _check_cc(k("mode_cc"), self.mode_cc)
         _check_cc(k("temperature_cc"), self.temperature_cc)
         if self.mode_cc is not None and self.mode_cc == self.temperature_cc:
-            raise ConfigError(f"{k('temperature_cc')}: CC {self.temperature_cc} is already "
-                              f"used by {k('mode_cc')}")
+            raise ConfigError(
+                f"{k('temperature_cc')}: CC {self.temperature_cc} is already used by {k('mode_cc')}"
+            )
         rng = self.temperature_range
         if not (isinstance(rng, tuple) and len(rng) == 2 and all(_is_number(t) for t in rng)):
             _fail(k("temperature_range"), "[low, high], two temperatures", rng)
         for t in rng:
             if not 0 < t <= MAX_TEMPERATURE:
-                _fail(k("temperature_range"), f"two temperatures above 0 and at most "
-                      f"{MAX_TEMPERATURE:g}", rng)
+                _fail(
+                    k("temperature_range"),
+                    f"two temperatures above 0 and at most {MAX_TEMPERATURE:g}",
+                    rng,
+                )
         if not rng[0] < rng[1]:
             _fail(k("temperature_range"), "[low, high] with low below high", rng)
         if not isinstance(self.programs, tuple):
@@ -480,17 +505,17 @@ class MqttConfig(_Section):
             _fail(k("password_env"), "an environment variable name", self.password_env)
         given = [n for n in ("password", "password_env", "password_file") if getattr(self, n)]
         if len(given) > 1:
-            raise ConfigError(f"{k(given[1])}: set only one of {k('password')}, "
-                              f"{k('password_env')} and {k('password_file')}")
+            raise ConfigError(
+                f"{k(given[1])}: set only one of {k('password')}, "
+                f"{k('password_env')} and {k('password_file')}"
+            )
         if given and not self.username:
             raise ConfigError(f"{k(given[0])}: needs {k('username')}")
         _check_str(k("topic_prefix"), self.topic_prefix, empty=False)
         if any(c in self.topic_prefix for c in "+#\0"):
-            _fail(k("topic_prefix"), "a topic without the wildcards + and #",
-                  self.topic_prefix)
+            _fail(k("topic_prefix"), "a topic without the wildcards + and #", self.topic_prefix)
         if self.topic_prefix.startswith("/") or self.topic_prefix.endswith("/"):
-            _fail(k("topic_prefix"), "a topic without a leading or trailing /",
-                  self.topic_prefix)
+            _fail(k("topic_prefix"), "a topic without a leading or trailing /", self.topic_prefix)
         m = self.metrics_interval
         if not (_is_number(m) and (m == 0 or 1 <= m <= 3600)):
             _fail(k("metrics_interval"), "0 (off) or a number from 1 to 3600", m)
@@ -503,16 +528,19 @@ class MqttConfig(_Section):
         if self.password_env:
             env = os.environ if environ is None else environ
             if self.password_env not in env:
-                raise ConfigError(f"{self._key('password_env')}: the environment variable "
-                                  f"{self.password_env} is not set")
+                raise ConfigError(
+                    f"{self._key('password_env')}: the environment variable "
+                    f"{self.password_env} is not set"
+                )
             return env[self.password_env]
         if self.password_file is not None:
             try:
                 return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ConfigError(f"{self._key('password_file')}: cannot read "
-                                  f"{self.password_file}: {reason}") from None
+                raise ConfigError(
+                    f"{self._key('password_file')}: cannot read {self.password_file}: {reason}"
+                ) from None
         return None
 
 
@@ -531,8 +559,7 @@ class Config(_Section):
     tempo: TempoConfig = field(default_factory=TempoConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     harmonize: HarmonizeConfig = field(default_factory=HarmonizeConfig)
-    continue_: ContinueConfig = field(default_factory=ContinueConfig,
-                                      metadata={"toml": "continue"})
+    continue_: ContinueConfig = field(default_factory=ContinueConfig, metadata={"toml": "continue"})
     control: ControlConfig = field(default_factory=ControlConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
 
@@ -546,10 +573,12 @@ class Config(_Section):
                 _check_type(_toml_name(f), getattr(self, f.name), f.default_factory)
         # one CC, one job: checked in file order, the later key is named
         used: dict[int, str] = {}
-        for key, cc in (("tempo.tap_cc", self.tempo.tap_cc),
-                        ("continue.end_cc", self.continue_.end_cc),
-                        ("control.mode_cc", self.control.mode_cc),
-                        ("control.temperature_cc", self.control.temperature_cc)):
+        for key, cc in (
+            ("tempo.tap_cc", self.tempo.tap_cc),
+            ("continue.end_cc", self.continue_.end_cc),
+            ("control.mode_cc", self.control.mode_cc),
+            ("control.temperature_cc", self.control.temperature_cc),
+        ):
             if cc is None:
                 continue
             if cc in used:
@@ -564,9 +593,13 @@ class Config(_Section):
         """The live harmonizer's settings: sampling from ``[sampling]``, the rest from
         ``[harmonize]``."""
         h = self.harmonize
-        return HarmonizerSettings(temperature=self.sampling.temperature,
-                                  top_p=self.sampling.top_p, candidates=h.candidates,
-                                  voice_leading=h.voice_leading, sonority=h.sonority)
+        return HarmonizerSettings(
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            candidates=h.candidates,
+            voice_leading=h.voice_leading,
+            sonority=h.sonority,
+        )
 
 
 # --- file terms → dataclasses -------------------------------------------------------------------
@@ -581,10 +614,12 @@ def _toml_name(f: dataclasses.Field) -> str:
 def _word_or_int(word: str, offset: int = 0) -> Reader:
     """``word`` → None, a whole number → ``offset`` lower; anything else passes on unchanged
     for the dataclass to report."""
+
     def read(key: str, raw: Any) -> Any:
         if raw == word:
             return None
         return raw - offset if _is_int(raw) else raw
+
     return read
 
 
@@ -615,7 +650,7 @@ def _temperature_range(key: str, raw: Any) -> Any:
 
 def _programs(key: str, raw: Any) -> Any:
     if not isinstance(raw, dict):
-        _fail(key, "a table of program = model, such as { 1 = \"bach\" }", raw)
+        _fail(key, 'a table of program = model, such as { 1 = "bach" }', raw)
     pairs: dict[int, str] = {}
     for name, model in raw.items():
         if not (name.isascii() and name.isdigit()):
@@ -647,8 +682,15 @@ _READERS: dict[tuple[type, str], Reader] = {
     (MqttConfig, "password_file"): _path,
     (Config, "models_dir"): _path,
 }
-_TABLES = (MidiConfig, TempoConfig, SamplingConfig, HarmonizeConfig, ContinueConfig,
-           ControlConfig, MqttConfig)
+_TABLES = (
+    MidiConfig,
+    TempoConfig,
+    SamplingConfig,
+    HarmonizeConfig,
+    ContinueConfig,
+    ControlConfig,
+    MqttConfig,
+)
 
 
 def _build(cls: type, table: Any, key: str) -> Any:
@@ -663,8 +705,11 @@ def _build(cls: type, table: Any, key: str) -> Any:
         f = by_name.get(name)
         if f is None:
             near = _nearest(name, by_name)
-            hint = (f"did you mean {key + '.' if key else ''}{near}?" if near
-                    else "known: " + ", ".join(by_name))
+            hint = (
+                f"did you mean {key + '.' if key else ''}{near}?"
+                if near
+                else "known: " + ", ".join(by_name)
+            )
             raise ConfigError(f"{dotted}: unknown key ({hint})")
         if f.default_factory in _TABLES:
             value = _build(f.default_factory, raw, dotted)
@@ -714,7 +759,11 @@ def load(path: str | Path) -> Config:
     base = path.absolute().parent
     mqtt = cfg.mqtt
     return dataclasses.replace(
-        cfg, models_dir=_anchor(cfg.models_dir, "models_dir", base),
+        cfg,
+        models_dir=_anchor(cfg.models_dir, "models_dir", base),
         mqtt=dataclasses.replace(
-            mqtt, ca_file=_anchor(mqtt.ca_file, "mqtt.ca_file", base),
-            password_file=_anchor(mqtt.password_file, "mqtt.password_file", base)))
+            mqtt,
+            ca_file=_anchor(mqtt.ca_file, "mqtt.ca_file", base),
+            password_file=_anchor(mqtt.password_file, "mqtt.password_file", base),
+        ),
+    )

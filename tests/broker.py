@@ -117,16 +117,18 @@ class Endpoint:
 class Broker:
     """A mosquitto of this test: its port, configuration, log and process."""
 
-    def __init__(self, folder: Path, extra: Sequence[str] = (), *, anonymous: bool = True
-                 ) -> None:
+    def __init__(self, folder: Path, extra: Sequence[str] = (), *, anonymous: bool = True) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.conf = folder / "mosquitto.conf"
         self.log_path = folder / "mosquitto.log"
         self._program = require_mosquitto("mosquitto")["mosquitto"]
-        lines = [f"listener {self.port} 127.0.0.1",
-                 f"allow_anonymous {'true' if anonymous else 'false'}", "persistence false"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
+            "persistence false",
+        ]
         if hasattr(os, "getuid"):  # started as root, mosquitto would become "mosquitto", who
             # cannot read a password file in this user's private temporary folder
             import pwd
@@ -154,9 +156,13 @@ class Broker:
         if self.running:
             return
         with self.log_path.open("ab") as log:
-            process = subprocess.Popen([self._program, "-c", str(self.conf)],
-                                       stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, preexec_fn=_preexec())
+            process = subprocess.Popen(
+                [self._program, "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_preexec(),
+            )
         self.process = process
         if wait:
             self.wait_ready()
@@ -168,8 +174,9 @@ class Broker:
                 code = None if self.process is None else self.process.returncode
                 unavailable(f"mosquitto exited with {code} at start: {self.log_tail()}")
             if time.monotonic() > deadline:
-                unavailable(f"mosquitto did not accept connections within {timeout:g} s: "
-                            f"{self.log_tail()}")
+                unavailable(
+                    f"mosquitto did not accept connections within {timeout:g} s: {self.log_tail()}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -186,8 +193,13 @@ class Broker:
 
 
 @contextlib.contextmanager
-def broker(extra: Sequence[str] = (), *, anonymous: bool = True, start: bool = True,
-           folder: Path | None = None) -> Iterator[Broker]:
+def broker(
+    extra: Sequence[str] = (),
+    *,
+    anonymous: bool = True,
+    start: bool = True,
+    folder: Path | None = None,
+) -> Iterator[Broker]:
     """A mosquitto of this test (started unless ``start`` is false), stopped at the end.
     ``extra``: more configuration lines; ``folder``: where its files go (else a new temporary
     folder, removed at the end)."""
@@ -220,8 +232,14 @@ def shared_broker() -> Iterator[Endpoint]:
         yield b.endpoint
 
 
-def mqtt_pub(endpoint: Endpoint, topic: str, payload: bytes | str | None = None, *,
-             retain: bool = False, qos: int = 1) -> None:
+def mqtt_pub(
+    endpoint: Endpoint,
+    topic: str,
+    payload: bytes | str | None = None,
+    *,
+    retain: bool = False,
+    qos: int = 1,
+) -> None:
     """Publish with ``mosquitto_pub`` (None: an empty payload; with ``retain``, that clears
     the retained message)."""
     program = require_mosquitto("mosquitto_pub")["mosquitto_pub"]
@@ -237,8 +255,9 @@ def mqtt_pub(endpoint: Endpoint, topic: str, payload: bytes | str | None = None,
         data = payload
     done = subprocess.run(args, input=data, capture_output=True, timeout=10)
     if done.returncode != 0:
-        raise AssertionError(f"mosquitto_pub -t {topic} failed: "
-                             f"{done.stderr.decode(errors='replace').strip()}")
+        raise AssertionError(
+            f"mosquitto_pub -t {topic} failed: {done.stderr.decode(errors='replace').strip()}"
+        )
 
 
 @dataclass(frozen=True)
@@ -264,9 +283,12 @@ class Subscription:
         self.messages: list[Received] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [program, *endpoint.client_args(), "-t", topic_filter, "-q", "1",
-             "-F", self.FORMAT], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, preexec_fn=_preexec())
+            [program, *endpoint.client_args(), "-t", topic_filter, "-q", "1", "-F", self.FORMAT],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_preexec(),
+        )
         self._reader = threading.Thread(target=self._read, name="mosquitto_sub", daemon=True)
         self._reader.start()
 
@@ -289,8 +311,9 @@ class Subscription:
         with self._changed:
             return [m for m in self.messages[since:] if m.topic == topic]
 
-    def wait_for(self, match: Callable[[Received], bool], timeout: float, *,
-                 since: int = 0) -> Received:
+    def wait_for(
+        self, match: Callable[[Received], bool], timeout: float, *, since: int = 0
+    ) -> Received:
         """The first message (from index ``since``) that ``match`` accepts, waiting up to
         ``timeout`` s; AssertionError if none comes."""
         deadline = time.monotonic() + timeout
@@ -302,8 +325,7 @@ class Subscription:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.process.poll() is not None:
                     seen = [(m.topic, m.payload[:80]) for m in self.messages[since:]]
-                    raise AssertionError(f"no matching message within {timeout:g} s; "
-                                         f"saw {seen}")
+                    raise AssertionError(f"no matching message within {timeout:g} s; saw {seen}")
                 self._changed.wait(min(left, 0.1))
 
     def stop(self) -> None:
@@ -334,8 +356,9 @@ def mqtt_sub(endpoint: Endpoint, topic_filter: str) -> Iterator[Subscription]:
                 if time.monotonic() > deadline:
                     ended = sub.process.poll() is not None and sub.process.stderr
                     err = sub.process.stderr.read().decode() if ended else ""
-                    unavailable(f"mosquitto_sub did not receive within {READY_SECONDS:g} s "
-                                f"{err.strip()}")
+                    unavailable(
+                        f"mosquitto_sub did not receive within {READY_SECONDS:g} s {err.strip()}"
+                    )
         yield sub
     finally:
         sub.stop()

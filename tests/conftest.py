@@ -35,8 +35,18 @@ def train_tiny(base: Path, style: str, **sizes) -> Path:
     from partimento.training.export import export
     from partimento.training.train import train
 
-    cfg = resolve(style, overrides=dict(epochs=1, steps_per_epoch=2, units=16, layers=1,
-                                        progress=0, cache_dir=str(base / "cache"), **sizes))
+    cfg = resolve(
+        style,
+        overrides=dict(
+            epochs=1,
+            steps_per_epoch=2,
+            units=16,
+            layers=1,
+            progress=0,
+            cache_dir=str(base / "cache"),
+            **sizes,
+        ),
+    )
     train(cfg, base / "run")
     export(base / "run", base / f"{style}-tiny")
     return base / f"{style}-tiny"
@@ -45,12 +55,12 @@ def train_tiny(base: Path, style: str, **sizes) -> Path:
 @pytest.fixture(scope="session")
 def tiny_live_model(tmp_path_factory):
     """A live bach model trained for a few steps on 12 chorales and exported (seconds)."""
-    return train_tiny(tmp_path_factory.mktemp("tiny-bach"), "bach", dense=16, seq_len=32,
-                      limit=12)
+    return train_tiny(tmp_path_factory.mktemp("tiny-bach"), "bach", dense=16, seq_len=32, limit=12)
 
 
 @pytest.fixture(scope="session")
 def tiny_folk_model(tmp_path_factory):
     """A folk model trained for a few steps on 20 Essen tunes and exported (seconds)."""
-    return train_tiny(tmp_path_factory.mktemp("tiny-folk"), "folk", embedding=8, seq_len=16,
-                      limit=20)
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-folk"), "folk", embedding=8, seq_len=16, limit=20
+    )

@@ -70,8 +70,12 @@ class JackServer:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment for a subprocess that should use this server through mido/rtmidi."""
-        return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "MIDO_BACKEND": JACK_BACKEND,
-                **extra}
+        return {
+            **os.environ,
+            "JACK_DEFAULT_SERVER": self.name,
+            "MIDO_BACKEND": JACK_BACKEND,
+            **extra,
+        }
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -83,8 +87,13 @@ class JackServer:
     def ports(self) -> list[str]:
         """Every port of the server, ``client:port`` (``jack_lsp``, else rtmidi's MIDI ports)."""
         if self._lsp:
-            out = subprocess.run([self._lsp, "-s", self.name], capture_output=True, text=True,
-                                 timeout=5, env=self.env())
+            out = subprocess.run(
+                [self._lsp, "-s", self.name],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                env=self.env(),
+            )
             return out.stdout.splitlines() if out.returncode == 0 else []
         import rtmidi
 
@@ -117,8 +126,13 @@ class JackServer:
         tool = shutil.which("jack_connect")
         if tool is None:
             unavailable("jack_connect is not installed (apt-get install jackd2)")
-        subprocess.run([tool, "-s", self.name, source, destination], check=True, timeout=5,
-                       capture_output=True, env=self.env())
+        subprocess.run(
+            [tool, "-s", self.name, source, destination],
+            check=True,
+            timeout=5,
+            capture_output=True,
+            env=self.env(),
+        )
 
     def stop(self) -> None:
         """Stop this jackd by its PID: SIGTERM, then SIGKILL after 5 s."""
@@ -151,9 +165,13 @@ def jack_server(*, timeout: float = 10.0) -> Iterator[JackServer]:
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [jackd, "-n", name, *JACKD_ARGS], stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            [jackd, "-n", name, *JACKD_ARGS],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
     server = JackServer(name, process, log_path)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
@@ -161,8 +179,7 @@ def jack_server(*, timeout: float = 10.0) -> Iterator[JackServer]:
         deadline = time.monotonic() + timeout
         while not server.answers():
             if process.poll() is not None:
-                unavailable(f"jackd exited with {process.returncode} at start: "
-                            f"{server.log_tail()}")
+                unavailable(f"jackd exited with {process.returncode} at start: {server.log_tail()}")
             if time.monotonic() > deadline:
                 unavailable(f"jackd did not answer within {timeout:g} s: {server.log_tail()}")
             time.sleep(0.05)

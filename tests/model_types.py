@@ -8,9 +8,24 @@ from pathlib import Path
 
 KINDS = ("lstm", "transformer", "gan")
 WINDOW = 16  # seq_len: the transformer's window, the GAN's phrase length
-SIZES = dict(epochs=1, steps_per_epoch=2, batch_size=8, units=16, layers=1, embedding=8,
-             seq_len=WINDOW, limit=20, embed_dim=16, num_heads=2, ff_dim=16, latent_dim=8,
-             gan_hidden=32, conv_start=8, conv_hidden=16, progress=0)
+SIZES = dict(
+    epochs=1,
+    steps_per_epoch=2,
+    batch_size=8,
+    units=16,
+    layers=1,
+    embedding=8,
+    seq_len=WINDOW,
+    limit=20,
+    embed_dim=16,
+    num_heads=2,
+    ff_dim=16,
+    latent_dim=8,
+    gan_hidden=32,
+    conv_start=8,
+    conv_hidden=16,
+    progress=0,
+)
 
 _BASE = Path(tempfile.mkdtemp(prefix="partimento-model-types-"))
 _MADE: dict[str, Path] = {}
@@ -23,8 +38,7 @@ def tiny_model(kind: str) -> Path:
         from partimento.training.export import export
         from partimento.training.train import train
 
-        cfg = resolve("folk", overrides={**SIZES, "model": kind,
-                                         "cache_dir": str(_BASE / "cache")})
+        cfg = resolve("folk", overrides={**SIZES, "model": kind, "cache_dir": str(_BASE / "cache")})
         train(cfg, _BASE / f"run-{kind}")
         export(_BASE / f"run-{kind}", _BASE / kind / "folk")
         _MADE[kind] = _BASE / kind / "folk"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from partimento.engine.engine import parse_message
+from partimento.core.midi import parse as parse_message
 
 
 class Synth:

@@ -11,15 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
 from partimento.core.players import abc
 from partimento.core.players.contract import Contract, Tensor
-from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note, grid_to_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = "X:1\nT:\nM:4/4\nL:1/8\nK:C\n"
 
 
 # -- characters ---------------------------------------------------------------------------------
+
 
 @given(st.text(alphabet=st.sampled_from(abc.CHARACTERS), max_size=200))
 def test_characters_round_trip(text):
@@ -35,8 +36,9 @@ def test_characters_outside_the_alphabet_are_dropped():
 
 # -- writer and reader --------------------------------------------------------------------------
 
-grids = st.lists(st.one_of(st.integers(36, 96), st.just(HOLD_CODE), st.just(REST_CODE)),
-                 min_size=1, max_size=80)
+grids = st.lists(
+    st.one_of(st.integers(36, 96), st.just(HOLD_CODE), st.just(REST_CODE)), min_size=1, max_size=80
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -73,8 +75,10 @@ def test_the_writer_spells_in_c_and_restates_accidentals_per_bar():
 
 
 def test_the_reader_knows_the_common_abc_of_the_corpus():
-    text = ('"Am"(3ABc d>e f<g [CEG]2 z2 | ^F F =F|F A2-|A2 !trill!B{ag}B ~c/ x/\n'
-            'K:G\nF2 [K:F]B2 % a comment with ABC in it\n|:G2:|')
+    text = (
+        '"Am"(3ABc d>e f<g [CEG]2 z2 | ^F F =F|F A2-|A2 !trill!B{ag}B ~c/ x/\n'
+        "K:G\nF2 [K:F]B2 % a comment with ABC in it\n|:G2:|"
+    )
     r = abc.read(text)
     got = [(n.pitch, n.start, n.length) for n in r.notes]
     assert got[:3] == [(69, 0, 1), (71, 1, 2), (72, 3, 1)]  # a triplet of eighths
@@ -95,28 +99,46 @@ def test_the_reader_stops_inside_what_is_still_being_written():
     assert abc.read("A B\nL:1/16\nC2").notes[-1] == Note(60, 4, 2)
 
 
-@pytest.mark.parametrize("field, sharps", [("G", {"F": 1}), ("Bb", {"B": -1, "E": -1}),
-                                           ("Em", {"F": 1}), ("D dor", {}), ("A mix", {
-                                               "F": 1, "C": 1}), ("F#m", {"F": 1, "C": 1,
-                                                                          "G": 1})])
+@pytest.mark.parametrize(
+    "field, sharps",
+    [
+        ("G", {"F": 1}),
+        ("Bb", {"B": -1, "E": -1}),
+        ("Em", {"F": 1}),
+        ("D dor", {}),
+        ("A mix", {"F": 1, "C": 1}),
+        ("F#m", {"F": 1, "C": 1, "G": 1}),
+    ],
+)
 def test_key_signatures(field, sharps):
     assert abc.key_signature(field) == sharps
 
 
 # -- the continuer, with scripted models --------------------------------------------------------
 
+
 def contract(units: int = 4) -> Contract:
     V = len(abc.CHARACTERS)
     return Contract(
-        name="scripted", style="abc", kind="continuation",
-        encoding={"type": "abc", "characters": abc.CHARACTERS, "header": abc.HEADER,
-                  "vocabulary": [str(i) for i in range(V)],
-                  "transposition": "to C major / A minor"},
-        inputs=(Tensor("token", ("batch", "time"), "int32", "token"),
-                Tensor("h0_in", ("batch", units), "float32", "state-in", pairs_with="h0_out")),
-        outputs=(Tensor("next", ("batch", "time", V), "float32", "logits"),
-                 Tensor("h0_out", ("batch", units), "float32", "state-out",
-                        pairs_with="h0_in")))
+        name="scripted",
+        style="abc",
+        kind="continuation",
+        encoding={
+            "type": "abc",
+            "characters": abc.CHARACTERS,
+            "header": abc.HEADER,
+            "vocabulary": [str(i) for i in range(V)],
+            "transposition": "to C major / A minor",
+        },
+        inputs=(
+            Tensor("token", ("batch", "time"), "int32", "token"),
+            Tensor("h0_in", ("batch", units), "float32", "state-in", pairs_with="h0_out"),
+        ),
+        outputs=(
+            Tensor("next", ("batch", "time", V), "float32", "logits"),
+            Tensor("h0_out", ("batch", units), "float32", "state-out", pairs_with="h0_in"),
+        ),
+    )
 
 
 class Scripted:
@@ -168,8 +190,9 @@ def test_an_answer_always_ends_even_when_the_model_writes_no_music():
 
 
 def test_a_major_scale_keeps_accidentals_out_and_minor_pitches_are_moved_into_the_scale():
-    c = abc.AbcContinuer(contract(), Scripted("^c2"), seed=0,
-                           allowed_pitch_classes=frozenset({0, 2, 4, 5, 7, 9, 11}))
+    c = abc.AbcContinuer(
+        contract(), Scripted("^c2"), seed=0, allowed_pitch_classes=frozenset({0, 2, 4, 5, 7, 9, 11})
+    )
     assert not c.mask[abc.CHARACTERS.index("^")] and c.mask[abc.CHARACTERS.index("c")]
     minor = frozenset({9, 11, 0, 2, 4, 5, 7, 8})  # A minor with G sharp, no F sharp
     c = abc.AbcContinuer(contract(), Scripted("^f2"), seed=0, allowed_pitch_classes=minor)
@@ -185,6 +208,7 @@ def test_continuation_make_picks_the_abc_continuer():
 
 # -- the corpus and a tiny model ----------------------------------------------------------------
 
+
 def test_tunes_are_normalised_and_split_at_x_lines():
     from partimento.training.data import abc_text
 
@@ -196,13 +220,15 @@ def test_tunes_are_normalised_and_split_at_x_lines():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from tests.conftest import require
     from partimento.training.config import resolve
     from partimento.training.data import abc_text
+    from tests.conftest import require
 
     cfg = resolve("abc", overrides={"cache_dir": str(tmp_path_factory.mktemp("abc-cache"))})
-    require(bool(abc_text.nottingham_files(cfg)),
-            f"no Nottingham ABC files under {abc_text.data_root(cfg)} (set PARTIMENTO_DATA)")
+    require(
+        bool(abc_text.nottingham_files(cfg)),
+        f"no Nottingham ABC files under {abc_text.data_root(cfg)} (set PARTIMENTO_DATA)",
+    )
     return abc_text.load(cfg)
 
 
@@ -224,8 +250,9 @@ def test_the_corpus_has_four_sources_split_by_tune(corpus):
 def tiny_abc(tmp_path_factory):
     from tests.conftest import train_tiny
 
-    return train_tiny(tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32,
-                      limit=10, batch_size=8)
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32, limit=10, batch_size=8
+    )
 
 
 @pytest.mark.slow
@@ -251,13 +278,14 @@ def test_sampled_text_from_a_tiny_model_parses_or_says_why(tiny_abc, tmp_path):
 
     text = style.sample_text(tiny_abc, "X:1\nT:\nM:4/4\nL:1/8\nK:C\n", 120, 1.0, 0)
     assert text.startswith("X:1\nT:") and len(text) == len(BODY) + 120
-    assert style.sample_text(tiny_abc, "X:1\n", 50, 1.0, 3) == \
-        style.sample_text(tiny_abc, "X:1\n", 50, 1.0, 3)
+    assert style.sample_text(tiny_abc, "X:1\n", 50, 1.0, 3) == style.sample_text(
+        tiny_abc, "X:1\n", 50, 1.0, 3
+    )
     problem = style.abc_problem(text)
     written = style.text_to_midi(text, tmp_path / "t.mid")
     assert written == (problem is None) == (tmp_path / "t.mid").exists()
     assert style.abc_problem("no tune here") == "no K: line: the text has no tune body"
-    assert style.abc_problem("X:1\nK:C\n\"C\" | |\n") == "music21 parses it but finds no notes"
+    assert style.abc_problem('X:1\nK:C\n"C" | |\n') == "music21 parses it but finds no notes"
     assert style.text_to_midi(BODY + "CDEF GABc|c8|]\n", tmp_path / "ok.mid")
 
 

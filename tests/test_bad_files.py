@@ -40,14 +40,16 @@ TIMEOUT = 60
 
 # --- running the command line -------------------------------------------------------------------
 
+
 def base_env(**extra: str) -> dict[str, str]:
     """This interpreter's environment, the checkout importable, no models from elsewhere."""
     env = {k: v for k, v in os.environ.items() if k != "PARTIMENTO_MODELS"}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
-def partimento(*args: object, cwd: Path, env: dict[str, str] | None = None,
-               script: bool = False) -> subprocess.CompletedProcess[str]:
+def partimento(
+    *args: object, cwd: Path, env: dict[str, str] | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``python -m partimento.cli ARGS`` (or the installed ``partimento`` script) in ``cwd``."""
     if script:
         found = shutil.which("partimento", path=str(Path(sys.executable).parent))
@@ -56,9 +58,15 @@ def partimento(*args: object, cwd: Path, env: dict[str, str] | None = None,
         command = [found]
     else:
         command = [sys.executable, "-m", "partimento.cli"]
-    return subprocess.run([*command, *map(str, args)], cwd=cwd, env=env or base_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*command, *map(str, args)],
+        cwd=cwd,
+        env=env or base_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def one_line(out: subprocess.CompletedProcess[str]) -> str:
@@ -70,7 +78,7 @@ def one_line(out: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1 and out.stderr == lines[0] + "\n", f"not one line: {shown}"
     assert lines[0].startswith(ERROR), shown
     assert out.stdout == "", shown
-    return lines[0][len(ERROR):]
+    return lines[0][len(ERROR) :]
 
 
 @pytest.fixture(scope="module")
@@ -93,23 +101,47 @@ CONFIGS: list[tuple[str, bytes | None, str]] = [
     # (case, the file's bytes (None: no file), the line after "partimento: error: ")
     ("missing", None, r"{path}: no such config file"),
     ("binary garbage", random.Random(3).randbytes(300), r"{path}: not UTF-8 text"),
-    ("text that is not TOML", b"listen to the keyboard, please\n",
-     r"{path}: not valid TOML: .+ \(at line 1, column \d+\)"),
-    ("truncated table header", b'[midi\ninput = "Keystation"\n',
-     r"{path}: not valid TOML: Expected ']' at the end of a table declaration "
-     r"\(at line 1, column 6\)"),
-    ("cut off in a value", b"[harmonize]\nchannels = { alto = 2, tenor = ",
-     r"{path}: not valid TOML: .+ \(at end of document\)"),
-    ("channel out of range", b"[midi]\ninput_channel = 99\n",
-     r'midi\.input_channel: must be a MIDI channel 1-16 or "all", got 99'),
-    ("harmony channel out of range", b"[harmonize]\nchannels = { alto = 17 }\n",
-     r"harmonize\.channels\.alto: must be a MIDI channel 1-16, got 17"),
-    ("unknown key", b"[midi]\nchannel = 99\n",
-     r"midi\.channel: unknown key \(did you mean midi\.input_channel\?\)"),
-    ("unknown table", b'[harmonise]\nmodel = "bach"\n',
-     r"harmonise: unknown key \(did you mean harmonize\?\)"),
-    ("wrong type", b'[tempo]\nbpm = "fast"\n',
-     r'tempo\.bpm: must be a number from 30 to 300, got "fast"'),
+    (
+        "text that is not TOML",
+        b"listen to the keyboard, please\n",
+        r"{path}: not valid TOML: .+ \(at line 1, column \d+\)",
+    ),
+    (
+        "truncated table header",
+        b'[midi\ninput = "Keystation"\n',
+        r"{path}: not valid TOML: Expected ']' at the end of a table declaration "
+        r"\(at line 1, column 6\)",
+    ),
+    (
+        "cut off in a value",
+        b"[harmonize]\nchannels = { alto = 2, tenor = ",
+        r"{path}: not valid TOML: .+ \(at end of document\)",
+    ),
+    (
+        "channel out of range",
+        b"[midi]\ninput_channel = 99\n",
+        r'midi\.input_channel: must be a MIDI channel 1-16 or "all", got 99',
+    ),
+    (
+        "harmony channel out of range",
+        b"[harmonize]\nchannels = { alto = 17 }\n",
+        r"harmonize\.channels\.alto: must be a MIDI channel 1-16, got 17",
+    ),
+    (
+        "unknown key",
+        b"[midi]\nchannel = 99\n",
+        r"midi\.channel: unknown key \(did you mean midi\.input_channel\?\)",
+    ),
+    (
+        "unknown table",
+        b'[harmonise]\nmodel = "bach"\n',
+        r"harmonise: unknown key \(did you mean harmonize\?\)",
+    ),
+    (
+        "wrong type",
+        b'[tempo]\nbpm = "fast"\n',
+        r'tempo\.bpm: must be a number from 30 to 300, got "fast"',
+    ),
 ]
 
 
@@ -135,18 +167,19 @@ def test_a_config_that_is_a_folder(tmp_path):
 
 # --- model folders ------------------------------------------------------------------------------
 
+
 def _onnx_random(folder: Path) -> None:
     (folder / "model.onnx").write_bytes(random.Random(1).randbytes(5000))
 
 
 def _onnx_truncated(folder: Path) -> None:
     blob = (folder / "model.onnx").read_bytes()
-    (folder / "model.onnx").write_bytes(blob[:len(blob) // 2])
+    (folder / "model.onnx").write_bytes(blob[: len(blob) // 2])
 
 
 def _json_not_json(folder: Path) -> None:
     text = (folder / "model.json").read_text()
-    (folder / "model.json").write_text(text[:len(text) // 3])
+    (folder / "model.json").write_text(text[: len(text) // 3])
 
 
 def _json_binary(folder: Path) -> None:
@@ -183,12 +216,18 @@ MODELS: list[tuple[str, Callable[[Path], None], str]] = [
     ("json cut short", _json_not_json, JSON_NOT_READABLE),
     ("json binary", _json_binary, JSON_NOT_READABLE),
     ("json lacks a key", _json_lacks_tensors, r"{folder}/model\.json: .*lacks 'tensors'"),
-    ("vocabulary smaller than the logits", _vocabulary_too_small,
-     r"model\.json does not match {folder}/model\.onnx: its vocabulary has 40 symbols, "
-     r"the graph's \w+ logits 48"),
-    ("vocabulary larger than the logits", _vocabulary_too_large,
-     r"model\.json does not match {folder}/model\.onnx: its vocabulary has 58 symbols, "
-     r"the graph's \w+ logits 48"),
+    (
+        "vocabulary smaller than the logits",
+        _vocabulary_too_small,
+        r"model\.json does not match {folder}/model\.onnx: its vocabulary has 40 symbols, "
+        r"the graph's \w+ logits 48",
+    ),
+    (
+        "vocabulary larger than the logits",
+        _vocabulary_too_large,
+        r"model\.json does not match {folder}/model\.onnx: its vocabulary has 58 symbols, "
+        r"the graph's \w+ logits 48",
+    ),
 ]
 
 
@@ -210,8 +249,9 @@ def _expected(pattern: str, folder: Path) -> str:
     return pattern.format(folder=re.escape(str(folder)))
 
 
-@pytest.mark.parametrize(("case", "pattern"), [(c, p) for c, _, p in MODELS],
-                         ids=[c for c, _, _ in MODELS])
+@pytest.mark.parametrize(
+    ("case", "pattern"), [(c, p) for c, _, p in MODELS], ids=[c for c, _, _ in MODELS]
+)
 def test_a_broken_model_stops_run_in_one_line(broken_models, tmp_path, case, pattern):
     """Reported before any MIDI port is opened: no MIDI backend is needed to see it."""
     models = broken_models[case]
@@ -220,17 +260,20 @@ def test_a_broken_model_stops_run_in_one_line(broken_models, tmp_path, case, pat
     line = one_line(partimento("run", "--config", config, cwd=tmp_path))
     prefix = "cannot start in harmonize mode with model 'bach': "
     assert line.startswith(prefix), line
-    assert re.fullmatch(_expected(pattern, models / "bach"), line[len(prefix):]), line
+    assert re.fullmatch(_expected(pattern, models / "bach"), line[len(prefix) :]), line
 
 
-@pytest.mark.parametrize(("case", "pattern"), [(c, p) for c, _, p in MODELS],
-                         ids=[c for c, _, _ in MODELS])
-def test_a_broken_model_stops_harmonize_in_one_line(broken_models, melody, tmp_path, case,
-                                                    pattern):
+@pytest.mark.parametrize(
+    ("case", "pattern"), [(c, p) for c, _, p in MODELS], ids=[c for c, _, _ in MODELS]
+)
+def test_a_broken_model_stops_harmonize_in_one_line(broken_models, melody, tmp_path, case, pattern):
     folder = broken_models[case] / "bach"
     out = tmp_path / "out.mid"
-    line = one_line(partimento("harmonize", melody, "-o", out, "--live", "--model", folder,
-                               "--seed", 1, cwd=tmp_path))
+    line = one_line(
+        partimento(
+            "harmonize", melody, "-o", out, "--live", "--model", folder, "--seed", 1, cwd=tmp_path
+        )
+    )
     assert re.fullmatch(_expected(pattern, folder), line), line
     assert not out.exists()
 
@@ -244,21 +287,27 @@ def test_an_offline_model_with_the_wrong_vocabulary(melody, tmp_path):
     size = len(data["encoding"]["vocabulary"])
     data["encoding"]["vocabulary"] += [str(p) for p in range(100, 103)]
     (folder / "model.json").write_text(json.dumps(data))
-    line = one_line(partimento("harmonize", melody, "-o", tmp_path / "out.mid", "--model",
-                               folder, cwd=tmp_path))
-    assert line == (f"model.json does not match {folder}/model.onnx: its vocabulary has "
-                    f"{size + 3} symbols, the graph's alto logits {size}")
+    line = one_line(
+        partimento("harmonize", melody, "-o", tmp_path / "out.mid", "--model", folder, cwd=tmp_path)
+    )
+    assert line == (
+        f"model.json does not match {folder}/model.onnx: its vocabulary has "
+        f"{size + 3} symbols, the graph's alto logits {size}"
+    )
 
 
 def test_a_model_name_found_nowhere(tmp_path):
     config = tmp_path / "partimento.toml"
     config.write_text('[harmonize]\nmodel = "bahc"\n')
     line = one_line(partimento("run", "--config", config, cwd=tmp_path))
-    assert line.startswith("cannot start in harmonize mode with model 'bahc': no model 'bahc': "
-                           "not a model folder and not found in "), line
+    assert line.startswith(
+        "cannot start in harmonize mode with model 'bahc': no model 'bahc': "
+        "not a model folder and not found in "
+    ), line
 
 
 # --- melody files -------------------------------------------------------------------------------
+
 
 def _write(content: bytes) -> Callable[[Path, Path], None]:
     return lambda path, good: path.write_bytes(content)
@@ -280,14 +329,21 @@ def _no_notes(path: Path, good: Path) -> None:
 
 NOT_MIDI = r"{path} is not a readable MIDI file: .*"
 MELODIES: list[tuple[str, Callable[[Path, Path], None], str]] = [
-    ("random bytes", _write(random.Random(5).randbytes(2000)),
-     r"{path} is not a readable MIDI file: MThd not found. Probably not a MIDI file"),
+    (
+        "random bytes",
+        _write(random.Random(5).randbytes(2000)),
+        r"{path} is not a readable MIDI file: MThd not found. Probably not a MIDI file",
+    ),
     ("empty", _write(b""), NOT_MIDI),
     ("header cut short", _cut(10), NOT_MIDI),
     ("track cut short", _cut(40), NOT_MIDI),
-    ("undefined status byte", lambda path, good: path.write_bytes(
-        good.read_bytes()[:14] + b"MTrk\x00\x00\x00\x08\x00\xf5\x01\x02\x00\xff\x2f\x00"),
-     r"{path} is not a readable MIDI file: undefined status byte 0xf5"),
+    (
+        "undefined status byte",
+        lambda path, good: path.write_bytes(
+            good.read_bytes()[:14] + b"MTrk\x00\x00\x00\x08\x00\xf5\x01\x02\x00\xff\x2f\x00"
+        ),
+        r"{path} is not a readable MIDI file: undefined status byte 0xf5",
+    ),
     ("no notes", _no_notes, r"{path} holds no notes"),
 ]
 
@@ -333,10 +389,12 @@ KEYS_CLIENT, SYNTH_CLIENT = "bf-test-keys", "bf-test-synth"
 def jack() -> Iterator[JackServer]:
     """A private jackd with a keyboard (a port to read) and a synthesizer (one to write)."""
     with jack_server() as server:
-        synth = open_input(MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND,
-                           client_name=SYNTH_CLIENT)
-        keys = open_output(MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND,
-                           client_name=KEYS_CLIENT)
+        synth = open_input(
+            MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND, client_name=SYNTH_CLIENT
+        )
+        keys = open_output(
+            MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND, client_name=KEYS_CLIENT
+        )
         try:
             yield server
         finally:
@@ -369,8 +427,7 @@ def test_a_synthesizer_that_is_not_there(jack, tmp_path):
 
 
 def test_a_regex_that_matches_nothing(jack, tmp_path):
-    line = _run_with(jack, tmp_path,
-                     f'match = "regex"\ninput = "^Key.*49$"\noutput = "{SYNTH}"\n')
+    line = _run_with(jack, tmp_path, f'match = "regex"\ninput = "^Key.*49$"\noutput = "{SYNTH}"\n')
     assert line.startswith(r"no MIDI input matches '^Key.*49$' (inputs: "), line
     assert f"{KEYS_CLIENT}:{KEYS}" in line
 

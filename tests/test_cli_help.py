@@ -14,8 +14,13 @@ from tests.conftest import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "partimento.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "partimento.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def commands() -> list[str]:
@@ -27,8 +32,9 @@ def commands() -> list[str]:
 
 def test_the_readme_lists_every_command_and_no_other():
     names = commands()
-    assert {"run", "demo", "harmonize", "train", "export", "evaluate", "ports",
-            "service"} <= set(names)
+    assert {"run", "demo", "harmonize", "train", "export", "evaluate", "ports", "service"} <= set(
+        names
+    )
     readme = (ROOT / "README.md").read_text()
     table = set(re.findall(r"^\| `partimento (\w[\w-]*)", readme, re.M))
     assert table == set(names), f"README table {sorted(table)} vs program {sorted(names)}"
@@ -43,6 +49,9 @@ def test_every_subcommand_help_describes_its_options(command):
     from partimento.cli import parser
 
     sub = next(a for a in parser()._actions if a.dest == "command")
-    undescribed = [a.option_strings[0] for a in sub.choices[command]._actions
-                   if a.option_strings and a.dest != "help" and not (a.help or "").strip()]
+    undescribed = [
+        a.option_strings[0]
+        for a in sub.choices[command]._actions
+        if a.option_strings and a.dest != "help" and not (a.help or "").strip()
+    ]
     assert not undescribed, f"{command}: options without a description: {undescribed}"

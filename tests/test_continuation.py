@@ -3,14 +3,32 @@
 import numpy as np
 import pytest
 
-from partimento.files import model
-from partimento.core.players.continuation import Continuer
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE, grid_to_notes
+from partimento.core.players.continuation import Continuer
+from partimento.files import model
 
 pytestmark = pytest.mark.slow
 
-PHRASE = np.array([67, HOLD_CODE, 69, HOLD_CODE, 71, HOLD_CODE, HOLD_CODE, HOLD_CODE,
-                   72, HOLD_CODE, 71, HOLD_CODE, 69, HOLD_CODE, 67, HOLD_CODE])  # G major
+PHRASE = np.array(
+    [
+        67,
+        HOLD_CODE,
+        69,
+        HOLD_CODE,
+        71,
+        HOLD_CODE,
+        HOLD_CODE,
+        HOLD_CODE,
+        72,
+        HOLD_CODE,
+        71,
+        HOLD_CODE,
+        69,
+        HOLD_CODE,
+        67,
+        HOLD_CODE,
+    ]
+)  # G major
 
 
 def continuer(path, **kw):
@@ -44,8 +62,9 @@ def test_same_seed_same_answer(tiny_folk_model):
 
 def test_scale_mask_keeps_the_key(tiny_folk_model):
     g_major = frozenset({7, 9, 11, 0, 2, 4, 6})
-    c, _ = continuer(tiny_folk_model, seed=3, shift=5, allowed_pitch_classes=g_major,
-                     temperature=2.0)
+    c, _ = continuer(
+        tiny_folk_model, seed=3, shift=5, allowed_pitch_classes=g_major, temperature=2.0
+    )
     c.observe(PHRASE)
     notes = grid_to_notes(c.continue_for(128))
     assert notes and all(n.pitch % 12 in g_major for n in notes)

@@ -26,15 +26,20 @@ def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     blocker = base / "no-rtmidi" / "rtmidi"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('python-rtmidi is not here')\n")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MIDO_BACKEND", "JACK_DEFAULT_SERVER")}
-    env["PYTHONPATH"] = os.pathsep.join([str(blocker.parent), str(ROOT),
-                                         env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {k: v for k, v in os.environ.items() if k not in ("MIDO_BACKEND", "JACK_DEFAULT_SERVER")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(blocker.parent), str(ROOT), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
     env["PATH"] = os.path.dirname(sys.executable)  # no fluidsynth, whatever is installed
     out_dir = base / "out"
-    done = subprocess.run([sys.executable, "-m", "partimento.cli", "demo", "-o", str(out_dir),
-                           "--wav"], cwd=base, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "partimento.cli", "demo", "-o", str(out_dir), "--wav"],
+        cwd=base,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done, out_dir
 
 
@@ -58,7 +63,11 @@ def test_demo_runs_without_any_midi_backend(demo):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "demo-continue.mid", "demo-continue.png", "demo-harmonize.mid", "demo-harmonize.png"]
+        "demo-continue.mid",
+        "demo-continue.png",
+        "demo-harmonize.mid",
+        "demo-harmonize.png",
+    ]
     assert done.stdout.splitlines()[-1].startswith("no WAV: install fluidsynth")
 
 
@@ -67,8 +76,9 @@ def test_the_harmonize_file_has_harmony_under_every_melody_note(demo):
     mid = mido.MidiFile(out_dir / "demo-harmonize.mid")
     assert [t.name for t in mid.tracks] == ["Melody", "Alto", "Tenor", "Bass"]
     melody = notes(mid.tracks[0])
-    voices = {ch: notes(track) for ch, track in zip((ALTO, TENOR, BASS), mid.tracks[1:],
-                                                    strict=True)}
+    voices = {
+        ch: notes(track) for ch, track in zip((ALTO, TENOR, BASS), mid.tracks[1:], strict=True)
+    }
     for ch, ns in voices.items():
         assert ns and {n[2] for n in ns} == {ch}
     below = 0
@@ -77,16 +87,20 @@ def test_the_harmonize_file_has_harmony_under_every_melody_note(demo):
         assert under, f"no harmony under the melody note {pitch} at tick {start}"
         below += all(n[3] <= pitch for n in under)
     assert below >= 0.9 * len(melody), "the harmony crosses above the melody"
-    full = sum(1 for start, *_ in melody
-               if all(any(n[0] == start for n in ns) for ns in voices.values()))
+    full = sum(
+        1 for start, *_ in melody if all(any(n[0] == start for n in ns) for ns in voices.values())
+    )
     assert full >= 0.9 * len(melody)
 
     harmony = sum(len(ns) for ns in voices.values())
     summary = done.stdout
     assert f"notes in {len(melody)}, notes out {harmony} (" in summary
     assert f"{len(melody)} of {len(melody)} melody notes harmonized at once" in summary
-    assert re.search(r"processing per note-on \(Engine\.handle, time\.perf_counter\): "
-                     r"p50 \d+\.\d\d ms, p99 \d+\.\d\d ms", summary)
+    assert re.search(
+        r"processing per note-on \(Engine\.handle, time\.perf_counter\): "
+        r"p50 \d+\.\d\d ms, p99 \d+\.\d\d ms",
+        summary,
+    )
 
 
 def test_the_continue_file_answers_after_the_phrase(demo):
@@ -112,12 +126,23 @@ def test_wav_rendering_with_fluidsynth(tmp_path):
     import numpy as np
 
     require(shutil.which("fluidsynth") is not None, "fluidsynth is not installed")
-    require(any(Path(p).exists() for p in ("/usr/share/sounds/sf2/FluidR3_GM.sf2",
-                                          "/usr/share/soundfonts/FluidR3_GM.sf2")),
-            "no General MIDI soundfont (fluid-soundfont-gm)")
-    done = subprocess.run([sys.executable, "-m", "partimento.cli", "demo", "-o", str(tmp_path),
-                           "--wav"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    require(
+        any(
+            Path(p).exists()
+            for p in (
+                "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+                "/usr/share/soundfonts/FluidR3_GM.sf2",
+            )
+        ),
+        "no General MIDI soundfont (fluid-soundfont-gm)",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "partimento.cli", "demo", "-o", str(tmp_path), "--wav"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr
     for name in ("demo-harmonize", "demo-continue"):
         with wave.open(str(tmp_path / f"{name}.wav")) as w:
@@ -137,10 +162,12 @@ def read_png(path) -> np.ndarray:
     assert blob[:8] == b"\x89PNG\r\n\x1a\n"
     pos, data, size = 8, b"", None
     while pos < len(blob):
-        (n,), kind = struct.unpack(">I", blob[pos:pos + 4]), blob[pos + 4:pos + 8]
-        body = blob[pos + 8:pos + 8 + n]
-        assert zlib.crc32(kind + body) & 0xFFFFFFFF == struct.unpack(
-            ">I", blob[pos + 8 + n:pos + 12 + n])[0], f"bad CRC in {kind}"
+        (n,), kind = struct.unpack(">I", blob[pos : pos + 4]), blob[pos + 4 : pos + 8]
+        body = blob[pos + 8 : pos + 8 + n]
+        assert (
+            zlib.crc32(kind + body) & 0xFFFFFFFF
+            == struct.unpack(">I", blob[pos + 8 + n : pos + 12 + n])[0]
+        ), f"bad CRC in {kind}"
         if kind == b"IHDR":
             size = struct.unpack(">II", body[:8])
         elif kind == b"IDAT":

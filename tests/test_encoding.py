@@ -69,8 +69,9 @@ def test_sounding_pitches_resolves_holds_per_voice():
     assert sounding_pitches(g).tolist() == [[60, 60, -1, -1], [48, 48, 50, 50]]
 
 
-@pytest.mark.parametrize(("tonic", "mode", "shift"), [(7, MAJOR, 5), (2, MAJOR, -2),
-                                                        (4, MINOR, 5), (9, MINOR, 0)])
+@pytest.mark.parametrize(
+    ("tonic", "mode", "shift"), [(7, MAJOR, 5), (2, MAJOR, -2), (4, MINOR, 5), (9, MINOR, 0)]
+)
 def test_folk_transposition_goes_to_c_major_or_a_minor(tonic, mode, shift):
     assert folk_transposition(tonic, mode) == shift
     assert (tonic + shift) % 12 == (0 if mode == MAJOR else 9)

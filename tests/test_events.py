@@ -1,5 +1,5 @@
-"""The event encodings of ``jazz`` and ``piano`` (partimento.core.players.events): notes and chords on the
-eighth grid, on/off/shift/velocity events, each round-tripping, and chords voiced where a
+"""The event encodings of ``jazz`` and ``piano`` (partimento.core.players.events): notes and chords
+on the eighth grid, on/off/shift/velocity events, each round-tripping, and chords voiced where a
 player would expect them."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.core.players import events
 from partimento.core.music.encoding import HOLD, REST, Note
+from partimento.core.players import events
 from partimento.core.players.events import Played
 
 
@@ -33,8 +33,7 @@ def test_numeric_tokens_of_a_phrase():
     notes = [Note(60, 0, 4), Note(64, 4, 2), Note(60, 8, 4), Note(64, 8, 4), Note(67, 8, 4)]
     assert events.numeric_tokens(notes) == ["60", HOLD, "64", REST, "0.4.7", HOLD]
     back = events.numeric_notes(["60", HOLD, "64", REST, "0.4.7", HOLD])
-    assert back == [Note(60, 0, 4), Note(64, 4, 2), Note(60, 8, 4), Note(64, 8, 4),
-                    Note(67, 8, 4)]
+    assert back == [Note(60, 0, 4), Note(64, 4, 2), Note(60, 8, 4), Note(64, 8, 4), Note(67, 8, 4)]
 
 
 def test_a_fast_run_is_not_a_chord():
@@ -42,8 +41,9 @@ def test_a_fast_run_is_not_a_chord():
     assert events.numeric_tokens(run) == ["60", "64"]
 
 
-eighth_lines = st.lists(st.tuples(st.integers(40, 90), st.integers(0, 3), st.integers(1, 4)),
-                        min_size=1, max_size=20)
+eighth_lines = st.lists(
+    st.tuples(st.integers(40, 90), st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=20
+)
 
 
 @given(eighth_lines)
@@ -58,8 +58,7 @@ def test_numeric_round_trip_of_eighth_note_lines(line):
     assert events.numeric_notes(tokens) == notes
 
 
-@given(st.lists(st.sets(st.integers(48, 84), min_size=1, max_size=4), min_size=1,
-                max_size=12))
+@given(st.lists(st.sets(st.integers(48, 84), min_size=1, max_size=4), min_size=1, max_size=12))
 def test_numeric_round_trip_of_chords_keeps_pitch_classes(chords):
     """Block chords come back with the same pitch classes at the same times."""
     notes = [Note(p, 4 * i, 4) for i, ps in enumerate(chords) for p in ps]
@@ -74,8 +73,11 @@ def test_numeric_round_trip_of_chords_keeps_pitch_classes(chords):
     assert all(n.length == 4 for n in back)
 
 
-played = st.lists(st.tuples(st.integers(21, 108), st.integers(0, 40), st.integers(1, 40),
-                            st.integers(1, 127)), min_size=1, max_size=25)
+played = st.lists(
+    st.tuples(st.integers(21, 108), st.integers(0, 40), st.integers(1, 40), st.integers(1, 127)),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=200)
@@ -92,14 +94,25 @@ def test_event_round_trip(rows):
     assert set(tokens) <= set(events.event_vocabulary())
     back = events.event_notes(tokens)
     key = sorted((n.pitch, n.start, n.length, events.velocity_bin(n.velocity)) for n in notes)
-    assert sorted((n.pitch, n.start, n.length, events.velocity_bin(n.velocity))
-                  for n in back) == key
+    assert (
+        sorted((n.pitch, n.start, n.length, events.velocity_bin(n.velocity)) for n in back) == key
+    )
 
 
 def test_event_tokens_of_two_notes():
     tokens = events.event_tokens([Played(60, 0, 4, 100), Played(64, 2, 20, 40)])
-    assert tokens == ["vel6", "on60", "shift2", "vel2", "on64", "shift2", "off60",
-                      "shift16", "shift2", "off64"]
+    assert tokens == [
+        "vel6",
+        "on60",
+        "shift2",
+        "vel2",
+        "on64",
+        "shift2",
+        "off60",
+        "shift16",
+        "shift2",
+        "off64",
+    ]
 
 
 def test_a_note_struck_again_ends_the_one_sounding():

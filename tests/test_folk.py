@@ -51,8 +51,10 @@ def test_round_trip_of_a_real_tune():
     assert set(np.unique(tune.grid[tune.grid < 0])) <= {REST_CODE, HOLD_CODE}
 
     part = corpus.melody_part(src.load())
-    expected = [(n.pitch.midi + tune.shift, round(float(n.offset) * 4),
-                 round(float(n.quarterLength) * 4)) for n in part.flatten().notes]
+    expected = [
+        (n.pitch.midi + tune.shift, round(float(n.offset) * 4), round(float(n.quarterLength) * 4))
+        for n in part.flatten().notes
+    ]
     got = [(n.pitch, n.start, n.length) for n in grid_to_notes(tune.grid)]
     assert got == expected
     assert tune.steps == round(float(part.highestTime) * 4)
@@ -71,8 +73,7 @@ def test_transposition_to_c_major_or_a_minor(tunes):
             target = 0 if tune.mode == MAJOR else 9
             assert (tonic + tune.shift) % 12 == target and abs(tune.shift) <= 6
     # German songs end on their tonic, so after the move on C (major) or A (minor)
-    endings = [grid_to_notes(t.grid)[-1].pitch % 12 == (0 if t.mode == MAJOR else 9)
-               for t in tunes]
+    endings = [grid_to_notes(t.grid)[-1].pitch % 12 == (0 if t.mode == MAJOR else 9) for t in tunes]
     assert sum(endings) >= 0.9 * len(endings)
 
 
@@ -121,9 +122,21 @@ def test_train_export_and_step_onnx(tunes, cache_dir, tmp_path):
     from partimento.training.export import export
     from partimento.training.train import train
 
-    cfg = resolve("folk", overrides={"limit": LIMIT, "cache_dir": str(cache_dir), "epochs": 1,
-                                     "units": 16, "embedding": 8, "layers": 1, "seq_len": 32,
-                                     "steps_per_epoch": 2, "batch_size": 8, "progress": 0})
+    cfg = resolve(
+        "folk",
+        overrides={
+            "limit": LIMIT,
+            "cache_dir": str(cache_dir),
+            "epochs": 1,
+            "units": 16,
+            "embedding": 8,
+            "layers": 1,
+            "seq_len": 32,
+            "steps_per_epoch": 2,
+            "batch_size": 8,
+            "progress": 0,
+        },
+    )
     run = train(cfg, tmp_path / "run")
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["kind"] == "continuation"
@@ -135,8 +148,9 @@ def test_train_export_and_step_onnx(tunes, cache_dir, tmp_path):
     assert meta["encoding"]["seq_len"] == 32 and meta["encoding"]["start"]["symbol"] == START
     assert meta["training"]["data"]["tunes"]["train"] > 0
 
-    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     state = {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in contract.states}
     outs = ["next", *(o.name for _, o in contract.states)]
     for symbol in [START] * 4 + ["72", "_", "74"]:

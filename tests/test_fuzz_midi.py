@@ -38,10 +38,12 @@ import pytest
 from jack import JACK_BACKEND, JackServer, jack_server
 from test_service_jack import Daemon, Listener, note_ons
 
-from partimento.files import model as model_files
 from partimento.config import Config, MidiConfig
+from partimento.core.midi import parse as parse_message
 from partimento.core.timing.ledger import MidiOut
-from partimento.engine.engine import Engine, parse_message
+from partimento.engine.driver import Driver
+from partimento.engine.engine import Engine
+from partimento.files import model as model_files
 from partimento.live.midi_io import MidiInput, clean_message, open_input
 from tests.conftest import SHIPPED, require
 from tests.synth import Synth
@@ -90,6 +92,7 @@ STOPPED_RE = re.compile(r"stopped: (\d+) notes in, (\d+) out, (\d+) dropped unse
 
 # --- the fuzz ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Fuzz:
     """The messages, in sending order, and how many of each kind were made."""
@@ -99,7 +102,7 @@ class Fuzz:
 
     def bursts(self) -> Iterator[list[list[int]]]:
         for start in range(0, len(self.messages), BURST):
-            yield self.messages[start:start + BURST]
+            yield self.messages[start : start + BURST]
 
 
 def fuzz_messages(count: int = COUNT, seed: int = SEED) -> Fuzz:
@@ -135,8 +138,12 @@ def fuzz_messages(count: int = COUNT, seed: int = SEED) -> Fuzz:
             add("long junk", [rng.randrange(256) for _ in range(rng.randint(4, 12))])
         elif r < 0.35:
             n = _LENGTH[status & 0xF0] - 1
-            add("truncated", [status, *data(rng.randrange(n))] if rng.random() < 0.85
-                else rng.choice([[0xF2, rng.randrange(128)], [0xF1], [0xF3]]))
+            add(
+                "truncated",
+                [status, *data(rng.randrange(n))]
+                if rng.random() < 0.85
+                else rng.choice([[0xF2, rng.randrange(128)], [0xF1], [0xF3]]),
+            )
         elif r < 0.43:
             add("running status", data(rng.randint(1, 3)))
         elif r < 0.47:
@@ -149,8 +156,10 @@ def fuzz_messages(count: int = COUNT, seed: int = SEED) -> Fuzz:
             elif s < 0.50:  # JACK drops events over about 16 KB without a word
                 add("huge sysex", [0xF0, *data(rng.randint(1000, 20_000)), 0xF7])
             elif s < 0.62:
-                add("sysex with status bytes", [0xF0, *(rng.randrange(256) for _ in
-                                                        range(rng.randrange(40))), 0xF7])
+                add(
+                    "sysex with status bytes",
+                    [0xF0, *(rng.randrange(256) for _ in range(rng.randrange(40))), 0xF7],
+                )
             elif s < 0.70:
                 add("unterminated sysex", [0xF0, *data(rng.randrange(30))])
             else:
@@ -175,14 +184,22 @@ def fuzz_messages(count: int = COUNT, seed: int = SEED) -> Fuzz:
             elif s < 0.62:
                 add("note-on velocity 0", [0x90 | ch, rng.randrange(128), 0])
             elif s < 0.80:
-                add("control change", [0xB0 | ch, rng.choice(
-                    (1, 7, 64, 64, 120, 121, 123, rng.randrange(128))), rng.randrange(128)])
+                add(
+                    "control change",
+                    [
+                        0xB0 | ch,
+                        rng.choice((1, 7, 64, 64, 120, 121, 123, rng.randrange(128))),
+                        rng.randrange(128),
+                    ],
+                )
             elif s < 0.95:
                 kind = rng.choice((0xA0, 0xC0, 0xD0, 0xE0))
                 add("other channel message", [kind | ch, *data(_LENGTH[kind] - 1)])
             else:
-                add("system common", rng.choice([[0xF1, rng.randrange(128)], [0xF3, 1], [0xF6],
-                                                 [0xF2, *data(2)]]))
+                add(
+                    "system common",
+                    rng.choice([[0xF1, rng.randrange(128)], [0xF3, 1], [0xF6], [0xF2, *data(2)]]),
+                )
     return Fuzz(out[:count], kinds)
 
 
@@ -206,6 +223,7 @@ def loader(models) -> Callable[[str], model_files.Model]:
         if name not in cache:
             cache[name] = model_files.load(models / name)
         return cache[name]
+
     return load
 
 
@@ -222,11 +240,27 @@ def test_fuzz_is_what_it_says(fuzz):
     """The generator makes every kind it claims, in earnest amounts."""
     assert len(fuzz.messages) == COUNT
     assert fuzz_messages(1000) == fuzz_messages(1000), "not repeatable"
-    for kind in ("random bytes", "long junk", "truncated", "running status", "sysex",
-                 "sysex flood", "huge sysex", "sysex with status bytes", "unterminated sysex",
-                 "stray sysex end", "real-time", "real-time inside", "note-on data > 127",
-                 "note-on", "note-off", "note-on velocity 0", "control change",
-                 "other channel message", "system common"):
+    for kind in (
+        "random bytes",
+        "long junk",
+        "truncated",
+        "running status",
+        "sysex",
+        "sysex flood",
+        "huge sysex",
+        "sysex with status bytes",
+        "unterminated sysex",
+        "stray sysex end",
+        "real-time",
+        "real-time inside",
+        "note-on data > 127",
+        "note-on",
+        "note-off",
+        "note-on velocity 0",
+        "control change",
+        "other channel message",
+        "system common",
+    ):
         assert fuzz.kinds[kind] >= 40, f"only {fuzz.kinds[kind]} {kind}"
     assert fuzz.kinds["melody"] == COUNT // MELODY_EVERY
     junk = sum(parse_message(m) is None for m in fuzz.messages)
@@ -236,10 +270,12 @@ def test_fuzz_is_what_it_says(fuzz):
 
 # --- in process ---------------------------------------------------------------------------------
 
+
 def test_engine_takes_the_fuzz_in_process(fuzz, loader):
     """Every burst arrives at once (the service handles its queue before it ticks); what falls
     due between bursts is ticked at its time; then a clean phrase, then ``stop``."""
     engine = Engine(Config(), loader, seed=1)
+    driver = Driver(engine, prepare=False)  # the edge: junk is dropped and counted there
     out: list[MidiOut] = []
     clock = 1000.0
 
@@ -250,7 +286,7 @@ def test_engine_takes_the_fuzz_in_process(fuzz, loader):
             if due is None or due > until:
                 return
             clock = max(clock, due)
-            out.extend(engine.tick(clock))
+            out.extend(driver.tick(clock))
         raise AssertionError(f"Engine.next_time still due by {until} after 10,000 ticks")
 
     t0 = time.perf_counter()
@@ -259,29 +295,30 @@ def test_engine_takes_the_fuzz_in_process(fuzz, loader):
         tick_until(start)
         for k, message in enumerate(burst):
             clock = start + k * SPACING
-            out.extend(engine.handle(message, clock))
+            out.extend(driver.send(message, clock))
         engine.prepare()
     end = clock + 0.5
     tick_until(end)
     fuzz_seconds = time.perf_counter() - t0
 
     # a clean phrase after the fuzz: alto, tenor and bass sound under every note
-    out.extend(engine.handle(SYSEX_END, end))
+    out.extend(driver.send(SYSEX_END, end))
     fresh = 0
     for i, pitch in enumerate(CLEAN_PHRASE):
         at = end + 0.01 + i * CLEAN_STEP
         tick_until(at)
         before = len(out)
-        out.extend(engine.handle((0x90, pitch, 90), at))
+        out.extend(driver.send((0x90, pitch, 90), at))
         clock = at
         struck = [m for m in out[before:] if is_note_on(m)]
         fresh += {m[0] & 0x0F for m in struck} == set(HARMONY)
         assert all(m[2] == 90 for m in struck), "harmony velocity is the melody's"
         sounding = Synth().play(notes_only(out)).keys
-        assert sorted(ch for ch, _ in sounding) == list(HARMONY), \
+        assert sorted(ch for ch, _ in sounding) == list(HARMONY), (
             f"note {pitch}: sounding {sorted(sounding)}"
+        )
         tick_until(at + CLEAN_STEP * 0.9)
-        out.extend(engine.handle((0x80, pitch, 64), at + CLEAN_STEP * 0.9))
+        out.extend(driver.send((0x80, pitch, 64), at + CLEAN_STEP * 0.9))
     assert fresh >= len(CLEAN_PHRASE) - 2, f"only {fresh} clean notes struck three voices"
     end = at + CLEAN_STEP
     tick_until(end)
@@ -289,8 +326,8 @@ def test_engine_takes_the_fuzz_in_process(fuzz, loader):
 
     stats = engine.stats()
     clean = 1 + 2 * len(CLEAN_PHRASE)
-    assert stats["messages_in"] == COUNT + clean
-    assert stats["invalid"] == sum(parse_message(m) is None for m in fuzz.messages) + 1
+    assert driver.invalid == sum(parse_message(m) is None for m in fuzz.messages) + 1
+    assert stats["messages_in"] == COUNT + clean - driver.invalid
     note_ons_in = [m for m in fuzz.messages if parse_message(m) is not None and is_note_on(m)]
     assert stats["notes_in"] == len(note_ons_in) + len(CLEAN_PHRASE)
     assert all(parse_message(m) == tuple(m) for m in out), "the engine sent junk"
@@ -300,10 +337,11 @@ def test_engine_takes_the_fuzz_in_process(fuzz, loader):
     synth = Synth().play(notes_only(out))  # strict: no double note-on, no stray note-off
     assert not synth.keys, f"note-ons without their note-off: {sorted(synth.keys)}"
     assert (stats["sounding"], stats["pending"], stats["stopped"]) == (0, 0, True)
-    print(f"\nin process: {COUNT} messages in {fuzz_seconds:.1f} s, {stats['invalid']} "
-          f"invalid, {stats['notes_in']} notes in, {stats['notes_out']} out, "
-          f"{stats['harmony_steps']} harmony steps")
-
+    print(
+        f"\nin process: {COUNT} messages in {fuzz_seconds:.1f} s, {driver.invalid} "
+        f"invalid, {stats['notes_in']} notes in, {stats['notes_out']} out, "
+        f"{stats['harmony_steps']} harmony steps"
+    )
 
 
 @pytest.mark.parametrize("melody", [(96, 72), (60, 48)], ids=["96 then 72", "60 then 48"])
@@ -324,7 +362,9 @@ def test_harmony_stays_below_a_melody_that_leaves_the_soprano_range(loader, melo
     above = sorted(p for _, p in sounding if p >= melody[-1])
     assert not above, f"harmony {sorted(sounding)} at or above the melody's {melody[-1]}"
 
+
 # --- over JACK ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def jack() -> Iterator[JackServer]:
@@ -335,10 +375,12 @@ def jack() -> Iterator[JackServer]:
 def write_config(path: Path, models: Path) -> Path:
     """Harmonize mode with the shipped bach model, the test's ports, the default channels (melody
     from every channel, harmony on 2-4) and no control CC, so the fuzz cannot switch modes."""
-    path.write_text(f'log_level = "info"\nmodels_dir = {json.dumps(str(models))}\n'
-                    'mode = "harmonize"\n'
-                    f'[midi]\ninput = "{KEYS}"\noutput = "{SYNTH}"\n'
-                    '[harmonize]\nmodel = "bach"\n')
+    path.write_text(
+        f'log_level = "info"\nmodels_dir = {json.dumps(str(models))}\n'
+        'mode = "harmonize"\n'
+        f'[midi]\ninput = "{KEYS}"\noutput = "{SYNTH}"\n'
+        '[harmonize]\nmodel = "bach"\n'
+    )
     return path
 
 
@@ -369,18 +411,24 @@ def test_daemon_survives_the_fuzz_over_jack(jack, models, fuzz, tmp_path):
     import rtmidi
 
     config = write_config(tmp_path / "partimento.toml", models)
-    synth_port = open_input(MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND,
-                            client_name=SYNTH_CLIENT)
+    synth_port = open_input(
+        MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND, client_name=SYNTH_CLIENT
+    )
     listener = Listener(synth_port)
     # the tap reads the keyboard exactly as the daemon does (same opener, same rtmidi filters)
-    tap = open_input(MidiConfig(virtual_input=TAP), backend=JACK_BACKEND,
-                     client_name=TAP_CLIENT, queue_limit=2 * COUNT)
+    tap = open_input(
+        MidiConfig(virtual_input=TAP),
+        backend=JACK_BACKEND,
+        client_name=TAP_CLIENT,
+        queue_limit=2 * COUNT,
+    )
     keys = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, KEYS_CLIENT)
     keys.open_virtual_port(KEYS)
     daemon = None
     try:
-        jack.connect(jack.wait_for_port(f"{KEYS_CLIENT}:{KEYS}"),
-                     jack.wait_for_port(f"{TAP_CLIENT}:{TAP}"))
+        jack.connect(
+            jack.wait_for_port(f"{KEYS_CLIENT}:{KEYS}"), jack.wait_for_port(f"{TAP_CLIENT}:{TAP}")
+        )
         daemon = Daemon(jack, config, tmp_path)
         ready = daemon.wait_ready(READY_TIMEOUT)
         assert ready.endswith(f"in {KEYS_CLIENT}:{KEYS}, out {SYNTH_CLIENT}:{SYNTH})"), ready
@@ -414,13 +462,14 @@ def test_daemon_survives_the_fuzz_over_jack(jack, models, fuzz, tmp_path):
             keys.send_message([0x80, pitch, 64])
             time.sleep(0.05)
         wanted = [v for _, v in SENTINEL]
-        while velocity_runs(listener.since(start))[-len(wanted):] != wanted:
+        while velocity_runs(listener.since(start))[-len(wanted) :] != wanted:
             assert daemon.process.poll() is None, f"the daemon died: {daemon.stderr()[-2000:]}"
             assert time.monotonic() < fuzz_end + CATCH_UP_TIMEOUT, (
                 f"no harmony in velocities {wanted} within {CATCH_UP_TIMEOUT} s of the fuzz; "
                 f"heard last {velocity_runs(listener.since(start))[-8:]} "
                 f"({len(listener.since(fuzz_end))} messages since the fuzz); "
-                f"daemon: {daemon.stderr()[-1500:]}")
+                f"daemon: {daemon.stderr()[-1500:]}"
+            )
             time.sleep(0.02)
         backlog = time.monotonic() - fuzz_end
         time.sleep(0.2)
@@ -441,8 +490,9 @@ def test_daemon_survives_the_fuzz_over_jack(jack, models, fuzz, tmp_path):
             fresh += {m[0] & 0x0F for _, m in struck} == set(HARMONY)
             assert all(m[2] == 90 for _, m in struck), "harmony velocity is the melody's"
             sounding = Synth().play(notes_only(m for _, m in listener.since(0, t + REPLY_WINDOW)))
-            assert sorted(ch for ch, _ in sounding.keys) == list(HARMONY), \
+            assert sorted(ch for ch, _ in sounding.keys) == list(HARMONY), (
                 f"clean note {pitch}: sounding {sorted(sounding.keys)}"
+            )
         assert fresh >= len(CLEAN_PHRASE) - 2, f"only {fresh} clean notes struck three voices"
         assert daemon.process.poll() is None
 
@@ -473,20 +523,25 @@ def test_daemon_survives_the_fuzz_over_jack(jack, models, fuzz, tmp_path):
         tapped = drain(tap)
         clean = [m for m in map(clean_message, tapped) if m is not None]
         tapped_note_ons = sum(map(is_note_on, clean))
-        sent_note_ons = sum(is_note_on(m) and parse_message(m) is not None
-                            for m in fuzz.messages) + len(SENTINEL) + len(CLEAN_PHRASE)
+        sent_note_ons = (
+            sum(is_note_on(m) and parse_message(m) is not None for m in fuzz.messages)
+            + len(SENTINEL)
+            + len(CLEAN_PHRASE)
+        )
         assert notes_in == tapped_note_ons, "the daemon lost note-ons JACK had delivered"
         assert tapped_note_ons >= 0.8 * sent_note_ons, "JACK lost note-ons"
         assert notes_out == len(note_ons(listener.since(0))) > 0
         assert unsent == 0
-        print(f"\nover JACK: {COUNT} fuzz messages in {fuzz_seconds:.1f} s: {accepted} accepted "
-              f"by rtmidi, {sum(refused.values())} refused ({dict(refused)}); the tap read "
-              f"{len(tapped)} events, {len(clean)} whole messages, {tapped_note_ons} note-ons "
-              f"(of {sent_note_ons} sent); daemon: {notes_in} notes in, {notes_out} out, "
-              f"{unsent} unsent; caught up {backlog:.2f} s after the last burst; clean notes "
-              f"answered in "
-              f"{', '.join(f'{x * 1e3:.0f}' for x in latency)} ms; SIGTERM to exit "
-              f"{took * 1e3:.0f} ms\n{summary[0]}")
+        print(
+            f"\nover JACK: {COUNT} fuzz messages in {fuzz_seconds:.1f} s: {accepted} accepted "
+            f"by rtmidi, {sum(refused.values())} refused ({dict(refused)}); the tap read "
+            f"{len(tapped)} events, {len(clean)} whole messages, {tapped_note_ons} note-ons "
+            f"(of {sent_note_ons} sent); daemon: {notes_in} notes in, {notes_out} out, "
+            f"{unsent} unsent; caught up {backlog:.2f} s after the last burst; clean notes "
+            f"answered in "
+            f"{', '.join(f'{x * 1e3:.0f}' for x in latency)} ms; SIGTERM to exit "
+            f"{took * 1e3:.0f} ms\n{summary[0]}"
+        )
     finally:
         if daemon is not None:
             daemon.kill()

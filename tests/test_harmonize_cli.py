@@ -18,8 +18,14 @@ pytestmark = pytest.mark.slow
 
 def partimento(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, "-m", "partimento.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "partimento.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 def write_melody(path, grid, ticks_per_beat=480, velocity=90, extra_chord=False):
@@ -65,8 +71,9 @@ def test_live_harmonize_writes_four_named_tracks(tiny_live_model, test_chorale, 
     melody = tmp_path / "melody.mid"
     write_melody(melody, test_chorale.voices[0])
     out = tmp_path / "out.mid"
-    r = partimento("harmonize", melody, "-o", out, "--live", "--model", tiny_live_model,
-                   "--seed", 3)
+    r = partimento(
+        "harmonize", melody, "-o", out, "--live", "--model", tiny_live_model, "--seed", 3
+    )
     assert r.returncode == 0, r.stderr
     mid = mido.MidiFile(str(out))
     assert mid.type == 1
@@ -83,8 +90,12 @@ def test_same_seed_same_harmony(tiny_live_model, test_chorale, tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"out{i}.mid"
-        assert partimento("harmonize", melody, "-o", out, "--live", "--model",
-                          tiny_live_model, "--seed", 7).returncode == 0
+        assert (
+            partimento(
+                "harmonize", melody, "-o", out, "--live", "--model", tiny_live_model, "--seed", 7
+            ).returncode
+            == 0
+        )
         outs.append([notes_of(t) for t in mido.MidiFile(str(out)).tracks])
     assert outs[0] == outs[1]
 
@@ -122,8 +133,7 @@ def test_shipped_offline_model_harmonizes_musicxml(tmp_path):
 def test_unreadable_melody_is_one_line_error(content, tiny_live_model, tmp_path):
     bad = tmp_path / "bad.mid"
     bad.write_bytes(content)
-    r = partimento("harmonize", bad, "-o", tmp_path / "o.mid", "--live", "--model",
-                   tiny_live_model)
+    r = partimento("harmonize", bad, "-o", tmp_path / "o.mid", "--live", "--model", tiny_live_model)
     assert r.returncode == 1
     assert r.stderr.startswith("partimento: error: ") and r.stderr.count("\n") == 1
     assert "Traceback" not in r.stderr
@@ -133,16 +143,18 @@ def test_unreadable_melody_is_one_line_error(content, tiny_live_model, tmp_path)
 def test_empty_midi_says_no_notes(tiny_live_model, tmp_path):
     empty = tmp_path / "empty.mid"
     mido.MidiFile().save(str(empty))
-    r = partimento("harmonize", empty, "-o", tmp_path / "o.mid", "--live", "--model",
-                   tiny_live_model)
+    r = partimento(
+        "harmonize", empty, "-o", tmp_path / "o.mid", "--live", "--model", tiny_live_model
+    )
     assert r.returncode == 1 and "holds no notes" in r.stderr
 
 
 def test_chord_where_melody_expected(tiny_live_model, test_chorale, tmp_path):
     melody = tmp_path / "chords.mid"
     write_melody(melody, test_chorale.voices[0][:64], extra_chord=True)
-    r = partimento("harmonize", melody, "-o", tmp_path / "o.mid", "--live", "--model",
-                   tiny_live_model)
+    r = partimento(
+        "harmonize", melody, "-o", tmp_path / "o.mid", "--live", "--model", tiny_live_model
+    )
     assert r.returncode == 1 and "chord" in r.stderr and "melody is expected" in r.stderr
 
 

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from partimento.files import model
 from partimento.core.players.harmonizer import HarmonizerSettings, LiveHarmonizer
+from partimento.files import model
 from tests.conftest import SHIPPED, require
 
 GREEDY = HarmonizerSettings(temperature=1e-4, candidates=1)  # argmax, whatever the draws

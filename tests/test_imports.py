@@ -8,8 +8,11 @@ from pathlib import Path
 def runtime_modules() -> list[str]:
     """Every module under daemon/, found on disk, so a new one is covered at once."""
     root = Path(__file__).resolve().parents[1] / "daemon"
-    return sorted("partimento." + ".".join(p.relative_to(root).with_suffix("").parts)
-                  for p in root.rglob("*.py") if p.name != "__init__.py")
+    return sorted(
+        "partimento." + ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    )
 
 
 RUNTIME_MODULES = runtime_modules()
@@ -17,18 +20,22 @@ RUNTIME_MODULES = runtime_modules()
 
 def imported(modules: list[str], roots: tuple[str, ...], extra: str = "") -> str:
     """Import ``modules`` in a fresh interpreter; the loaded modules under ``roots``."""
-    code = ("import sys\n"
-            f"for m in {modules!r}: __import__(m)\n"
-            f"{extra}"
-            f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys\n"
+        f"for m in {modules!r}: __import__(m)\n"
+        f"{extra}"
+        f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
 def test_daemon_imports_neither_tensorflow_nor_music21():
-    bad = imported(RUNTIME_MODULES, ("tensorflow", "keras", "music21", "tf2onnx"),
-                   "from partimento import cli; cli.parser()\n")
+    bad = imported(
+        RUNTIME_MODULES,
+        ("tensorflow", "keras", "music21", "tf2onnx"),
+        "from partimento import cli; cli.parser()\n",
+    )
     assert bad == "", f"imported: {bad}"
 
 

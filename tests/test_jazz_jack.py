@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import SHIPPED, require, train_tiny
 from tests.synth import Synth
 from tests.test_jazz_piano import write_song
-from tests.test_service_jack import (  # noqa: F401  (jack is a fixture)
+from tests.test_service_jack import (
     KEYS,
     SYNTH,
     Daemon,
@@ -39,18 +39,20 @@ def tiny_jazz(tmp_path_factory) -> Path:
     rng = random.Random(5)
     for i in range(12):
         write_song(songs / f"tune{i:02d}.mid", rng)
-    return train_tiny(tmp_path_factory.mktemp("tiny-jazz"), "jazz", embedding=8, seq_len=16,
-                      data_dir=str(songs))
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-jazz"), "jazz", embedding=8, seq_len=16, data_dir=str(songs)
+    )
 
 
 def write_config(path: Path, model: Path) -> Path:
     path.write_text(
-        f"mode = \"continue\"\nlog_level = \"info\"\nmodels_dir = {json.dumps(str(SHIPPED))}\n"
-        f"[midi]\ninput = \"{KEYS}\"\noutput = \"{SYNTH}\"\n"
+        f'mode = "continue"\nlog_level = "info"\nmodels_dir = {json.dumps(str(SHIPPED))}\n'
+        f'[midi]\ninput = "{KEYS}"\noutput = "{SYNTH}"\n'
         f"[tempo]\nbpm = {BPM}\nestimate = false\n"
-        "[harmonize]\nmodel = \"bach\"\n"
+        '[harmonize]\nmodel = "bach"\n'
         f"[continue]\nmodel = {json.dumps(str(model))}\nend_silence = {END_SILENCE}\n"
-        f"bars = 2\nchannel = {ANSWER + 1}\n")
+        f"bars = 2\nchannel = {ANSWER + 1}\n"
+    )
     return path
 
 
@@ -58,7 +60,7 @@ def answer_on(t: float, m: tuple[int, ...]) -> bool:
     return m[0] == 0x90 | ANSWER and m[2] > 0
 
 
-def test_a_jazz_model_answers_over_jack_and_is_interrupted(jack, tiny_jazz, tmp_path):  # noqa: F811
+def test_a_jazz_model_answers_over_jack_and_is_interrupted(jack, tiny_jazz, tmp_path):
     require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     config = write_config(tmp_path / "partimento.toml", tiny_jazz)
     rig = Rig()
@@ -68,8 +70,16 @@ def test_a_jazz_model_answers_over_jack_and_is_interrupted(jack, tiny_jazz, tmp_
         assert ready.startswith("partimento: ready (mode continue, model "), ready
         listener, keys = rig.listener, rig.keys
         time.sleep(0.1)
-        phrase = [(62, 0, 2), (65, 2, 2), (69, 4, 2), (72, 6, 2), (71, 8, 4), (67, 12, 4),
-                  (65, 16, 4), (62, 20, 8)]
+        phrase = [
+            (62, 0, 2),
+            (65, 2, 2),
+            (69, 4, 2),
+            (72, 6, 2),
+            (71, 8, 4),
+            (67, 12, 4),
+            (65, 16, 4),
+            (62, 20, 8),
+        ]
         sent = play(keys, human(phrase, BPM, random.Random(3)), time.monotonic() + 0.1)
         end = sent[-1][0]
         first = listener.wait_for(answer_on, end, END_SILENCE + 3.0)

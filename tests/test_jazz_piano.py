@@ -11,13 +11,13 @@ import mido
 import numpy as np
 import pytest
 
-from partimento.files import model as models
-from partimento.core.players import continuation, events
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE
+from partimento.core.players import continuation, events
 from partimento.engine.engine import Engine
-from tests.conftest import require, train_tiny
+from partimento.files import model as models
 from partimento.training.config import resolve
 from partimento.training.data import midi_folder, wjazzd
+from tests.conftest import require, train_tiny
 
 SCALE = (0, 2, 3, 5, 7, 9, 10)  # dorian
 
@@ -30,17 +30,27 @@ def write_song(path: Path, rng: random.Random, *, drums: bool = True) -> None:
     pitch = 67
     for _ in range(64):
         pitch = min(84, max(55, pitch + rng.choice((-2, -1, 1, 2, 3))))
-        pitch += (0 if pitch % 12 in SCALE else 1)
-        melody += [mido.Message("note_on", note=pitch, velocity=90, time=0),
-                   mido.Message("note_on", note=pitch, velocity=0, time=48)]
+        pitch += 0 if pitch % 12 in SCALE else 1
+        melody += [
+            mido.Message("note_on", note=pitch, velocity=90, time=0),
+            mido.Message("note_on", note=pitch, velocity=0, time=48),
+        ]
     for bar in range(8):
         root = 48 + (0, 5, 7, 2)[bar % 4]
-        chords += [mido.Message("note_on", note=root + i, velocity=60, time=0, channel=1)
-                   for i in (0, 3, 7)]
-        chords += [mido.Message("note_off", note=root + i, velocity=0, channel=1,
-                                time=384 if i == 0 else 0) for i in (0, 3, 7)]
-    kit += [mido.Message("note_on", note=36, velocity=100, time=0, channel=9),
-            mido.Message("note_off", note=36, velocity=0, time=96, channel=9)]
+        chords += [
+            mido.Message("note_on", note=root + i, velocity=60, time=0, channel=1)
+            for i in (0, 3, 7)
+        ]
+        chords += [
+            mido.Message(
+                "note_off", note=root + i, velocity=0, channel=1, time=384 if i == 0 else 0
+            )
+            for i in (0, 3, 7)
+        ]
+    kit += [
+        mido.Message("note_on", note=36, velocity=100, time=0, channel=9),
+        mido.Message("note_off", note=36, velocity=0, time=96, channel=9),
+    ]
     mid.save(str(path))
 
 
@@ -58,11 +68,17 @@ def midi_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_jazz(midi_dir, tmp_path_factory) -> Path:
     """A jazz model trained for two steps on the generated MIDI folder and exported."""
-    return train_tiny(tmp_path_factory.mktemp("tiny-jazz"), "jazz", embedding=8, seq_len=16,
-                      data_dir=str(midi_dir))
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-jazz"),
+        "jazz",
+        embedding=8,
+        seq_len=16,
+        data_dir=str(midi_dir),
+    )
 
 
 # --- data ------------------------------------------------------------------------------------
+
 
 def test_midi_reader_merges_tracks_skips_drums_and_reads_quarters(midi_dir):
     path = midi_dir / "b" / "song00.mid"
@@ -131,6 +147,7 @@ def test_rare_chords_fall_back_to_their_top_note(midi_dir):
 
 # --- train, export, play -----------------------------------------------------------------------
 
+
 def test_jazz_trains_exports_and_steps(tiny_jazz):
     m = models.load(tiny_jazz)
     enc = m.contract.encoding
@@ -148,8 +165,9 @@ def test_jazz_trains_exports_and_steps(tiny_jazz):
 
 @pytest.mark.parametrize("mode", ["numeric", "event"])
 def test_piano_trains_exports_and_plays_in_both_data_modes(mode, midi_dir, tmp_path):
-    path = train_tiny(tmp_path, "piano", embedding=8, seq_len=24, data_dir=str(midi_dir),
-                      data_mode=mode)
+    path = train_tiny(
+        tmp_path, "piano", embedding=8, seq_len=24, data_dir=str(midi_dir), data_mode=mode
+    )
     m = models.load(path)
     assert m.contract.encoding["mode"] == mode
     if mode == "event":
@@ -163,10 +181,24 @@ def test_piano_trains_exports_and_plays_in_both_data_modes(mode, midi_dir, tmp_p
 
 
 def test_the_piano_config_maps_mechanicalbachs_flags():
-    cfg = resolve("piano", overrides={"data_mode": "event", "seq_len": 50, "batch_size": 8,
-                                      "epochs": 3, "optimizer": "rmsprop"})
-    assert (cfg.data_mode, cfg.seq_len, cfg.batch_size, cfg.epochs, cfg.optimizer,
-            cfg.loss) == ("event", 50, 8, 3, "rmsprop", "sparse_categorical_crossentropy")
+    cfg = resolve(
+        "piano",
+        overrides={
+            "data_mode": "event",
+            "seq_len": 50,
+            "batch_size": 8,
+            "epochs": 3,
+            "optimizer": "rmsprop",
+        },
+    )
+    assert (cfg.data_mode, cfg.seq_len, cfg.batch_size, cfg.epochs, cfg.optimizer, cfg.loss) == (
+        "event",
+        50,
+        8,
+        3,
+        "rmsprop",
+        "sparse_categorical_crossentropy",
+    )
 
 
 @pytest.mark.slow
@@ -215,8 +247,26 @@ def test_the_shipped_model_answers_a_phrase_and_beats_its_baseline(name):
     ev = m.contract.evaluation
     assert ev["nll_per_token"] < ev["baseline_ngram"]["3-gram"]["nll"]
     c = continuation.make(m.contract, m.run, temperature=0.9, seed=4)
-    c.observe([62, HOLD_CODE, 65, HOLD_CODE, 69, HOLD_CODE, 72, HOLD_CODE, 71, HOLD_CODE,
-               HOLD_CODE, HOLD_CODE, REST_CODE, REST_CODE, REST_CODE, REST_CODE])
+    c.observe(
+        [
+            62,
+            HOLD_CODE,
+            65,
+            HOLD_CODE,
+            69,
+            HOLD_CODE,
+            72,
+            HOLD_CODE,
+            71,
+            HOLD_CODE,
+            HOLD_CODE,
+            HOLD_CODE,
+            REST_CODE,
+            REST_CODE,
+            REST_CODE,
+            REST_CODE,
+        ]
+    )
     notes = c.continue_notes(64) + c.continue_notes(64)
     assert len(notes) >= 8, "four bars with hardly a note"
     assert all(36 <= n.pitch <= 96 for n in notes)

@@ -12,16 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partimento.core.timing.ledger import (
-    ALL_NOTES_OFF,
-    SUSTAIN,
-    LedgerError,
-    MidiOut,
-    NoteLedger,
-    note_off_message,
-    note_on_message,
-)
+from partimento.core.midi import ALL_NOTES_OFF_CC as ALL_NOTES_OFF
+from partimento.core.midi import SUSTAIN_CC as SUSTAIN
+from partimento.core.midi import MessageError as LedgerError
+from partimento.core.midi import note_off as note_off_message
+from partimento.core.midi import note_on as note_on_message
+from partimento.core.timing.ledger import NoteLedger
 from partimento.core.timing.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
+from partimento.core.types import MidiOut
 
 CORE = Path(__file__).resolve().parents[1] / "daemon" / "core" / "timing"
 
@@ -88,6 +86,7 @@ def play_until(sched: Scheduler, synth: Synth, now: float) -> list[MidiOut]:
 
 # -- the ledger ---------------------------------------------------------------------------------
 
+
 def test_note_on_and_off_send_explicit_channels():
     ledger = NoteLedger()
     assert ledger.note_on(9, 36, 100) == [on(9, 36, 100)]
@@ -141,8 +140,14 @@ def test_release_all_ends_with_sustain_off_and_all_notes_off_on_every_used_chann
 
     out = ledger.release_all()
     assert out[:2] == [off(0, 60), off(3, 48)]
-    assert out[2:] == [cc(0, SUSTAIN, 0), cc(0, ALL_NOTES_OFF, 0), cc(3, SUSTAIN, 0),
-                       cc(3, ALL_NOTES_OFF, 0), cc(5, SUSTAIN, 0), cc(5, ALL_NOTES_OFF, 0)]
+    assert out[2:] == [
+        cc(0, SUSTAIN, 0),
+        cc(0, ALL_NOTES_OFF, 0),
+        cc(3, SUSTAIN, 0),
+        cc(3, ALL_NOTES_OFF, 0),
+        cc(5, SUSTAIN, 0),
+        cc(5, ALL_NOTES_OFF, 0),
+    ]
     synth.play(out)
     assert ledger.sounding() == frozenset() and len(ledger) == 0
     assert synth.sounding() == set() and synth.pedal == set()
@@ -157,16 +162,19 @@ def test_release_all_also_sweeps_the_given_channels():
     assert ledger.release_all() == [cc(2, SUSTAIN, 0), cc(2, ALL_NOTES_OFF, 0)]  # idempotent
 
 
-@pytest.mark.parametrize("call, word", [
-    (lambda lg: lg.note_on(16, 60, 80), "channel"),
-    (lambda lg: lg.note_on(-1, 60, 80), "channel"),
-    (lambda lg: lg.note_on(0, 128, 80), "pitch"),
-    (lambda lg: lg.note_on(0, 60, 0), "velocity"),
-    (lambda lg: lg.note_on(0, 60, 128), "velocity"),
-    (lambda lg: lg.note_on(0, 60.5, 80), "pitch"),
-    (lambda lg: lg.note_off(0, -3), "pitch"),
-    (lambda lg: lg.release_all(channels=[20]), "channel"),
-])
+@pytest.mark.parametrize(
+    "call, word",
+    [
+        (lambda lg: lg.note_on(16, 60, 80), "channel"),
+        (lambda lg: lg.note_on(-1, 60, 80), "channel"),
+        (lambda lg: lg.note_on(0, 128, 80), "pitch"),
+        (lambda lg: lg.note_on(0, 60, 0), "velocity"),
+        (lambda lg: lg.note_on(0, 60, 128), "velocity"),
+        (lambda lg: lg.note_on(0, 60.5, 80), "pitch"),
+        (lambda lg: lg.note_off(0, -3), "pitch"),
+        (lambda lg: lg.release_all(channels=[20]), "channel"),
+    ],
+)
 def test_invalid_values_are_named(call, word):
     ledger = NoteLedger()
     with pytest.raises(ValueError, match=word) as err:
@@ -190,6 +198,7 @@ def test_numpy_integers_become_plain_ints():
 
 # -- the scheduler ------------------------------------------------------------------------------
 
+
 def test_events_come_out_in_time_order_with_note_offs_first_at_equal_times():
     sched = Scheduler(NoteLedger())
     sched.add(1.0, on(0, 62))
@@ -200,8 +209,12 @@ def test_events_come_out_in_time_order_with_note_offs_first_at_equal_times():
     sched.add(2.0, off(0, 60))
     assert len(sched) == 6 and sched.next_time() == 0.5
     assert sched.due(0.4) == []
-    assert sched.due(1.0) == [(0.5, on(0, 60)), (1.0, off(0, 60)), (1.0, on(0, 62)),
-                              (1.0, on(0, 60))]
+    assert sched.due(1.0) == [
+        (0.5, on(0, 60)),
+        (1.0, off(0, 60)),
+        (1.0, on(0, 62)),
+        (1.0, on(0, 60)),
+    ]
     assert sched.next_time() == 2.0
     assert sched.due(5.0) == [(2.0, off(0, 62)), (2.0, off(0, 60))]
     assert sched.next_time() is None and len(sched) == 0
@@ -233,18 +246,35 @@ def test_every_scheduled_note_on_gets_its_note_off():
 
 def test_overlapping_notes_of_one_pitch_are_ended_where_the_next_starts():
     sched = Scheduler(NoteLedger())
-    schedule_notes(sched, [(60, 0.0, 2.0, 0, 80), (60, 1.0, 2.0, 0, 90),
-                           (64, 0.0, 1.0, 0, 80), (64, 0.0, 3.0, 0, 70)])
-    assert sched.due(10.0) == [(0.0, on(0, 60)), (0.0, on(0, 64, 70)), (1.0, off(0, 60)),
-                               (1.0, on(0, 60, 90)), (3.0, off(0, 60)), (3.0, off(0, 64))]
+    schedule_notes(
+        sched,
+        [
+            (60, 0.0, 2.0, 0, 80),
+            (60, 1.0, 2.0, 0, 90),
+            (64, 0.0, 1.0, 0, 80),
+            (64, 0.0, 3.0, 0, 70),
+        ],
+    )
+    assert sched.due(10.0) == [
+        (0.0, on(0, 60)),
+        (0.0, on(0, 64, 70)),
+        (1.0, off(0, 60)),
+        (1.0, on(0, 60, 90)),
+        (3.0, off(0, 60)),
+        (3.0, off(0, 64)),
+    ]
 
 
 def test_interrupting_a_continuation_leaves_nothing_sounding_and_plays_no_more():
     ledger, synth = NoteLedger(), Synth()
     sched = Scheduler(ledger)
     synth.play(ledger.note_on(0, 48, 80, owner="harmony-bass"))  # the live harmony goes on
-    phrase = [(72, 0.0, 1.0, 1, 80), (74, 0.5, 1.0, 1, 80), (76, 1.0, 1.0, 1, 80),
-              (77, 2.0, 1.0, 1, 80)]
+    phrase = [
+        (72, 0.0, 1.0, 1, 80),
+        (74, 0.5, 1.0, 1, 80),
+        (76, 1.0, 1.0, 1, 80),
+        (77, 2.0, 1.0, 1, 80),
+    ]
     schedule_notes(sched, phrase, at=100.0, owner="continuation")
     play_until(sched, synth, 100.7)
     assert synth.sounding() == {(0, 48), (1, 72), (1, 74)}
@@ -260,8 +290,11 @@ def test_interrupting_a_continuation_leaves_nothing_sounding_and_plays_no_more()
 def test_cancel_plus_release_owner_gives_exactly_the_needed_note_offs():
     ledger, synth = NoteLedger(), Synth()
     sched = Scheduler(ledger)
-    schedule_notes(sched, [(60, 0.0, 1.0, 0, 80), (62, 0.2, 0.2, 0, 80), (64, 2.0, 1.0, 0, 80)],
-                   owner="continuation")
+    schedule_notes(
+        sched,
+        [(60, 0.0, 1.0, 0, 80), (62, 0.2, 0.2, 0, 80), (64, 2.0, 1.0, 0, 80)],
+        owner="continuation",
+    )
     sched.add(3.0, cc(0, 7, 100))  # not the continuation's: survives the cancel
     play_until(sched, synth, 0.5)  # 60 sounding, 62 came and went, 64 not yet struck
     assert sched.cancel("continuation") == 3  # 60's note-off, 64's note-on and note-off
@@ -287,8 +320,12 @@ def test_stop_clears_the_queue_and_silences_everything():
     play_until(sched, synth, 0.6)
     out = sched.stop()
     synth.play(out)
-    assert out[-4:] == [cc(0, SUSTAIN, 0), cc(0, ALL_NOTES_OFF, 0), cc(4, SUSTAIN, 0),
-                        cc(4, ALL_NOTES_OFF, 0)]
+    assert out[-4:] == [
+        cc(0, SUSTAIN, 0),
+        cc(0, ALL_NOTES_OFF, 0),
+        cc(4, SUSTAIN, 0),
+        cc(4, ALL_NOTES_OFF, 0),
+    ]
     assert len(sched) == 0 and synth.sounding() == set()
 
 
@@ -299,18 +336,21 @@ def test_clear_drops_pending_events():
     assert sched.clear() == 2 and len(sched) == 0 and sched.next_time() is None
 
 
-@pytest.mark.parametrize("call, word", [
-    (lambda s: s.add(float("nan"), on(0, 60)), "time"),
-    (lambda s: s.add(float("inf"), on(0, 60)), "time"),
-    (lambda s: s.add(1.0, (0x90, 60)), "data byte"),
-    (lambda s: s.add(1.0, (0x90, 60, 200)), "data byte"),
-    (lambda s: s.add(1.0, (0x40, 60, 20)), "status"),
-    (lambda s: s.due(float("nan")), "now"),
-    (lambda s: schedule_notes(s, [(60, 0.0, 0.0, 0, 80)]), "duration"),
-    (lambda s: schedule_notes(s, [(60, -1.0, 1.0, 0, 80)]), "start"),
-    (lambda s: schedule_notes(s, [(60, 0.0, 1.0, 16, 80)]), "channel"),
-    (lambda s: schedule_notes(s, [(130, 0.0, 1.0, 0, 80)]), "pitch"),
-])
+@pytest.mark.parametrize(
+    "call, word",
+    [
+        (lambda s: s.add(float("nan"), on(0, 60)), "time"),
+        (lambda s: s.add(float("inf"), on(0, 60)), "time"),
+        (lambda s: s.add(1.0, (0x90, 60)), "data byte"),
+        (lambda s: s.add(1.0, (0x90, 60, 200)), "data byte"),
+        (lambda s: s.add(1.0, (0x40, 60, 20)), "status"),
+        (lambda s: s.due(float("nan")), "now"),
+        (lambda s: schedule_notes(s, [(60, 0.0, 0.0, 0, 80)]), "duration"),
+        (lambda s: schedule_notes(s, [(60, -1.0, 1.0, 0, 80)]), "start"),
+        (lambda s: schedule_notes(s, [(60, 0.0, 1.0, 16, 80)]), "channel"),
+        (lambda s: schedule_notes(s, [(130, 0.0, 1.0, 0, 80)]), "pitch"),
+    ],
+)
 def test_unschedulable_events_are_refused(call, word):
     sched = Scheduler(NoteLedger())
     with pytest.raises(ValueError, match=word):
@@ -327,19 +367,36 @@ def test_the_messages_are_plain_note_bytes():
 @pytest.mark.parametrize("module", ["ledger", "scheduler"])
 def test_ledger_and_scheduler_are_pure(module):
     tree = ast.parse((CORE / f"{module}.py").read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"__future__", "collections", "dataclasses", "heapq", "math",
-                        "operator", "numpy", "partimento"}, imported
-    code = ("import sys\n"
-            f"import partimento.core.timing.{module}\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
-            "print(','.join(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=CORE.parents[2])
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    assert imported <= {
+        "__future__",
+        "collections",
+        "dataclasses",
+        "heapq",
+        "math",
+        "operator",
+        "numpy",
+        "partimento",
+    }, imported
+    code = (
+        "import sys\n"
+        f"import partimento.core.timing.{module}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CORE.parents[2],
+    )
     assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
 
 
@@ -348,9 +405,16 @@ def test_ledger_and_scheduler_are_pure(module):
 CHANNELS = st.integers(0, 2)
 PITCHES = st.integers(60, 63)  # few pitches, so notes collide and re-strike
 OWNERS = st.sampled_from(["harmony-alto", "harmony-tenor", "continuation"])
-NOTES = st.lists(st.tuples(PITCHES, st.sampled_from([0.0, 0.25, 0.5, 1.0]),
-                           st.sampled_from([0.25, 0.5, 1.0]), CHANNELS, st.integers(1, 127)),
-                 max_size=6)
+NOTES = st.lists(
+    st.tuples(
+        PITCHES,
+        st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+        st.sampled_from([0.25, 0.5, 1.0]),
+        CHANNELS,
+        st.integers(1, 127),
+    ),
+    max_size=6,
+)
 OPERATIONS = st.one_of(
     st.tuples(st.just("on"), CHANNELS, PITCHES, st.integers(1, 127), st.none() | OWNERS),
     st.tuples(st.just("off"), CHANNELS, PITCHES, st.none() | OWNERS),

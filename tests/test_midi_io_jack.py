@@ -46,8 +46,13 @@ def _in(**kwargs) -> MidiConfig:
     return MidiConfig(api="jack", **kwargs)
 
 
-async def _until(queue: asyncio.Queue[Arrival], last: tuple[int, ...] | None = None, *,
-                 count: int | None = None, timeout: float = 5.0) -> list[Arrival]:
+async def _until(
+    queue: asyncio.Queue[Arrival],
+    last: tuple[int, ...] | None = None,
+    *,
+    count: int | None = None,
+    timeout: float = 5.0,
+) -> list[Arrival]:
     """What arrives until ``last`` (kept) or ``count`` messages, failing after ``timeout``."""
     got: list[Arrival] = []
 
@@ -60,8 +65,9 @@ async def _until(queue: asyncio.Queue[Arrival], last: tuple[int, ...] | None = N
     try:
         return await asyncio.wait_for(collect(), timeout)
     except TimeoutError:
-        raise AssertionError(f"{len(got)} messages in {timeout} s, the last "
-                             f"{[m for m, _ in got[-3:]]}") from None
+        raise AssertionError(
+            f"{len(got)} messages in {timeout} s, the last {[m for m, _ in got[-3:]]}"
+        ) from None
 
 
 class _Link:
@@ -75,8 +81,11 @@ class _Link:
         self.queue: asyncio.Queue[Arrival] = asyncio.Queue(self.queue_size)
         self.input = open_input(_in(virtual_input=self.port_name), backend=JACK_BACKEND)
         self.reader = InputReader(self.input, self.queue, channel=self.channel).start()
-        self.output = open_output(_in(output=f"partimento:{self.port_name}"),
-                                  backend=JACK_BACKEND, client_name=TEST_CLIENT)
+        self.output = open_output(
+            _in(output=f"partimento:{self.port_name}"),
+            backend=JACK_BACKEND,
+            client_name=TEST_CLIENT,
+        )
         self.writer = OutputWriter(self.output)
         await asyncio.sleep(0.05)  # the connection is made; let the first period pass
         return self
@@ -122,7 +131,8 @@ def test_bursts_arrive_complete_in_order_with_monotonic_times(jack):
         async with _Link("bursts") as link:
             sent_at = [0.0] * total
             sender = asyncio.get_running_loop().run_in_executor(
-                None, _send_bursts, link.writer, sent_at)
+                None, _send_bursts, link.writer, sent_at
+            )
             got = await _until(link.queue, count=total, timeout=40)
             await sender
             await asyncio.sleep(0.05)
@@ -139,8 +149,10 @@ def test_bursts_arrive_complete_in_order_with_monotonic_times(jack):
     assert writer.sent == total
     assert (reader.received, reader.dropped, reader.rejected, reader.filtered) == (total, 0, 0, 0)
     q = statistics.quantiles(latency, n=100)
-    print(f"\n{total} messages, 0 lost; latency p50 {q[49] * 1e3:.2f} ms, "
-          f"p99 {q[98] * 1e3:.2f} ms, max {max(latency) * 1e3:.2f} ms")
+    print(
+        f"\n{total} messages, 0 lost; latency p50 {q[49] * 1e3:.2f} ms, "
+        f"p99 {q[98] * 1e3:.2f} ms, max {max(latency) * 1e3:.2f} ms"
+    )
 
 
 def _oracle(data: list[int]) -> tuple[int, ...] | None:
@@ -160,14 +172,27 @@ def _oracle(data: list[int]) -> tuple[int, ...] | None:
 def test_junk_is_dropped_clock_passes(jack):
     rng = random.Random(20240611)
     sends: list[list[int]] = [
-        [0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7],        # sysex
-        [0xF0, *range(100), 0xF7],                   # a longer one
-        [0xFE],                                      # active sensing
-        [0xF8], [0xFA], [0xFB], [0xFC],              # the clock passes
-        [0xF1, 0x10], [0xF2, 1, 2], [0xF6], [0xFF],  # other system messages do not
-        [0xF4], [0xF9], [0xFD], [0xF7],              # undefined, a stray end of sysex
-        [0x90, 0x80, 0x40], [0x45], [0x45, 0x12, 0x10], [0x90, 60], [0xC0, 5, 6],
-        [0x93, 60, 0],                               # velocity 0: a note-off
+        [0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7],  # sysex
+        [0xF0, *range(100), 0xF7],  # a longer one
+        [0xFE],  # active sensing
+        [0xF8],
+        [0xFA],
+        [0xFB],
+        [0xFC],  # the clock passes
+        [0xF1, 0x10],
+        [0xF2, 1, 2],
+        [0xF6],
+        [0xFF],  # other system messages do not
+        [0xF4],
+        [0xF9],
+        [0xFD],
+        [0xF7],  # undefined, a stray end of sysex
+        [0x90, 0x80, 0x40],
+        [0x45],
+        [0x45, 0x12, 0x10],
+        [0x90, 60],
+        [0xC0, 5, 6],
+        [0x93, 60, 0],  # velocity 0: a note-off
     ]
     for _ in range(300):
         data = [rng.randrange(256) for _ in range(rng.randint(1, 3))]
@@ -207,8 +232,9 @@ def test_channel_filter_keeps_one_channel_and_the_clock(jack):
             return await _until(link.queue, (0x92, 127, 127)), link.reader
 
     got, reader = _run(main())
-    assert [m for m, _ in got] == [(0xF8,)] * 2 + [(0x92, 62, 100), (0xB2, 1, 2)] + \
-        [(0xF8,)] * 14 + [(0x92, 127, 127)]
+    assert [m for m, _ in got] == [(0xF8,)] * 2 + [(0x92, 62, 100), (0xB2, 1, 2)] + [
+        (0xF8,)
+    ] * 14 + [(0x92, 127, 127)]
     assert reader.filtered == 30
 
 
@@ -227,8 +253,9 @@ def test_full_queue_counts_drops_without_blocking(jack):
 
 
 def test_missing_port_is_one_line_naming_the_ports(jack):
-    with open_output(_in(virtual_output="keyboard-out"), backend=JACK_BACKEND,
-                     client_name=TEST_CLIENT) as port:
+    with open_output(
+        _in(virtual_output="keyboard-out"), backend=JACK_BACKEND, client_name=TEST_CLIENT
+    ) as port:
         with pytest.raises(MidiError) as caught:
             open_input(_in(input="Keystation"), backend=JACK_BACKEND)
         assert port.name == "keyboard-out"
@@ -246,8 +273,9 @@ def test_the_first_port_is_never_partimentos_own(jack):
     with open_output(_in(virtual_output="out"), backend=JACK_BACKEND) as own:
         with pytest.raises(MidiError, match=r"^no MIDI input is there \(inputs: none\)$"):
             open_input(_in(), backend=JACK_BACKEND)
-        with open_output(_in(virtual_output="keyboard-out"), backend=JACK_BACKEND,
-                         client_name=TEST_CLIENT):
+        with open_output(
+            _in(virtual_output="keyboard-out"), backend=JACK_BACKEND, client_name=TEST_CLIENT
+        ):
             with open_input(_in(), backend=JACK_BACKEND) as port:
                 assert port.name == f"{TEST_CLIENT}:keyboard-out"
             with open_input(_in(input=f"{CLIENT_NAME}:out"), backend=JACK_BACKEND) as port:
@@ -257,16 +285,18 @@ def test_the_first_port_is_never_partimentos_own(jack):
 def test_opening_an_input_by_name_connects_it(jack):
     """The other way round from _Link: the test offers a virtual output, the daemon opens it by
     a regex and reads from it; when it goes, the reader notices."""
+
     async def main():
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Arrival] = asyncio.Queue(100)
         failed = loop.create_future()
-        source = open_output(_in(virtual_output="keys"), backend=JACK_BACKEND,
-                             client_name=TEST_CLIENT)
-        port = open_input(_in(input=r"^partimento-test(-\d+)?:keys$", match="regex"),
-                          backend=JACK_BACKEND)
-        reader = InputReader(port, queue, check_interval=0.05,
-                             on_error=failed.set_result).start()
+        source = open_output(
+            _in(virtual_output="keys"), backend=JACK_BACKEND, client_name=TEST_CLIENT
+        )
+        port = open_input(
+            _in(input=r"^partimento-test(-\d+)?:keys$", match="regex"), backend=JACK_BACKEND
+        )
+        reader = InputReader(port, queue, check_interval=0.05, on_error=failed.set_result).start()
         try:
             await asyncio.sleep(0.05)
             source.send_message([0x90, 64, 90])
@@ -324,21 +354,27 @@ def test_reader_stops_promptly_and_idles_cheaply(jack):
             return cpu, time.monotonic() - t0
 
     cpu, stop_time = _run(main())
-    print(f"\nidle reader thread: {cpu * 100:.1f} % of a core; stopped in "
-          f"{stop_time * 1e3:.1f} ms")
+    print(f"\nidle reader thread: {cpu * 100:.1f} % of a core; stopped in {stop_time * 1e3:.1f} ms")
     assert stop_time < 1.0
     assert cpu < 0.25
 
 
 def test_list_ports_and_the_ports_command(jack):
     # two clients of one name would make the second partimento-test-01
-    with open_input(_in(virtual_input="probe-in"), backend=JACK_BACKEND,
-                    client_name=TEST_CLIENT), \
-         open_output(_in(virtual_output="probe-out"), backend=JACK_BACKEND,
-                     client_name=PROBE_CLIENT):
+    with (
+        open_input(_in(virtual_input="probe-in"), backend=JACK_BACKEND, client_name=TEST_CLIENT),
+        open_output(
+            _in(virtual_output="probe-out"), backend=JACK_BACKEND, client_name=PROBE_CLIENT
+        ),
+    ):
         inputs, outputs = list_ports(JACK_BACKEND)
-        out = subprocess.run([sys.executable, "-m", "partimento.cli", "ports"], env=jack.env(),
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [sys.executable, "-m", "partimento.cli", "ports"],
+            env=jack.env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert f"{PROBE_CLIENT}:probe-out" in inputs  # an output of the test is an input to read
     assert f"{TEST_CLIENT}:probe-in" in outputs
     assert out.returncode == 0, out.stderr
@@ -348,13 +384,18 @@ def test_list_ports_and_the_ports_command(jack):
 
 
 def test_ports_command_without_a_backend_is_one_line(jack):
-    out = subprocess.run([sys.executable, "-m", "partimento.cli", "ports"],
-                         env=jack.env(JACK_DEFAULT_SERVER="no-such-jack-server"),
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "partimento.cli", "ports"],
+        env=jack.env(JACK_DEFAULT_SERVER="no-such-jack-server"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         "partimento: error: no MIDI backend is available (UNIX_JACK: MidiInJack::initialize: "
-        "JACK server not running?)"]
+        "JACK server not running?)"
+    ]
 
 
 def test_clean_message_without_ports():
@@ -368,6 +409,7 @@ def test_clean_message_without_ports():
 
 def test_reader_with_a_fake_port_and_a_closed_loop():
     """The seam: anything with get_message(); a reader outliving its loop ends quietly."""
+
     class FakePort:
         def __init__(self, messages):
             self.messages = list(messages)

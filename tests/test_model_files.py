@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from partimento.files import model
 from partimento.core.players.contract import Contract, ContractError
+from partimento.files import model
 
 pytestmark = pytest.mark.slow
 
@@ -16,12 +16,14 @@ def test_exported_model_loads_and_steps(tiny_live_model):
     m = model.load(tiny_live_model)
     c = m.contract
     assert c.kind == "live-harmonizer" and c.style == "bach"
-    assert {v for v in ("alto", "tenor", "bass")} == {t.voice for t in c.outputs
-                                                       if t.role == "logits"}
+    assert {v for v in ("alto", "tenor", "bass")} == {
+        t.voice for t in c.outputs if t.role == "logits"
+    }
     assert c.training["parity_max_logit_difference"] <= 1e-4
     feeds = {t.name: np.zeros((1, 1), np.int32) for t in c.inputs if t.role != "state-in"}
-    feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t in c.inputs
-              if t.role == "state-in"}
+    feeds |= {
+        t.name: np.zeros((1, int(t.shape[1])), np.float32) for t in c.inputs if t.role == "state-in"
+    }
     out = m.run(feeds)
     logits = out[c.output("logits", "bass").name]
     assert logits.shape == (1, 1, len(c.vocabulary))
@@ -51,10 +53,13 @@ def test_truncated_onnx_is_refused(tiny_live_model, tmp_path):
         model.load(d)
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("name", "melody", "inputs missing ['melody'], unexpected ['soprano']"),
-    ("dtype", "float32", "input soprano is int32 of rank 2, contract says float32"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("name", "melody", "inputs missing ['melody'], unexpected ['soprano']"),
+        ("dtype", "float32", "input soprano is int32 of rank 2, contract says float32"),
+    ],
+)
 def test_contract_that_does_not_match_onnx(tiny_live_model, tmp_path, key, value, message):
     d = _copy(tiny_live_model, tmp_path)
     data = json.loads((d / "model.json").read_text())

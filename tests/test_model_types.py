@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from partimento.files import model
+from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
 from partimento.core.players import continuation
 from partimento.core.players.contract import Contract, Tensor
-from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Vocabulary
 from partimento.core.players.phrases import PhraseContinuer, pitch_class_histogram
 from partimento.engine.engine import Engine
+from partimento.files import model
 from tests.conftest import SHIPPED, require
 from tests.model_types import KINDS, WINDOW, tiny_model
 from tests.test_engine import ANSWER, config, play_phrase
@@ -51,8 +51,10 @@ def test_the_transformer_reads_a_bounded_window_one_token_at_a_time():
     c = m.contract
     assert c.input("token").shape == ("batch", 1)
     shapes = {i.name: (i.dtype, i.shape) for i, _ in c.states}
-    assert shapes == {"window_in": ("float32", ("batch", WINDOW - 1)),
-                      "phase_in": ("float32", ("batch", 1))}
+    assert shapes == {
+        "window_in": ("float32", ("batch", WINDOW - 1)),
+        "phase_in": ("float32", ("batch", 1)),
+    }
 
     def last_logits(tokens: list[int]) -> np.ndarray:
         state = {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in c.states}
@@ -81,11 +83,13 @@ def test_the_transformer_reads_a_bounded_window_one_token_at_a_time():
 def test_each_type_answers_a_phrase_in_the_engines_continue_mode(typed):
     require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     kind, m = typed
-    engine = Engine(config(SHIPPED / "bach", m.folder, mode="continue"),
-                    lambda name: model.load(name), seed=0)
+    engine = Engine(
+        config(SHIPPED / "bach", m.folder, mode="continue"), lambda name: model.load(name), seed=0
+    )
     records, synth, end = play_phrase(engine, until=14.0)
-    answer = [(r.time, msg) for r in records for msg in r.out
-              if msg[0] & 0xF0 == 0x90 and msg[2] > 0]
+    answer = [
+        (r.time, msg) for r in records for msg in r.out if msg[0] & 0xF0 == 0x90 and msg[2] > 0
+    ]
     assert answer, f"{kind}: no answer"
     assert all(msg[0] & 0x0F == ANSWER for _, msg in answer)
     assert min(t for t, _ in answer) >= end + 1.0 - 0.01  # after the configured silence
@@ -100,11 +104,19 @@ VOCAB = Vocabulary.for_pitches(60, 72, start=True)
 
 def phrase_contract(steps: int = 8, candidates: int = 3) -> Contract:
     return Contract(
-        name="fake-gan", style="folk", kind="continuation",
-        encoding={"vocabulary": list(VOCAB.symbols), "type": "phrase", "phrase_steps": steps,
-                  "latent_dim": 2, "candidates": candidates},
+        name="fake-gan",
+        style="folk",
+        kind="continuation",
+        encoding={
+            "vocabulary": list(VOCAB.symbols),
+            "type": "phrase",
+            "phrase_steps": steps,
+            "latent_dim": 2,
+            "candidates": candidates,
+        },
         inputs=(Tensor("noise", ("batch", 2), "float32", "noise"),),
-        outputs=(Tensor("phrase", ("batch", steps, len(VOCAB)), "float32", "logits"),))
+        outputs=(Tensor("phrase", ("batch", steps, len(VOCAB)), "float32", "logits"),),
+    )
 
 
 def fake_generator(steps: int = 8):
@@ -122,6 +134,7 @@ def fake_generator(steps: int = 8):
                 logits[k, i, VOCAB.index(s)] = 50.0
             logits[k, -1, VOCAB.index(START)] = 80.0
         return {"phrase": logits}
+
     return run, calls
 
 
@@ -146,8 +159,12 @@ def test_without_a_phrase_heard_the_first_candidate_plays_and_the_key_mask_holds
     p.reset()
     assert p.continue_for(8)[0] == 60, "reset forgets the phrase"
     # C# and E not allowed: every pitch the fake strongly wants is masked away
-    masked = continuation.make(phrase_contract(candidates=1), run, seed=0,
-                               allowed_pitch_classes=frozenset({0, 2, 4, 5, 7, 9, 11}))
+    masked = continuation.make(
+        phrase_contract(candidates=1),
+        run,
+        seed=0,
+        allowed_pitch_classes=frozenset({0, 2, 4, 5, 7, 9, 11}),
+    )
     codes = masked.continue_for(64)
     assert all(int(c) % 12 in {0, 2, 4, 5, 7, 9, 11} for c in codes if c >= 0)
 
@@ -170,6 +187,7 @@ def test_partimento_evaluate_scores_a_transformer_and_explains_a_gan():
 
 # -- partimento compare ---------------------------------------------------------------------
 
+
 def test_compare_measures_repetition_novelty_and_pitch_classes():
     from partimento.training import compare
 
@@ -190,14 +208,15 @@ def test_compare_measures_repetition_novelty_and_pitch_classes():
 
 @pytest.mark.slow
 def test_compare_writes_a_row_per_model_type(tmp_path):
-    from tests.model_types import SIZES, cache_dir, tiny_run
     from partimento.training import compare
+    from tests.model_types import SIZES, cache_dir, tiny_run
 
     for kind in KINDS:  # the tiny runs stand in for trainings (compare reuses finished runs)
         (tmp_path / f"compare-folk-{kind}").symlink_to(tiny_run(kind))
     overrides = {**SIZES, "cache_dir": cache_dir()}
-    rows = compare.compare("folk", list(KINDS), config=None, overrides=overrides,
-                           runs=tmp_path, eval_tunes=3)
+    rows = compare.compare(
+        "folk", list(KINDS), config=None, overrides=overrides, runs=tmp_path, eval_tunes=3
+    )
     assert [r["model"] for r in rows] == ["test tunes (reference)", *KINDS]
     table = (tmp_path / "compare-folk" / "compare.md").read_text()
     assert table.count("\n") == 2 + 4 and "| gan |" in table

@@ -1,7 +1,7 @@
 """``--model transformer`` for the event styles (jazz, piano): a tiny jazz transformer trains on
 generated MIDI files, exports with its window parity check, is fed one token per call by
-:class:`partimento.core.players.events.EventContinuer` and answers a phrase in the engine's continue mode;
-every style/model combination that is not built is refused with a one-line ConfigError."""
+:class:`partimento.core.players.events.EventContinuer` and answers a phrase in the engine's continue
+mode; every style/model combination that is not built is refused with a one-line ConfigError."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partimento.files import model as models
-from partimento.core.players import continuation
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE
+from partimento.core.players import continuation
+from partimento.files import model as models
+from partimento.training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
 from tests.conftest import require, train_tiny
 from tests.test_jazz_piano import write_song
-from partimento.training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
 
 WINDOW = 16  # seq_len: the transformer's window (a multiple of window_stride 16)
 
@@ -31,9 +31,16 @@ def jazz_transformer(tmp_path_factory) -> Path:
         sub = songs / ("a" if i % 2 else "b")
         sub.mkdir(exist_ok=True)
         write_song(sub / f"song{i:02d}.mid", rng)
-    return train_tiny(tmp_path_factory.mktemp("jazz-transformer"), "jazz", model="transformer",
-                      seq_len=WINDOW, embed_dim=16, num_heads=2, ff_dim=16,
-                      data_dir=str(songs))
+    return train_tiny(
+        tmp_path_factory.mktemp("jazz-transformer"),
+        "jazz",
+        model="transformer",
+        seq_len=WINDOW,
+        embed_dim=16,
+        num_heads=2,
+        ff_dim=16,
+        data_dir=str(songs),
+    )
 
 
 def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_transformer):
@@ -43,8 +50,10 @@ def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_t
     assert c.encoding["type"] == "events" and c.encoding["mode"] == "numeric"
     assert c.training["parity_max_logit_difference"] <= 1e-4
     assert c.input("token").shape == ("batch", 1)
-    assert {i.name: i.shape for i, _ in c.states} == {"window_in": ("batch", WINDOW - 1),
-                                                      "phase_in": ("batch", 1)}
+    assert {i.name: i.shape for i, _ in c.states} == {
+        "window_in": ("batch", WINDOW - 1),
+        "phase_in": ("batch", 1),
+    }
     widths = []
 
     def run(feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
@@ -105,16 +114,22 @@ def test_a_model_type_a_style_does_not_build_is_refused_in_one_line(style, kind)
 
 
 def test_piano_gan_is_refused_with_the_message_the_cli_prints():
-    with pytest.raises(ConfigError, match=r"^model: gan is not available for piano "
-                                          r"\(lstm, transformer\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model: gan is not available for piano "
+        r"\(lstm, transformer\)$",
+    ):
         resolve("piano", overrides={"model": "gan"})
 
 
 def test_a_transformer_window_off_the_bar_lines_is_refused_at_once():
     from partimento.training.config import ConfigError, resolve
 
-    with pytest.raises(ConfigError, match=r"^seq_len: a transformer's window \(100\) must be a "
-                       r"multiple of window_stride \(16\), e.g. 96$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^seq_len: a transformer's window \(100\) must be a "
+        r"multiple of window_stride \(16\), e.g. 96$",
+    ):
         resolve("piano", overrides={"model": "transformer"})
     with pytest.raises(ConfigError, match=r"^embed_dim: 31 is not a multiple of num_heads"):
         resolve("folk", overrides={"model": "transformer", "embed_dim": 31})

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import SHIPPED, require
 from tests.model_types import tiny_model
 from tests.synth import Synth
-from tests.test_service_jack import (  # noqa: F401  (jack: the module's JACK server fixture)
+from tests.test_service_jack import (
     ANSWER,
     BPM,
     END_SILENCE,
@@ -30,7 +30,7 @@ from tests.test_service_jack import (  # noqa: F401  (jack: the module's JACK se
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformer", "gan"])
-def test_the_daemon_answers_with_a_transformer_or_a_gan(jack, kind, tmp_path):  # noqa: F811
+def test_the_daemon_answers_with_a_transformer_or_a_gan(jack, kind, tmp_path):
     require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     models = tmp_path / "models"
     models.mkdir()
@@ -48,8 +48,9 @@ def test_the_daemon_answers_with_a_transformer_or_a_gan(jack, kind, tmp_path):  
         phrase = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4), (67, 12, 4)]
         sent = play(keys, human(phrase, BPM, random.Random(3)), time.monotonic() + 0.1)
         end = sent[-1][0]
-        answered = listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
-                                     end, END_SILENCE + 3.0)
+        answered = listener.wait_for(
+            lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0, end, END_SILENCE + 3.0
+        )
         assert answered >= end + END_SILENCE - 0.01, "answered before the silence"
         time.sleep(8 * 60 / BPM + 0.3)  # the two bars of the answer
         answer = note_ons(listener.since(end), ANSWER)

@@ -89,8 +89,9 @@ class FakeDaemon:
 
 def config(endpoint: Endpoint, prefix: str, **kw: Any) -> MqttConfig:
     kw.setdefault("metrics_interval", 0)
-    return MqttConfig(enabled=True, host=endpoint.host, port=endpoint.port, topic_prefix=prefix,
-                      **kw)
+    return MqttConfig(
+        enabled=True, host=endpoint.host, port=endpoint.port, topic_prefix=prefix, **kw
+    )
 
 
 class Running:
@@ -125,18 +126,21 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.02)
 
 
-async def wait_for(sub: Subscription, match: Callable[[Received], bool], timeout: float,
-                   since: int = 0) -> Received:
+async def wait_for(
+    sub: Subscription, match: Callable[[Received], bool], timeout: float, since: int = 0
+) -> Received:
     return await asyncio.to_thread(sub.wait_for, match, timeout, since=since)
 
 
-async def pub(endpoint: Endpoint, topic: str, payload: bytes | str | None = None, **kw: Any
-              ) -> None:
+async def pub(
+    endpoint: Endpoint, topic: str, payload: bytes | str | None = None, **kw: Any
+) -> None:
     await asyncio.to_thread(mqtt_pub, endpoint, topic, payload, **kw)
 
 
-async def control_back(endpoint: Endpoint, prefix: str, fake: FakeDaemon, since: float,
-                       bpm: float) -> float:
+async def control_back(
+    endpoint: Endpoint, prefix: str, fake: FakeDaemon, since: float, bpm: float
+) -> float:
     """Publish ``set/tempo bpm`` until it is applied; seconds from ``since`` to that."""
     deadline = since + 2 * CONTROL_BACK_SECONDS
     while time.monotonic() < deadline:
@@ -151,14 +155,17 @@ async def control_back(endpoint: Endpoint, prefix: str, fake: FakeDaemon, since:
 
 def status_is(**fields: Any) -> Callable[[Received], bool]:
     def match(m: Received) -> bool:
-        return m.topic.endswith("/status") and all(m.json().get(k) == v
-                                                   for k, v in fields.items())
+        return m.topic.endswith("/status") and all(m.json().get(k) == v for k, v in fields.items())
+
     return match
 
 
 def mqtt_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "partimento.live.mqtt" and r.levelno >= level]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "partimento.live.mqtt" and r.levelno >= level
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +192,7 @@ def late_retained(endpoint: Endpoint, prefix: str) -> dict[str, Received]:
 
 # --- against a running broker -------------------------------------------------------------------
 
+
 def test_status_control_request_and_clean_stop(shared, prefix, caplog):
     caplog.set_level(logging.INFO)
     status = f"{prefix}/status"
@@ -196,7 +204,11 @@ def test_status_control_request_and_clean_stop(shared, prefix, caplog):
             async with Running(link) as run:
                 online = await wait_for(sub, status_is(online=True), 5)
                 assert {k: v for k, v in online.json().items() if k != "time"} == {
-                    "mode": "harmonize", "style": "bach", "version": "test", "online": True}
+                    "mode": "harmonize",
+                    "style": "bach",
+                    "version": "test",
+                    "online": True,
+                }
                 assert abs(online.json()["time"] - time.time()) < 5
                 retained = await asyncio.to_thread(late_retained, shared, prefix)
                 assert retained[status].json()["online"] is True
@@ -239,10 +251,15 @@ def test_refused_messages_are_logged_and_published_on_the_error_topic(shared, pr
         with mqtt_sub(shared, f"{prefix}/#") as sub:
             async with Running(link):
                 await wait_for(sub, lambda m: m.topic == error, 5)
-                for topic, payload in [("set/temperature", "hot"), ("set/volume", "3"),
-                                       ("set/style", "nonexistent"), ("set/bars", "13"),
-                                       ("set/tempo", "299"), ("set/tempo", "90"),
-                                       ("cmd/panic", None)]:
+                for topic, payload in [
+                    ("set/temperature", "hot"),
+                    ("set/volume", "3"),
+                    ("set/style", "nonexistent"),
+                    ("set/bars", "13"),
+                    ("set/tempo", "299"),
+                    ("set/tempo", "90"),
+                    ("cmd/panic", None),
+                ]:
                     await pub(shared, f"{prefix}/{topic}", payload)
                 await until(lambda: Panic() in fake.commands, 5, "the panic applied")
                 await until(lambda: len(sub.on(error)) >= 6, 2, "six errors")
@@ -259,12 +276,19 @@ def test_refused_messages_are_logged_and_published_on_the_error_topic(shared, pr
     assert fake.commands == [SetBars(5), SetTempo(90.0), Panic()]
     published = [(e.json()["topic"], e.json()["error"]) for e in errors]
     assert published == [
-        (f"{prefix}/cmd/panic",
-         "cmd/panic: a retained command is not acted on (publish it without retain)"),
-        (f"{prefix}/set/temperature",
-         'set/temperature: expected a number from 0.05 to 5, got "hot"'),
-        (f"{prefix}/set/volume", "set/volume: unknown topic (known: set/mode, set/style, "
-                                 "set/temperature, set/tempo, set/bars, cmd/panic, cmd/reload)"),
+        (
+            f"{prefix}/cmd/panic",
+            "cmd/panic: a retained command is not acted on (publish it without retain)",
+        ),
+        (
+            f"{prefix}/set/temperature",
+            'set/temperature: expected a number from 0.05 to 5, got "hot"',
+        ),
+        (
+            f"{prefix}/set/volume",
+            "set/volume: unknown topic (known: set/mode, set/style, "
+            "set/temperature, set/tempo, set/bars, cmd/panic, cmd/reload)",
+        ),
         (f"{prefix}/set/style", "set/style: no model named 'nonexistent'"),
         (f"{prefix}/set/bars", "set/bars: failed (RuntimeError)"),
         (f"{prefix}/set/tempo", "set/tempo: too fast for this test"),
@@ -273,7 +297,8 @@ def test_refused_messages_are_logged_and_published_on_the_error_topic(shared, pr
     assert error not in retained  # errors are not retained
     warnings = mqtt_lines(caplog)
     assert [w for w in warnings if w.startswith("MQTT control refused: ")] == [
-        f"MQTT control refused: {message}" for _, message in published]
+        f"MQTT control refused: {message}" for _, message in published
+    ]
     assert any("applying SetBars(bars=13) failed: RuntimeError: unlucky" in w for w in warnings)
 
 
@@ -296,7 +321,10 @@ def test_metrics_and_status_every_interval(shared, prefix):
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.7 < g < 1.5 for g in gaps), gaps
     assert {k: v for k, v in sent[0].json().items() if k != "time"} == {
-        "notes_in": 3, "latency_p50_ms": None, "reconnects": 0}
+        "notes_in": 3,
+        "latency_p50_ms": None,
+        "reconnects": 0,
+    }
     # the status goes out again with every metrics message (and once more, offline, at the stop)
     online_statuses = [s for s in statuses if s.json()["online"]]
     assert len(online_statuses) >= 1 + len(sent[:3])
@@ -321,9 +349,12 @@ asyncio.run(MqttLink(config, Idle(), keepalive=2).run())
 def test_the_broker_publishes_the_last_will_when_the_daemon_goes_silent(shared, prefix):
     status = f"{prefix}/status"
     with mqtt_sub(shared, f"{prefix}/#") as sub:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, shared.host, str(shared.port),
-                                  prefix], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                 preexec_fn=killed_with_parent())
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, shared.host, str(shared.port), prefix],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=killed_with_parent(),
+        )
         try:
             sub.wait_for(status_is(online=True), 10)
             child.send_signal(signal.SIGSTOP)  # silent, its connection still open
@@ -342,8 +373,7 @@ def test_the_broker_publishes_the_last_will_when_the_daemon_goes_silent(shared, 
 
 def test_cancelling_while_the_broker_is_absent_is_prompt(caplog):
     async def scenario() -> Running:
-        link = MqttLink(config(Endpoint("127.0.0.1", free_port()), unique_prefix()),
-                        FakeDaemon())
+        link = MqttLink(config(Endpoint("127.0.0.1", free_port()), unique_prefix()), FakeDaemon())
         async with Running(link) as run:
             await asyncio.sleep(0.8)  # refused, then waiting to try again
             assert not link.connected
@@ -359,8 +389,15 @@ def test_a_missing_password_variable_is_one_line_and_no_crash(caplog, monkeypatc
     nowhere = Endpoint("127.0.0.1", free_port())
 
     async def scenario() -> MqttLink:
-        link = MqttLink(config(nowhere, unique_prefix(), username="daemon",
-                               password_env="PARTIMENTO_TEST_NO_SUCH_PASSWORD"), FakeDaemon())
+        link = MqttLink(
+            config(
+                nowhere,
+                unique_prefix(),
+                username="daemon",
+                password_env="PARTIMENTO_TEST_NO_SUCH_PASSWORD",
+            ),
+            FakeDaemon(),
+        )
         async with Running(link):
             await asyncio.sleep(0.8)  # tried at least twice
         return link
@@ -368,7 +405,8 @@ def test_a_missing_password_variable_is_one_line_and_no_crash(caplog, monkeypatc
     assert not asyncio.run(scenario()).connected
     assert mqtt_lines(caplog) == [
         f"MQTT: cannot connect to 127.0.0.1:{nowhere.port} (mqtt.password_env: the environment "
-        "variable PARTIMENTO_TEST_NO_SUCH_PASSWORD is not set); retrying every 3 s at most"]
+        "variable PARTIMENTO_TEST_NO_SUCH_PASSWORD is not set); retrying every 3 s at most"
+    ]
 
 
 class SwallowingClient:
@@ -434,6 +472,7 @@ def test_backoff_doubles_from_half_a_second_up_to_the_cap_with_jitter():
 
 # --- brokers of their own -----------------------------------------------------------------------
 
+
 def test_a_broker_started_late_gives_control_within_5_s(caplog):
     caplog.set_level(logging.DEBUG)
     prefix = unique_prefix()
@@ -498,31 +537,41 @@ def test_the_password_is_never_logged(caplog, monkeypatch, tmp_path):
         unavailable("mosquitto_passwd is not installed (apt-get install mosquitto)")
     caplog.set_level(logging.DEBUG)  # aiomqtt's and paho's debug lines too
     password, wrong = f"pw-{secrets.token_hex(8)}", f"pw-{secrets.token_hex(8)}"
-    subprocess.run([passwd, "-b", "-c", str(tmp_path / "passwd"), "daemon", password],
-                   check=True, capture_output=True, timeout=10)
+    subprocess.run(
+        [passwd, "-b", "-c", str(tmp_path / "passwd"), "daemon", password],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
     monkeypatch.setenv("PARTIMENTO_TEST_MQTT_PASSWORD", password)
     prefix = unique_prefix()
 
     async def scenario(b) -> None:
         login = b.endpoint.login("daemon", password)
-        refused = MqttLink(config(b.endpoint, prefix, username="daemon", password=wrong),
-                           FakeDaemon())
+        refused = MqttLink(
+            config(b.endpoint, prefix, username="daemon", password=wrong), FakeDaemon()
+        )
         async with Running(refused):
             await asyncio.sleep(1.5)
             assert not refused.connected
         fake = FakeDaemon()
-        accepted = MqttLink(config(b.endpoint, prefix, username="daemon",
-                                   password_env="PARTIMENTO_TEST_MQTT_PASSWORD"), fake)
+        accepted = MqttLink(
+            config(
+                b.endpoint, prefix, username="daemon", password_env="PARTIMENTO_TEST_MQTT_PASSWORD"
+            ),
+            fake,
+        )
         async with Running(accepted):
             await control_back(login, prefix, fake, time.monotonic(), 120)
             assert accepted.connected
 
-    with broker([f"password_file {tmp_path / 'passwd'}"], anonymous=False,
-                folder=tmp_path) as b:
+    with broker([f"password_file {tmp_path / 'passwd'}"], anonymous=False, folder=tmp_path) as b:
         asyncio.run(scenario(b))
     warnings = mqtt_lines(caplog)
     assert len(warnings) == 1, warnings  # refused at every attempt, said once
     assert "cannot connect" in warnings[0] and "authori" in warnings[0].lower()
     assert any("still no connection" in m for m in mqtt_lines(caplog, logging.DEBUG))
-    assert any(r.name.startswith("partimento.live.mqtt.client") for r in caplog.records)  # paho's lines
+    assert any(
+        r.name.startswith("partimento.live.mqtt.client") for r in caplog.records
+    )  # paho's lines
     assert password not in caplog.text and wrong not in caplog.text

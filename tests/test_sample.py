@@ -27,12 +27,18 @@ STEPS_PER_BAR = 16
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
 
 
-def sample(*args: str, env: dict | None = None, cwd: Path | None = None
-           ) -> subprocess.CompletedProcess:
+def sample(
+    *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     base = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", SHIM, "sample", *map(str, args)],
-                          env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", SHIM, "sample", *map(str, args)],
+        env={**base, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def notes(track: mido.MidiTrack, tpb: int) -> list[tuple[int, int, int]]:
@@ -88,8 +94,7 @@ def test_a_seed_file_is_played_first_and_continued(tmp_path, folk):
     given = read_melody(melody)
     mid = mido.MidiFile(out)
     seed, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
-    assert [(s, p) for s, _, p in seed] == [(given.step_of(n.start), n.pitch)
-                                           for n in given.notes]
+    assert [(s, p) for s, _, p in seed] == [(given.step_of(n.start), n.pitch) for n in given.notes]
     assert answer and min(s for s, *_ in answer) >= max(e for _, e, _ in seed)
     assert mid.tracks[0][1].tempo == given.tempo_us  # the file's tempo when --bpm is not given
 
@@ -144,19 +149,30 @@ def test_wav_has_sound(tmp_path, folk):
 
 def test_without_fluidsynth_one_line_and_the_midi(tmp_path, folk):
     out = tmp_path / "s.mid"
-    done = sample("folk", "-o", out, "--length", 1, "--wav", tmp_path / "s.wav",
-                  env={"PATH": os.path.dirname(sys.executable)})
+    done = sample(
+        "folk",
+        "-o",
+        out,
+        "--length",
+        1,
+        "--wav",
+        tmp_path / "s.wav",
+        env={"PATH": os.path.dirname(sys.executable)},
+    )
     assert done.returncode == 0, done.stderr
     assert out.exists() and not (tmp_path / "s.wav").exists()
     assert done.stdout.splitlines()[-1].startswith("no WAV: install fluidsynth")
 
 
-@pytest.mark.parametrize("args, message", [
-    (("no-such-model",), "no model 'no-such-model'"),
-    (("folk", "--length", "0"), "--length 0: give between 1 and 256 bars"),
-    (("folk", "--seed-file", "BAD"), "BAD.mid is not a readable MIDI file"),
-    (("folk", "--seed-file", "missing.mid"), "seed file missing.mid does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("no-such-model",), "no model 'no-such-model'"),
+        (("folk", "--length", "0"), "--length 0: give between 1 and 256 bars"),
+        (("folk", "--seed-file", "BAD"), "BAD.mid is not a readable MIDI file"),
+        (("folk", "--seed-file", "missing.mid"), "seed file missing.mid does not exist"),
+    ],
+)
 def test_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "BAD.mid").write_text("not a MIDI file\n")
     args = tuple("BAD.mid" if a == "BAD" else a for a in args)
@@ -169,38 +185,48 @@ def test_errors_are_one_line(tmp_path, args, message):
 
 
 def test_sampling_needs_no_tensorflow(tmp_path, folk):
-    code = ("import sys\nfrom partimento.commands.sample import sample\n"
-            f"sample('folk', __import__('pathlib').Path({str(tmp_path / 'x.mid')!r}), bars=1,"
-            " say=lambda s: None)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'keras', 'tf2onnx')))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    code = (
+        "import sys\nfrom partimento.commands.sample import sample\n"
+        f"sample('folk', __import__('pathlib').Path({str(tmp_path / 'x.mid')!r}), bars=1,"
+        " say=lambda s: None)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'tf2onnx')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")
 def tiny_abc(tmp_path_factory):
-    from tests.conftest import train_tiny
     from partimento.training.config import resolve
     from partimento.training.data import abc_text
+    from tests.conftest import train_tiny
 
     cfg = resolve("abc")
-    require(bool(abc_text.nottingham_files(cfg)),
-            f"no Nottingham ABC files under {abc_text.data_root(cfg)} (set PARTIMENTO_DATA)")
-    return train_tiny(tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32,
-                      limit=10, batch_size=8)
+    require(
+        bool(abc_text.nottingham_files(cfg)),
+        f"no Nottingham ABC files under {abc_text.data_root(cfg)} (set PARTIMENTO_DATA)",
+    )
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32, limit=10, batch_size=8
+    )
 
 
 def test_abc_writes_text_from_the_seed_text_and_says_about_midi(tmp_path, tiny_abc):
     out = tmp_path / "tune.mid"
-    done = sample(tiny_abc, "-o", out, "--seed-text", r"X:1\nK:D\n", "--chars", 120,
-                  "--seed", 1)
+    done = sample(tiny_abc, "-o", out, "--seed-text", r"X:1\nK:D\n", "--chars", 120, "--seed", 1)
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "tune.abc").read_text()
     assert text.startswith("X:1\nK:D\n") and len(text) == len("X:1\nK:D\n") + 120
     last = done.stdout.splitlines()[-1]
     # an untrained model's text rarely parses; either way the user is told
     assert (last == f"{out}: the first tune as MIDI (music21)" and out.exists()) or (
-        last.startswith("no MIDI: ") and not out.exists())
+        last.startswith("no MIDI: ") and not out.exists()
+    )

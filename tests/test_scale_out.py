@@ -15,13 +15,22 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
 from partimento.training.config import resolve
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(epochs=1, steps_per_epoch=2, units=8, layers=1, embedding=4, seq_len=16, limit=20,
-            batch_size=8, progress=0)
+TINY = dict(
+    epochs=1,
+    steps_per_epoch=2,
+    units=8,
+    layers=1,
+    embedding=4,
+    seq_len=16,
+    limit=20,
+    batch_size=8,
+    progress=0,
+)
 
 
 def free_port() -> int:
@@ -59,14 +68,37 @@ def test_two_workers_finish_with_identical_weights(tmp_path, cache):
     run = tmp_path / "run"
     procs = []
     for index in range(2):
-        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                     "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": str(ROOT)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "partimento.cli", "train", "folk", "--strategy", "multiworker",
-             "--run-dir", str(run), *flags(cache)],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        tf_config = {
+            "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(tf_config),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(ROOT),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "partimento.cli",
+                    "train",
+                    "folk",
+                    "--strategy",
+                    "multiworker",
+                    "--run-dir",
+                    str(run),
+                    *flags(cache),
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         results = [p.communicate(timeout=240) for p in procs]
     finally:

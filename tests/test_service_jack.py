@@ -64,6 +64,7 @@ def models() -> Path:
 
 # -- the test's side: a keyboard, a listening synthesizer, the daemon ---------------------------
 
+
 class Listener:
     """A thread reading the synthesizer port; ``heard`` is ``(monotonic time, message)``."""
 
@@ -89,8 +90,9 @@ class Listener:
         with self._lock:
             return [(t, m) for t, m in self.heard if t0 <= t < t1]
 
-    def wait_for(self, test: Callable[[float, tuple[int, ...]], bool], after: float,
-                 timeout: float) -> float:
+    def wait_for(
+        self, test: Callable[[float, tuple[int, ...]], bool], after: float, timeout: float
+    ) -> float:
         """The time of the first message after ``after`` that passes ``test``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -124,42 +126,54 @@ def human(notes, bpm: float, rng: random.Random, *, legato: float = 0.85) -> Tim
     out: Timed = []
     for pitch, start, length in notes:
         on = start * sps + rng.uniform(-0.01, 0.01)
-        out += [(on, (0x90, pitch, rng.randint(60, 100))),
-                (on + length * sps * legato, (0x80, pitch, 64))]
+        out += [
+            (on, (0x90, pitch, rng.randint(60, 100))),
+            (on + length * sps * legato, (0x80, pitch, 64)),
+        ]
     return out
 
 
 def note_ons(timed: Timed, channel: int | None = None) -> Timed:
-    return [(t, m) for t, m in timed if m[0] & 0xF0 == 0x90 and m[2] > 0
-            and (channel is None or m[0] & 0x0F == channel)]
+    return [
+        (t, m)
+        for t, m in timed
+        if m[0] & 0xF0 == 0x90 and m[2] > 0 and (channel is None or m[0] & 0x0F == channel)
+    ]
 
 
 def write_config(path: Path, models: Path, **midi: str) -> Path:
     """The daemon's configuration: models by name from ``models``, the test's ports."""
     midi = {"input": KEYS, "output": SYNTH, **midi}
     path.write_text(
-        f"log_level = \"info\"\nmodels_dir = {json.dumps(str(models))}\n"
-        "[midi]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in midi.items()) +
-        f"[tempo]\nbpm = {BPM}\n"
-        "[harmonize]\nmodel = \"bach\"\n"
+        f'log_level = "info"\nmodels_dir = {json.dumps(str(models))}\n'
+        "[midi]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in midi.items())
+        + f"[tempo]\nbpm = {BPM}\n"
+        '[harmonize]\nmodel = "bach"\n'
         "channels = { alto = 2, tenor = 3, bass = 4 }\n"
-        f"[continue]\nmodel = \"folk\"\nend_silence = {END_SILENCE}\n"
+        f'[continue]\nmodel = "folk"\nend_silence = {END_SILENCE}\n'
         "bars = 2\nchannel = 5\n"
-        f"[control]\nmode_cc = {MODE_CC}\n")
+        f"[control]\nmode_cc = {MODE_CC}\n"
+    )
     return path
 
 
 class Daemon:
     """``python -m partimento.cli run --config ...``, its stdout and stderr in files."""
 
-    def __init__(self, jack, config: Path, folder: Path, *,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, jack, config: Path, folder: Path, *, env: dict[str, str] | None = None
+    ) -> None:
         self.out, self.err = folder / "stdout.txt", folder / "stderr.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
-                cwd=ROOT, env=jack.env(**(env or {})), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err)
+                cwd=ROOT,
+                env=jack.env(**(env or {})),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
 
     def stdout(self) -> str:
         return self.out.read_text()
@@ -174,8 +188,9 @@ class Daemon:
             if lines:
                 return lines[0]
             if self.process.poll() is not None:
-                raise AssertionError(f"the daemon exited with {self.process.returncode}: "
-                                     f"{self.stderr()}")
+                raise AssertionError(
+                    f"the daemon exited with {self.process.returncode}: {self.stderr()}"
+                )
             time.sleep(0.02)
         raise AssertionError(f"no ready line within {timeout} s: {self.stderr()}")
 
@@ -206,11 +221,13 @@ class Rig:
     """The test's keyboard and synthesizer ports, and the listener."""
 
     def __init__(self) -> None:
-        self.synth_port = open_input(MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND,
-                                     client_name="svc-test-synth")
+        self.synth_port = open_input(
+            MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND, client_name="svc-test-synth"
+        )
         self.listener = Listener(self.synth_port)
-        self.keys = open_output(MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND,
-                                client_name="svc-test-keys")
+        self.keys = open_output(
+            MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND, client_name="svc-test-keys"
+        )
 
     def close(self) -> None:
         self.keys.close()
@@ -219,6 +236,7 @@ class Rig:
 
 
 # -- the tests --------------------------------------------------------------------------------
+
 
 def test_harmonize_continue_interrupt_and_stop(jack, models, chorales, tmp_path):
     config = write_config(tmp_path / "partimento.toml", models)
@@ -242,8 +260,11 @@ def test_harmonize_continue_interrupt_and_stop(jack, models, chorales, tmp_path)
         assert len(melody) == 16
         full, latency = 0, []
         for t, m in melody:
-            reply = [(th, mh) for th, mh in note_ons(listener.since(t, t + REPLY_WINDOW))
-                     if mh[0] & 0x0F in HARMONY]
+            reply = [
+                (th, mh)
+                for th, mh in note_ons(listener.since(t, t + REPLY_WINDOW))
+                if mh[0] & 0x0F in HARMONY
+            ]
             assert reply, f"no harmony for melody note {m} within {REPLY_WINDOW} s"
             burst = [mh for th, mh in reply if th <= reply[0][0] + BURST]
             latency.append(reply[0][0] - t)
@@ -265,15 +286,25 @@ def test_harmonize_continue_interrupt_and_stop(jack, models, chorales, tmp_path)
         # continue: switch by CC, a phrase, silence, an answer
         keys.send_message([0xB0, MODE_CC, 127])
         time.sleep(0.2)
-        phrase = [(67, 0, 2), (69, 2, 2), (71, 4, 2), (72, 6, 2), (74, 8, 4), (71, 12, 4),
-                  (72, 16, 4), (67, 20, 8)]
+        phrase = [
+            (67, 0, 2),
+            (69, 2, 2),
+            (71, 4, 2),
+            (72, 6, 2),
+            (74, 8, 4),
+            (71, 12, 4),
+            (72, 16, 4),
+            (67, 20, 8),
+        ]
         sent = play(keys, human(phrase, BPM, rng), time.monotonic() + 0.1)
         phrase_end = sent[-1][0]
-        answered = listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
-                                     phrase_end, END_SILENCE + 3.0)
+        answered = listener.wait_for(
+            lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0, phrase_end, END_SILENCE + 3.0
+        )
         assert answered >= phrase_end + END_SILENCE - 0.01, "answered before the silence"
-        second = listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
-                                   answered + 0.001, 3.0)
+        second = listener.wait_for(
+            lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0, answered + 0.001, 3.0
+        )
 
         # playing again interrupts the answer: its notes are released at once
         cut = play(keys, [(0, (0x90, 60, 80))], time.monotonic())[0][0]
@@ -308,9 +339,11 @@ def test_harmonize_continue_interrupt_and_stop(jack, models, chorales, tmp_path)
         summary = [x for x in err.splitlines() if "stopped:" in x]
         assert summary, err
         q = statistics.quantiles(latency, n=100) if len(latency) > 1 else latency * 99
-        print(f"\n{ready}\nmelody note-on to first harmony note-on, heard by the test: p50 "
-              f"{q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms; SIGTERM to exit "
-              f"{took * 1e3:.0f} ms\ndaemon: {summary[0]}")
+        print(
+            f"\n{ready}\nmelody note-on to first harmony note-on, heard by the test: p50 "
+            f"{q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms; SIGTERM to exit "
+            f"{took * 1e3:.0f} ms\ndaemon: {summary[0]}"
+        )
     finally:
         daemon.kill()
         rig.close()
@@ -332,8 +365,9 @@ def test_a_lost_port_is_reopened_and_the_daemon_keeps_playing(jack, models, tmp_
         daemon.wait_log("MIDI output", "is gone")
         assert daemon.process.poll() is None, daemon.stderr()
         # it comes back under the same name: reopened, silenced first
-        rig.synth_port = open_input(MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND,
-                                    client_name="svc-test-synth")
+        rig.synth_port = open_input(
+            MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND, client_name="svc-test-synth"
+        )
         rig.listener = Listener(rig.synth_port)
         rig.listener.wait_for(lambda t, m: m[:2] == (0xB0 | ALTO, 123), 0, 3.0)
         daemon.wait_log("MIDI output", "reopened")
@@ -342,14 +376,14 @@ def test_a_lost_port_is_reopened_and_the_daemon_keeps_playing(jack, models, tmp_
         # the keyboard goes away and comes back
         rig.keys.close()
         daemon.wait_log("MIDI input", "is gone")
-        rig.keys = open_output(MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND,
-                               client_name="svc-test-keys")
+        rig.keys = open_output(
+            MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND, client_name="svc-test-keys"
+        )
         daemon.wait_log("MIDI input", "reopened")
         time.sleep(0.05)
         t = time.monotonic()
         rig.keys.send_message([0x90, 74, 80])
-        rig.listener.wait_for(lambda th, m: m[0] & 0xF0 == 0x90 and m[0] & 0x0F in HARMONY,
-                              t, 2.0)
+        rig.listener.wait_for(lambda th, m: m[0] & 0xF0 == 0x90 and m[0] & 0x0F in HARMONY, t, 2.0)
         code, took = daemon.terminate()
         assert code == 0 and took < 3.0, daemon.stderr()
         assert "Traceback" not in daemon.stderr()
@@ -367,7 +401,7 @@ def test_an_error_in_a_task_still_releases_every_note(jack, models, tmp_path, mo
     real_tick = Engine.tick
 
     def failing_tick(self, now):
-        if len(self.ledger):
+        if len(self.stage.ledger):
             raise RuntimeError("tick failed")
         return real_tick(self, now)
 
@@ -398,17 +432,31 @@ def test_an_error_in_a_task_still_releases_every_note(jack, models, tmp_path, mo
 
 def test_a_missing_port_or_bad_config_is_one_line(jack, models, tmp_path):
     config = write_config(tmp_path / "partimento.toml", models, output="no-such-synth")
-    out = subprocess.run([sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
-                         cwd=ROOT, env=jack.env(), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        env=jack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(
-        "partimento: error: no MIDI output matches 'no-such-synth' (outputs: "), out.stderr
+        "partimento: error: no MIDI output matches 'no-such-synth' (outputs: "
+    ), out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[midi]\ninput_channel = 17\n")
-    out = subprocess.run([sys.executable, "-m", "partimento.cli", "run", "--config", str(bad)],
-                         cwd=ROOT, env=jack.env(), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "partimento.cli", "run", "--config", str(bad)],
+        cwd=ROOT,
+        env=jack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        "partimento: error: midi.input_channel: must be a MIDI channel 1-16 or \"all\", got 17"]
+        'partimento: error: midi.input_channel: must be a MIDI channel 1-16 or "all", got 17'
+    ]

@@ -51,25 +51,37 @@ def jack():
         yield server
 
 
-def mqtt_config(path: Path, models: Path, endpoint: Endpoint, prefix: str, *,
-                mode: str = "harmonize", temperature: float = 1.0) -> Path:
+def mqtt_config(
+    path: Path,
+    models: Path,
+    endpoint: Endpoint,
+    prefix: str,
+    *,
+    mode: str = "harmonize",
+    temperature: float = 1.0,
+) -> Path:
     write_config(path, models)
-    text = path.read_text().replace('log_level = "info"\n',
-                                    f'log_level = "info"\nmode = "{mode}"\n')
+    text = path.read_text().replace(
+        'log_level = "info"\n', f'log_level = "info"\nmode = "{mode}"\n'
+    )
     text = text.replace("[tempo]\n", f"[sampling]\ntemperature = {temperature}\n[tempo]\n")
-    path.write_text(text + f'[mqtt]\nenabled = true\nhost = "{endpoint.host}"\n'
-                    f'port = {endpoint.port}\ntopic_prefix = "{prefix}"\n'
-                    'metrics_interval = 1\n')
+    path.write_text(
+        text + f'[mqtt]\nenabled = true\nhost = "{endpoint.host}"\n'
+        f'port = {endpoint.port}\ntopic_prefix = "{prefix}"\n'
+        "metrics_interval = 1\n"
+    )
     return path
 
 
 def status_is(**want):
     """A matcher for retained status messages with these fields."""
+
     def match(m) -> bool:
         if not m.topic.endswith("/status"):
             return False
         got = m.json()
         return all(got.get(k) == v for k, v in want.items())
+
     return match
 
 
@@ -91,8 +103,7 @@ def harmonized(rig: Rig, pitch: int, *, hold: float = 0.15) -> bool:
     return got == set(HARMONY)
 
 
-def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, models,
-                                                                       tmp_path):
+def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, models, tmp_path):
     prefix = unique_prefix()
     with shared_broker() as endpoint, mqtt_sub(endpoint, f"{prefix}/#") as sub:
         config = mqtt_config(tmp_path / "partimento.toml", models, endpoint, prefix)
@@ -113,8 +124,11 @@ def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, mode
             assert error.json()["topic"] == f"{prefix}/set/mode"
             assert "set/mode" in error.json()["error"] and "jazz" in error.json()["error"]
             mqtt_pub(endpoint, f"{prefix}/set/style", "no-such-model")
-            error = sub.wait_for(lambda m: m.topic == f"{prefix}/error"
-                                 and "no-such-model" in m.json()["error"], 5, since=mark)
+            error = sub.wait_for(
+                lambda m: m.topic == f"{prefix}/error" and "no-such-model" in m.json()["error"],
+                5,
+                since=mark,
+            )
             assert harmonized(rig, 74), "a bad command changed the music"
             assert daemon.process.poll() is None
 
@@ -126,12 +140,15 @@ def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, mode
             sps = 60 / (BPM * 4)
             events = []
             for p, start, length in phrase:
-                events += [(start * sps, (0x90, p, 80)), ((start + length) * sps * 0.95,
-                                                          (0x80, p, 64))]
+                events += [
+                    (start * sps, (0x90, p, 80)),
+                    ((start + length) * sps * 0.95, (0x80, p, 64)),
+                ]
             sent = play(rig.keys, events, time.monotonic() + 0.05)
             try:
-                answer = rig.listener.wait_for(lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0,
-                                               sent[-1][0], 4.0)
+                answer = rig.listener.wait_for(
+                    lambda t, m: m[0] == 0x90 | ANSWER and m[2] > 0, sent[-1][0], 4.0
+                )
             except AssertionError:
                 raise AssertionError(f"no answer: {daemon.stderr()[-3000:]}") from None
             assert not note_ons(rig.listener.since(sent[0][0] - 0.01), HARMONY[0])
@@ -147,8 +164,11 @@ def test_mqtt_changes_the_mode_and_the_music_and_refuses_bad_payloads(jack, mode
 
             # settings: temperature, tempo, bars show in the status
             mark = sub.mark()
-            for topic, value in (("temperature", "0.8"), ("tempo", "{\"value\": 120}"),
-                                 ("bars", "1")):
+            for topic, value in (
+                ("temperature", "0.8"),
+                ("tempo", '{"value": 120}'),
+                ("bars", "1"),
+            ):
                 mqtt_pub(endpoint, f"{prefix}/set/{topic}", value)
             sub.wait_for(status_is(temperature=0.8, tempo=120.0, bars=1), 5, since=mark)
             metrics = sub.wait_for(lambda m: m.topic == f"{prefix}/metrics", 3, since=mark)
@@ -188,7 +208,8 @@ def test_the_broker_restarting_mid_performance_loses_no_note(jack, models, tmp_p
                 events += [(i * 0.125, (0x90, p, 80)), (i * 0.125 + 0.1, (0x80, p, 64))]
             sent: list = []
             player = threading.Thread(
-                target=lambda: sent.extend(play(rig.keys, events, time.monotonic() + 0.1)))
+                target=lambda: sent.extend(play(rig.keys, events, time.monotonic() + 0.1))
+            )
             player.start()
             time.sleep(1.0)
             mosquitto.stop()
@@ -218,10 +239,14 @@ def test_the_broker_restarting_mid_performance_loses_no_note(jack, models, tmp_p
             ends = [t for t, _ in melody[1:]] + [melody[-1][0] + LATE]
             # (a CPU-starved machine stamps two notes close together and reads them as one
             # chord: its lower note is the player's own; so a share, not every note)
-            answered = sum(bool(note_ons(rig.listener.since(t, end)))
-                           for (t, _), end in zip(melody, ends, strict=True))
-            full = sum({h[0] & 0x0F for _, h in note_ons(rig.listener.since(t, end))}
-                       == set(HARMONY) for (t, _), end in zip(melody, ends, strict=True))
+            answered = sum(
+                bool(note_ons(rig.listener.since(t, end)))
+                for (t, _), end in zip(melody, ends, strict=True)
+            )
+            full = sum(
+                {h[0] & 0x0F for _, h in note_ons(rig.listener.since(t, end))} == set(HARMONY)
+                for (t, _), end in zip(melody, ends, strict=True)
+            )
             assert answered >= 0.95 * len(melody), f"only {answered} of 48 got harmony"
             assert full >= 0.9 * len(melody), f"only {full} of 48 with alto, tenor and bass"
             code, _ = daemon.terminate()
@@ -254,31 +279,53 @@ def test_a_lost_output_shows_in_the_status_and_sighup_reloads(jack, models, tmp_
             rig.listener.wait_for(lambda th, m: m[0] & 0xF0 == 0x90, t, 2.0)
             mark = sub.mark()
             rig.keys.close()
-            lost = sub.wait_for(lambda m: status_is(online=True)(m)
-                                and m.json()["ports"]["input"]["state"] == "lost", 4,
-                                since=mark)
+            lost = sub.wait_for(
+                lambda m: (
+                    status_is(online=True)(m) and m.json()["ports"]["input"]["state"] == "lost"
+                ),
+                4,
+                since=mark,
+            )
             time.sleep(0.1)
-            assert not Synth().play(m for _, m in rig.listener.since(0)).keys, \
+            assert not Synth().play(m for _, m in rig.listener.since(0)).keys, (
                 "harmony left sounding after the keyboard vanished"
+            )
             assert lost.json()["ports"]["output"]["state"] == "open"
             mark = sub.mark()  # from here on: the status after the loss
-            rig.keys = open_output(MidiConfig(virtual_output=KEYS),
-                                   backend=JACK_BACKEND, client_name="svc-test-keys")
-            sub.wait_for(lambda m: status_is(online=True)(m)
-                         and m.json()["ports"]["input"]["state"] == "open", 4, since=mark)
+            rig.keys = open_output(
+                MidiConfig(virtual_output=KEYS), backend=JACK_BACKEND, client_name="svc-test-keys"
+            )
+            sub.wait_for(
+                lambda m: (
+                    status_is(online=True)(m) and m.json()["ports"]["input"]["state"] == "open"
+                ),
+                4,
+                since=mark,
+            )
 
             # the synthesizer vanishes: the status says so, and back when it returns
             mark = sub.mark()
             rig.listener.stop()
             rig.synth_port.close()
-            sub.wait_for(lambda m: status_is(online=True)(m)
-                         and m.json()["ports"]["output"]["state"] == "lost", 4, since=mark)
+            sub.wait_for(
+                lambda m: (
+                    status_is(online=True)(m) and m.json()["ports"]["output"]["state"] == "lost"
+                ),
+                4,
+                since=mark,
+            )
             mark = sub.mark()
-            rig.synth_port = open_input(MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND,
-                                        client_name="svc-test-synth")
+            rig.synth_port = open_input(
+                MidiConfig(virtual_input=SYNTH), backend=JACK_BACKEND, client_name="svc-test-synth"
+            )
             rig.listener = Listener(rig.synth_port)
-            sub.wait_for(lambda m: status_is(online=True)(m)
-                         and m.json()["ports"]["output"]["state"] == "open", 4, since=mark)
+            sub.wait_for(
+                lambda m: (
+                    status_is(online=True)(m) and m.json()["ports"]["output"]["state"] == "open"
+                ),
+                4,
+                since=mark,
+            )
             time.sleep(0.1)
             assert harmonized(rig, 72)
 
@@ -286,8 +333,9 @@ def test_a_lost_output_shows_in_the_status_and_sighup_reloads(jack, models, tmp_
             mark = sub.mark()
             mqtt_config(config, models, endpoint, prefix, mode="continue", temperature=0.9)
             daemon.process.send_signal(signal.SIGHUP)
-            sub.wait_for(status_is(online=True, mode="continue", temperature=0.9, reloads=1),
-                         8, since=mark)
+            sub.wait_for(
+                status_is(online=True, mode="continue", temperature=0.9, reloads=1), 8, since=mark
+            )
             config.write_text(config.read_text() + "[midi]\nnonsense = 1\n")
             daemon.process.send_signal(signal.SIGHUP)
             daemon.wait_log("reload refused", timeout=8)

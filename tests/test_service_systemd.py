@@ -87,8 +87,9 @@ def test_ready_watchdog_reload_and_stop_over_the_notify_socket(jack, models, tmp
         # ready means playable: a note right away is harmonized
         rig.keys.send_message([0x90, 72, 80])
         deadline = time.monotonic() + 1.0  # answered at all (how fast: bench/e2e_latency.py)
-        while time.monotonic() < deadline and {m[0] & 0x0F for _, m in note_ons(
-                rig.listener.since(ready_at))} != set(HARMONY):
+        while time.monotonic() < deadline and {
+            m[0] & 0x0F for _, m in note_ons(rig.listener.since(ready_at))
+        } != set(HARMONY):
             time.sleep(0.01)
         rig.keys.send_message([0x80, 72, 64])
         heard = note_ons(rig.listener.since(ready_at))

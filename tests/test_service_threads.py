@@ -24,20 +24,25 @@ class Port:
 
 
 class Echoing:
-    """An engine that answers a note-on with a fifth below, through ``send`` as the real one
-    does for a melody note."""
+    """An engine that answers a note-on with a fifth below, as the real one answers a melody
+    note: the reply from handle, the bookkeeping in settle."""
 
-    def handle(self, message, now, send=None):
-        reply = [(message[0], message[1] - 7, message[2])]
-        if send is not None:
-            send(reply)
-            return []
-        return reply
+    def __init__(self) -> None:
+        self.settled = 0
+
+    def handle(self, message, now):
+        return [(message[0], message[1] - 7, message[2])]
+
+    def settle(self) -> None:
+        self.settled += 1
 
 
 class Broken:
-    def handle(self, message, now, send=None):
+    def handle(self, message, now):
         raise ZeroDivisionError("the engine broke")
+
+    def settle(self) -> None:
+        pass
 
 
 def start(service: Service) -> None:
@@ -47,24 +52,27 @@ def start(service: Service) -> None:
 
 
 def in_thread(service: Service, message) -> None:
-    t = threading.Thread(target=service.on_message, args=(message, time.monotonic()),
-                         name="midi-in")
+    t = threading.Thread(
+        target=service.on_message, args=(message, time.monotonic()), name="midi-in"
+    )
     t.start()
     t.join(2)
 
 
 def test_the_reply_leaves_from_the_reader_thread():
     async def main():
-        service = Service(Config(), Echoing(), asyncio.Event())  # type: ignore[arg-type]
+        engine = Echoing()
+        service = Service(Config(), engine, asyncio.Event())  # type: ignore[arg-type]
         port = Port()
         service.writer = OutputWriter(port)
         start(service)
         in_thread(service, (0x90, 67, 90))
         await asyncio.sleep(0.05)  # the loop's wake-ups run
-        return port.sent, list(service.timings.note_on)
+        return port.sent, list(service.timings.note_on), engine.settled
 
-    sent, latencies = asyncio.run(main())
+    sent, latencies, settled = asyncio.run(main())
     assert sent == [([0x90, 60, 90], "midi-in")]
+    assert settled == 1, "the note's bookkeeping was not done after the reply"
     assert len(latencies) == 1 and 0 <= latencies[0] < 1.0
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from partimento.commands import service as install
-from partimento.live import sdnotify
 from partimento.commands.service import InstallError
+from partimento.live import sdnotify
 from partimento.live.sdnotify import Notifier
 from tests.conftest import ROOT, require
 
@@ -37,6 +37,7 @@ PROBLEM_WORDS = ("Unknown", "Invalid", "Failed to parse", "ignoring", "not execu
 
 
 # --- a stand-in for systemd's notify socket -----------------------------------------------------
+
 
 class Listener:
     """A bound ``AF_UNIX`` datagram socket; ``address`` is what ``NOTIFY_SOCKET`` would hold."""
@@ -102,6 +103,7 @@ def _monotonic_usec() -> int:
 
 # --- (a) systemd-analyze verify -----------------------------------------------------------------
 
+
 def _executable() -> Path:
     """A program that exists, for ExecStart=: this installation's partimento if found."""
     try:
@@ -112,23 +114,30 @@ def _executable() -> Path:
 
 def _verify(unit: Path, *, user: bool, tmp_path: Path) -> tuple[int, list[str]]:
     """``systemd-analyze verify`` on ``unit``: exit code and the lines that are problems."""
-    require(SYSTEMD_ANALYZE is not None, "systemd-analyze is not installed (Debian/Ubuntu: "
-            "apt-get install systemd)")
+    require(
+        SYSTEMD_ANALYZE is not None,
+        "systemd-analyze is not installed (Debian/Ubuntu: apt-get install systemd)",
+    )
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "SYSTEMD_LOG_COLOR": "0"}
     command = [SYSTEMD_ANALYZE, *(["--user"] if user else []), "verify", "--man=no", str(unit)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     lines = (done.stdout + done.stderr).splitlines()
-    problems = [line for line in lines
-                if unit.name in line or any(word in line for word in PROBLEM_WORDS)]
+    problems = [
+        line for line in lines if unit.name in line or any(word in line for word in PROBLEM_WORDS)
+    ]
     return done.returncode, problems
 
 
 def _rendered(tmp_path: Path, user: bool, executable: Path | None = None) -> Path:
-    p = install.plan(user=user, config=tmp_path / "etc" / "partimento.toml",
-                     unit_dir=tmp_path / "units", executable=executable or _executable(),
-                     environ={"HOME": str(tmp_path)})
+    p = install.plan(
+        user=user,
+        config=tmp_path / "etc" / "partimento.toml",
+        unit_dir=tmp_path / "units",
+        executable=executable or _executable(),
+        environ={"HOME": str(tmp_path)},
+    )
     unit = tmp_path / "units" / p.unit_name
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(p.unit_text)
@@ -147,8 +156,9 @@ def test_shipped_template_only_lacks_its_example_program(tmp_path: Path, user: b
     """The files in systemd/ as they are: the only complaint is that the example ExecStart=
     program (/opt/partimento/.venv/bin/partimento) is not installed here."""
     code, problems = _verify(install.template_path(user), user=user, tmp_path=tmp_path)
-    assert all("/opt/partimento/.venv/bin/partimento is not executable" in line
-               for line in problems), problems
+    assert all(
+        "/opt/partimento/.venv/bin/partimento is not executable" in line for line in problems
+    ), problems
     assert code in (0, 1)
 
 
@@ -164,8 +174,9 @@ def test_paths_with_spaces_and_percent_survive_exec_start(tmp_path: Path) -> Non
     odd = tmp_path / "with space 100%"
     odd.mkdir()
     (odd / "partimento").symlink_to(_executable())
-    code, problems = _verify(_rendered(tmp_path, False, executable=odd / "partimento"),
-                             user=False, tmp_path=tmp_path)
+    code, problems = _verify(
+        _rendered(tmp_path, False, executable=odd / "partimento"), user=False, tmp_path=tmp_path
+    )
     assert code == 0, problems
     assert problems == []
 
@@ -174,14 +185,26 @@ def test_units_have_what_the_issue_asks() -> None:
     system = install.template_path(False).read_text()
     user = install.template_path(True).read_text()
     for text in (system, user):
-        for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=10", "Restart=on-failure",
-                     "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes",
-                     "Environment=PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 "
-                     "PYTHONFAULTHANDLER=1"):
+        for line in (
+            "Type=notify",
+            "NotifyAccess=main",
+            "WatchdogSec=10",
+            "Restart=on-failure",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "NoNewPrivileges=yes",
+            "Environment=PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1",
+        ):
             assert f"\n{line}\n" in text, line
-    for line in ("User=partimento", "SupplementaryGroups=audio", "ProtectSystem=strict",
-                 "ProtectHome=yes", "PrivateTmp=yes", "DeviceAllow=char-alsa rw",
-                 "CapabilityBoundingSet=", "WantedBy=multi-user.target"):
+    for line in (
+        "User=partimento",
+        "SupplementaryGroups=audio",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "DeviceAllow=char-alsa rw",
+        "CapabilityBoundingSet=",
+        "WantedBy=multi-user.target",
+    ):
         assert f"\n{line}\n" in system, line
     assert "\nWantedBy=default.target\n" in user
     assert "\nUser=" not in user
@@ -189,9 +212,11 @@ def test_units_have_what_the_issue_asks() -> None:
 
 # --- (b) the notify protocol --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["path", "abstract"])
-def test_messages_reach_the_socket(kind: str, listener: Listener,
-                                   abstract_listener: Listener) -> None:
+def test_messages_reach_the_socket(
+    kind: str, listener: Listener, abstract_listener: Listener
+) -> None:
     lst = listener if kind == "path" else abstract_listener
     n = Notifier(environ={"NOTIFY_SOCKET": lst.address})
     assert n.enabled
@@ -212,8 +237,9 @@ def test_messages_reach_the_socket(kind: str, listener: Listener,
     n.close()
 
 
-def test_notify_socket_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                            listener: Listener) -> None:
+def test_notify_socket_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, listener: Listener
+) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
     assert Notifier().ready()
     assert listener.raw() == b"READY=1"
@@ -224,7 +250,7 @@ def test_sender_is_this_process(listener: Listener) -> None:
     listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     Notifier(listener.address).watchdog()
     _, ancillary, _, _ = listener.sock.recvmsg(4096, socket.CMSG_SPACE(12))
-    (_, kind, data), = ancillary
+    ((_, kind, data),) = ancillary
     assert kind == socket.SCM_CREDENTIALS
     assert struct.unpack("3i", data[:12])[0] == os.getpid()
 
@@ -246,8 +272,9 @@ def test_without_notify_socket_everything_is_a_no_op(monkeypatch: pytest.MonkeyP
     assert n.watchdog_interval() is None
 
 
-def test_socket_gone_is_logged_once_and_never_raises(listener: Listener,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_socket_gone_is_logged_once_and_never_raises(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
     n = Notifier(listener.address)
     assert n.ready()
     listener.close()
@@ -267,21 +294,24 @@ def test_unsupported_address_is_disabled(caplog: pytest.LogCaptureFixture) -> No
     assert "unsupported NOTIFY_SOCKET" in caplog.text
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"WATCHDOG_USEC": "10000000"}, 5.0),
-    ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}, 5.0),
-    ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid() + 1)}, None),
-    ({"WATCHDOG_USEC": "3000000"}, 1.5),
-    ({}, None),
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "ten"}, None),
-    ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "me"}, None),
-])
-def test_watchdog_interval(env: dict[str, str], expected: float | None,
-                           listener: Listener) -> None:
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WATCHDOG_USEC": "10000000"}, 5.0),
+        ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}, 5.0),
+        ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid() + 1)}, None),
+        ({"WATCHDOG_USEC": "3000000"}, 1.5),
+        ({}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "ten"}, None),
+        ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "me"}, None),
+    ],
+)
+def test_watchdog_interval(env: dict[str, str], expected: float | None, listener: Listener) -> None:
     assert sdnotify.watchdog_interval(env) == expected
-    assert Notifier(environ={"NOTIFY_SOCKET": listener.address, **env}).watchdog_interval() \
-        == expected
+    assert (
+        Notifier(environ={"NOTIFY_SOCKET": listener.address, **env}).watchdog_interval() == expected
+    )
 
 
 def test_watchdog_interval_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,6 +369,7 @@ def test_scheduled_reloads_run_one_after_the_other(listener: Listener) -> None:
 
 # --- (c) the watchdog task ----------------------------------------------------------------------
 
+
 def _collect(lst: Listener, stamps: list[float], done: threading.Event) -> None:
     lst.sock.settimeout(0.05)
     while not done.is_set():
@@ -350,8 +381,7 @@ def _collect(lst: Listener, stamps: list[float], done: threading.Event) -> None:
             stamps.append(time.monotonic())
 
 
-def test_watchdog_pings_from_the_loop_and_stops_while_it_is_blocked(listener: Listener
-                                                                    ) -> None:
+def test_watchdog_pings_from_the_loop_and_stops_while_it_is_blocked(listener: Listener) -> None:
     interval = 0.1
     n = Notifier(listener.address)
     stamps: list[float] = []
@@ -393,6 +423,7 @@ def test_watchdog_task_refuses_a_bad_interval() -> None:
 
 # --- (d) partimento service install -------------------------------------------------------------
 
+
 def _cli() -> argparse.ArgumentParser:
     """``partimento`` with only the ``service`` subcommand, as cli.py will wire it."""
     p = argparse.ArgumentParser(prog="partimento")
@@ -424,22 +455,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def test_user_dry_run_prints_and_writes_nothing(home: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_dry_run_prints_and_writes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = _scripts_partimento()
     assert _run("service", "install", "--user", "--dry-run") == 0
     out = capsys.readouterr().out
     config = home / ".config" / "partimento" / "partimento.toml"
     assert f"ExecStart={script} run --config {config}\n" in out
     assert f"{home}/.config/systemd/user/partimento-user.service (would write)" in out
-    assert "systemctl --user daemon-reload && systemctl --user enable --now partimento-user" \
-        in out
+    assert "systemctl --user daemon-reload && systemctl --user enable --now partimento-user" in out
     assert list(home.iterdir()) == []
 
 
-def test_user_install_writes_unit_and_keeps_the_config(home: Path,
-                                                       capsys: pytest.CaptureFixture[str]
-                                                       ) -> None:
+def test_user_install_writes_unit_and_keeps_the_config(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = _scripts_partimento()
     assert _run("service", "install", "--user") == 0
     unit = home / ".config" / "systemd" / "user" / "partimento-user.service"
@@ -457,46 +488,52 @@ def test_user_install_writes_unit_and_keeps_the_config(home: Path,
     assert f"kept {config}" in out and f"unchanged {unit}" in out
 
 
-def test_system_install_under_a_staging_root(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_system_install_under_a_staging_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = _scripts_partimento()
     root = tmp_path / "stage"
     assert _run("service", "install", "--root", str(root)) == 0
     unit = (root / "etc/systemd/system/partimento.service").read_text()
-    assert _exec_start(unit) == (f"ExecStart={script} run --config "
-                                 "/etc/partimento/partimento.toml")
+    assert _exec_start(unit) == (f"ExecStart={script} run --config /etc/partimento/partimento.toml")
     assert (root / "etc/partimento/partimento.toml").is_file()
     needed = install.installation_paths(script, install.SYSTEM_CONFIG)
     home_value = "read-only" if any(map(install.in_home, needed)) else "yes"
     assert f"\nProtectHome={home_value}\n" in unit
-    assert "systemctl daemon-reload && systemctl enable --now partimento" in \
-        capsys.readouterr().out
+    assert "systemctl daemon-reload && systemctl enable --now partimento" in capsys.readouterr().out
 
 
 def test_protect_home_follows_the_installation() -> None:
     template = install.read_template(False)
-    unit = install.render_unit(template, executable=Path("/opt/p/bin/partimento"),
-                               config=Path("/etc/partimento/partimento.toml"),
-                               protect_home="yes")
+    unit = install.render_unit(
+        template,
+        executable=Path("/opt/p/bin/partimento"),
+        config=Path("/etc/partimento/partimento.toml"),
+        protect_home="yes",
+    )
     assert "\nProtectHome=yes\n" in unit
     assert install.in_home(Path("/home/alice/partimento/.venv/bin/partimento"))
     assert install.in_home(Path("/root/x"))
     assert not install.in_home(Path("/opt/partimento")) and not install.in_home(Path("/homes"))
 
 
-@pytest.mark.parametrize(("arg", "word"), [
-    ("/opt/p/bin/partimento", "/opt/p/bin/partimento"),
-    ("/a b/partimento", '"/a b/partimento"'),
-    ("/100%/x", "/100%%/x"),
-    ("/$HOME/x", "/$$HOME/x"),
-    ('/a"b', '"/a\\"b"'),
-])
+@pytest.mark.parametrize(
+    ("arg", "word"),
+    [
+        ("/opt/p/bin/partimento", "/opt/p/bin/partimento"),
+        ("/a b/partimento", '"/a b/partimento"'),
+        ("/100%/x", "/100%%/x"),
+        ("/$HOME/x", "/$$HOME/x"),
+        ('/a"b', '"/a\\"b"'),
+    ],
+)
 def test_quote(arg: str, word: str) -> None:
     assert install.quote(arg) == word
 
 
-def test_missing_template_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                      home: Path) -> None:
+def test_missing_template_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, home: Path
+) -> None:
     from partimento.core.errors import PartimentoError
 
     monkeypatch.setattr(install, "TEMPLATE_DIR", tmp_path / "nowhere")

@@ -18,8 +18,9 @@ H, R = HOLD_CODE, REST_CODE
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ticks(tracker: TempoTracker, bpm: float, t0: float, n: int, jitter: float = 0.0,
-          seed: int = 0) -> float:
+def ticks(
+    tracker: TempoTracker, bpm: float, t0: float, n: int, jitter: float = 0.0, seed: int = 0
+) -> float:
     """Send ``n`` clock ticks at ``bpm`` from ``t0``; returns the time of the last one."""
     rng = np.random.default_rng(seed)
     dt = 60.0 / bpm / 24
@@ -41,6 +42,7 @@ def melody_onsets(bpm: float, seed: int, jitter: float = 0.015, t0: float = 10.0
 
 
 # -- tempo ------------------------------------------------------------------------------------
+
 
 def test_clock_at_120_gives_120():
     tr = TempoTracker(bpm=90)
@@ -83,7 +85,8 @@ def test_melody_at_96_with_human_jitter_gives_96(seed):
 @pytest.mark.parametrize("bpm", [66, 80, 112, 140, 170])
 def test_onset_estimate_across_tempi(bpm):
     assert estimate_onset_bpm(melody_onsets(bpm, seed=bpm), prior_bpm=100) == pytest.approx(
-        bpm, rel=0.03)
+        bpm, rel=0.03
+    )
 
 
 def test_onsets_need_enough_notes():
@@ -192,6 +195,7 @@ def test_grid_anchors_on_first_onset_and_never_goes_back():
 
 # -- phrase ends ------------------------------------------------------------------------------
 
+
 def test_phrase_ends_after_the_silence_and_not_before():
     pd = PhraseDetector(1.5)
     assert not pd.phrase_ended(0.0) and not pd.playing(0.0)
@@ -270,6 +274,7 @@ def test_velocity_zero_note_on_ends_a_note_raw_bytes_too():
 
 # -- context window ---------------------------------------------------------------------------
 
+
 def play(cw: ContextWindow, notes, source="player"):
     for pitch, on, off in notes:
         cw.add_on(pitch, on, 80, source)
@@ -333,11 +338,14 @@ def test_pure_modules_import_no_io_library():
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert {m.split(".")[0] for m in names} <= allowed, path.name
-    code = ("import sys\n"
-            "import partimento.core.timing.tempo, partimento.core.timing.phrase\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
-            "print(','.join(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        "import sys\n"
+        "import partimento.core.timing.tempo, partimento.core.timing.phrase\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('mido', 'rtmidi', 'onnxruntime', 'aiomqtt', 'asyncio', 'socket'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == ""

@@ -14,8 +14,19 @@ pytestmark = pytest.mark.slow
 
 
 def tiny(cache, **kw):
-    base = dict(epochs=2, steps_per_epoch=2, units=8, layers=1, dense=8, embedding=4,
-                seq_len=32, limit=12, progress=0, checkpoint_every=1, cache_dir=str(cache))
+    base = dict(
+        epochs=2,
+        steps_per_epoch=2,
+        units=8,
+        layers=1,
+        dense=8,
+        embedding=4,
+        seq_len=32,
+        limit=12,
+        progress=0,
+        checkpoint_every=1,
+        cache_dir=str(cache),
+    )
     return resolve("bach", overrides=base | kw)
 
 
@@ -29,8 +40,14 @@ def test_run_folder_checkpoints_and_resume(tmp_path):
 
     run = tmp_path / "run"
     train(tiny(tmp_path / "cache"), run)
-    for name in ("run.json", "config.toml", "best.weights.h5", "final.weights.h5",
-                 "checkpoints/epoch-001.weights.h5", "checkpoints/epoch-002.weights.h5"):
+    for name in (
+        "run.json",
+        "config.toml",
+        "best.weights.h5",
+        "final.weights.h5",
+        "checkpoints/epoch-001.weights.h5",
+        "checkpoints/epoch-002.weights.h5",
+    ):
         assert (run / name).exists(), name
     assert any((run / "tensorboard").rglob("*"))
     assert epochs_logged(run) == [0, 1]
@@ -70,11 +87,14 @@ def test_training_without_the_extra_names_it(tmp_path):
         "real = importlib.util.find_spec\n"
         "importlib.util.find_spec = lambda n, *a: None if n == 'tensorflow' else real(n, *a)\n"
         "from partimento.cli import main\n"
-        f"sys.exit(main(['train', 'bach', '--run-dir', {str(tmp_path / 'r')!r}]))\n")
+        f"sys.exit(main(['train', 'bach', '--run-dir', {str(tmp_path / 'r')!r}]))\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip() == ("partimento: error: partimento train needs the training extra "
-                                "(tensorflow missing): pip install 'partimento[train]'")
+    assert r.stderr.strip() == (
+        "partimento: error: partimento train needs the training extra "
+        "(tensorflow missing): pip install 'partimento[train]'"
+    )
 
 
 def test_chorale_round_trip_from_the_file(chorales):
@@ -91,9 +111,14 @@ def test_chorale_round_trip_from_the_file(chorales):
     for v, part in enumerate(score.parts[:4]):
         tokens = vocab.encode(c.voices[v])
         notes = grid_to_notes(vocab.decode(tokens))
-        expected = [(n.pitch.midi, int(round(float(n.offset) * STEPS_PER_QUARTER)),
-                     int(round(float(n.quarterLength) * STEPS_PER_QUARTER)))
-                    for n in part.stripTies().flatten().notes]
+        expected = [
+            (
+                n.pitch.midi,
+                int(round(float(n.offset) * STEPS_PER_QUARTER)),
+                int(round(float(n.quarterLength) * STEPS_PER_QUARTER)),
+            )
+            for n in part.stripTies().flatten().notes
+        ]
         assert [(n.pitch, n.start, n.length) for n in notes] == expected
     assert c.fermata.sum() > 0 and set(np.unique(c.position)) <= set(range(16))
 
@@ -124,10 +149,34 @@ def test_train_and_export_in_one_command_then_sample(tmp_path, capsys):
     from partimento.cli import main
 
     out = tmp_path / "my-style"
-    code = main(["train", "folk", "--run-dir", str(tmp_path / "run"), "--export", str(out),
-                 "--limit", "20", "--epochs", "1", "--steps-per-epoch", "2", "--units", "16",
-                 "--layers", "1", "--embedding", "8", "--seq-len", "16", "--progress", "0",
-                 "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "train",
+            "folk",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--export",
+            str(out),
+            "--limit",
+            "20",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--units",
+            "16",
+            "--layers",
+            "1",
+            "--embedding",
+            "8",
+            "--seq-len",
+            "16",
+            "--progress",
+            "0",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     said = capsys.readouterr().out
     assert code == 0 and (out / "model.onnx").exists() and (out / "model.json").exists()
     assert f"exported it to {out}" in said and "partimento sample" in said

@@ -57,6 +57,7 @@ def only(**weights: float) -> PenaltyWeights:
 
 # --- penalty and metrics on hand-made progressions -------------------------------------------
 
+
 def test_c_major_to_d_minor_has_one_parallel_fifth_in_tenor_and_bass() -> None:
     m = metrics(grid(C_MAJOR, D_MINOR_FIFTHS), SATB_RANGES)
     assert m["chord_changes"] == 1
@@ -78,8 +79,9 @@ def test_parallel_octaves_and_fifths_are_counted_apart_and_together() -> None:
     m = metrics(grid(C_MAJOR, d_minor), SATB_RANGES)
     assert (m["parallel_fifths"], m["parallel_octaves"]) == (1, 1)
     assert m["parallels_per_100"] == pytest.approx(200.0)
-    assert penalty(C_MAJOR, d_minor, SATB_RANGES) == (DEFAULT_WEIGHTS.parallel_fifth
-                                                      + DEFAULT_WEIGHTS.parallel_octave)
+    assert penalty(C_MAJOR, d_minor, SATB_RANGES) == (
+        DEFAULT_WEIGHTS.parallel_fifth + DEFAULT_WEIGHTS.parallel_octave
+    )
 
 
 def test_compound_fifths_and_unisons_count_contrary_and_oblique_motion_do_not() -> None:
@@ -186,6 +188,7 @@ def test_aggregate_sums_counts_before_rates() -> None:
 
 # --- the rule harmonizer on hand-made melodies -----------------------------------------------
 
+
 def test_diatonic_and_chromatic_triads() -> None:
     c_major = diatonic_triads(0, MAJOR)
     assert [(t.root, t.third, t.fifth) for t in c_major][:2] == [(0, 4, 7), (2, 5, 9)]
@@ -231,6 +234,7 @@ def test_harmonizer_opens_on_a_root_position_tonic() -> None:
 
 
 # --- Bach and the harmonizer on real chorales ---------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def test_split() -> list:
@@ -284,11 +288,9 @@ def test_penalty_and_metrics_agree_on_bach(test_split: list) -> None:
         for prev, cur in itertools.pairwise(s):
             if prev != cur and sum(p >= 0 for p in cur) >= 2:
                 counted["fifths"] += int(penalty(prev, cur, SATB_RANGES, only(parallel_fifth=1)))
-                counted["octaves"] += int(penalty(prev, cur, SATB_RANGES,
-                                                  only(parallel_octave=1)))
+                counted["octaves"] += int(penalty(prev, cur, SATB_RANGES, only(parallel_octave=1)))
     m = corpus_metrics([c.voices for c in test_split[:10]], SATB_RANGES)
-    assert (counted["fifths"], counted["octaves"]) == (m["parallel_fifths"],
-                                                       m["parallel_octaves"])
+    assert (counted["fifths"], counted["octaves"]) == (m["parallel_fifths"], m["parallel_octaves"])
 
 
 def test_rule_harmonizer_beats_random_chord_tones(test_split: list) -> None:
@@ -307,8 +309,9 @@ def test_rule_harmonizer_beats_random_chord_tones(test_split: list) -> None:
         rand.append(_random_harmonize(soprano, rng))
     ours = corpus_metrics(rule, SATB_RANGES)
     straw = corpus_metrics(rand, SATB_RANGES)
-    agreement = np.mean([pitch_class_agreement(g, c.voices) for g, c in zip(rule, test_split,
-                                                                              strict=True)])
+    agreement = np.mean(
+        [pitch_class_agreement(g, c.voices) for g, c in zip(rule, test_split, strict=True)]
+    )
     print("rule", {k: round(v, 4) for k, v in ours.items()}, "agreement", round(agreement, 3))
     print("random", {k: round(v, 4) for k, v in straw.items()})
     assert ours["parallels_per_100"] < straw["parallels_per_100"]

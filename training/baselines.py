@@ -43,8 +43,7 @@ class NGram:
         for seq in sequences:
             for ctx, tok in self._events(seq):
                 if not 0 <= tok < self.vocab_size:
-                    raise ValueError(f"token {tok} is outside the vocabulary of "
-                                     f"{self.vocab_size}")
+                    raise ValueError(f"token {tok} is outside the vocabulary of {self.vocab_size}")
                 self._counts[ctx][tok] += 1
                 self._totals[ctx] += 1
         return self

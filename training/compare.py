@@ -11,8 +11,8 @@ every export is) and measured through onnxruntime the way the daemon runs it:
 - test NLL per token and accuracy (teacher forcing from the START prefix, as ``partimento
   evaluate`` scores folk), where defined: a GAN has no likelihood;
 - generated music: for each of the first ``--eval-tunes`` test tunes the continuation
-  interface (:func:`partimento.core.players.continuation.make`, seeded by the tune's index) hears its
-  first ``PROMPT`` sixteenths and answers ``ANSWER`` sixteenths. From those answers:
+  interface (:func:`partimento.core.players.continuation.make`, seeded by the tune's index) hears
+  its first ``PROMPT`` sixteenths and answers ``ANSWER`` sixteenths. From those answers:
   ``notes_per_bar`` (0: silent answers); ``pc_distance``, the total variation distance (0
   same, 1 disjoint) between their pitch-class histogram (per sounding sixteenth) and the
   whole test split's;
@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.music.encoding import grid_to_notes, sounding_pitches
 from partimento.core.players.phrases import pitch_class_histogram
 from partimento.training.config import MODEL_TYPES, TrainConfig, resolve
@@ -47,11 +48,24 @@ log = logging.getLogger(__name__)
 PROMPT = 32  # sixteenths of a test tune the model hears (2 bars)
 ANSWER = 64  # sixteenths it answers (4 bars)
 NGRAM = 4
-COLUMNS = ("model", "parameters", "onnx_mb", "train_seconds", "test_nll", "test_accuracy",
-           "notes_per_bar", "pc_distance", "repetition", "novelty", "step_ms_p50", "note")
+COLUMNS = (
+    "model",
+    "parameters",
+    "onnx_mb",
+    "train_seconds",
+    "test_nll",
+    "test_accuracy",
+    "notes_per_bar",
+    "pc_distance",
+    "repetition",
+    "novelty",
+    "step_ms_p50",
+    "note",
+)
 
 
 # --- measures -----------------------------------------------------------------------------------
+
 
 def notes_per_bar(grids: list[np.ndarray], bar: int = 16) -> float:
     """Notes struck per bar of the grids (0: the answers are silent)."""
@@ -62,8 +76,10 @@ def notes_per_bar(grids: list[np.ndarray], bar: int = 16) -> float:
 def pc_distance(grids: list[np.ndarray], reference: np.ndarray) -> float | str:
     """Total variation distance between the pitch-class histogram of ``grids`` and
     ``reference`` (a histogram summing to 1); "silent" when no grid sounds."""
-    hist = sum((pitch_class_histogram(g) * max(1, int((sounding_pitches(g) >= 0).sum()))
-                for g in grids), np.zeros(12))
+    hist = sum(
+        (pitch_class_histogram(g) * max(1, int((sounding_pitches(g) >= 0).sum())) for g in grids),
+        np.zeros(12),
+    )
     if not hist.sum():
         return "silent"
     return round(float(0.5 * np.abs(hist / hist.sum() - reference).sum()), 4)
@@ -75,7 +91,7 @@ def repetition(grids: list[np.ndarray], bar: int = 16) -> float:
     for g in grids:
         seen: set[bytes] = set()
         for s in range(0, len(g) - bar + 1, bar):
-            key = np.asarray(g[s:s + bar], np.int16).tobytes()
+            key = np.asarray(g[s : s + bar], np.int16).tobytes()
             repeated += key in seen
             total += 1
             seen.add(key)
@@ -84,7 +100,7 @@ def repetition(grids: list[np.ndarray], bar: int = 16) -> float:
 
 def pitch_ngrams(grid: np.ndarray, n: int = NGRAM) -> set[tuple[int, ...]]:
     pitches = [note.pitch for note in grid_to_notes(grid)]
-    return {tuple(pitches[i:i + n]) for i in range(len(pitches) - n + 1)}
+    return {tuple(pitches[i : i + n]) for i in range(len(pitches) - n + 1)}
 
 
 def novelty(grids: list[np.ndarray], known: set[tuple[int, ...]]) -> float:
@@ -99,6 +115,7 @@ def percentile_ms(samples: list[float], q: float = 50) -> float:
 
 # --- through onnxruntime ------------------------------------------------------------------------
 
+
 def stream_logits(m, tokens: np.ndarray) -> np.ndarray:
     """Logits after each token, the model fed as the daemon feeds it (state carried; a model
     reading one token per call is fed one at a time)."""
@@ -108,7 +125,7 @@ def stream_logits(m, tokens: np.ndarray) -> np.ndarray:
     chunk = 1 if c.input("token").shape[-1] == 1 else len(tokens)
     rows = []
     for s in range(0, len(tokens), chunk):
-        feeds = {token: tokens[None, s:s + chunk].astype(np.int32), **state}
+        feeds = {token: tokens[None, s : s + chunk].astype(np.int32), **state}
         out = m.run(feeds, [logits, *(o.name for _, o in c.states)])
         state = {i.name: out[o.name] for i, o in c.states}
         rows.append(out[logits][0])
@@ -122,7 +139,7 @@ def test_nll(m, tunes, seq_len: int) -> tuple[float, float]:
     nll = hits = count = 0.0
     for tune in tunes:
         seq = folk.sequence(tune, m.contract.vocabulary, seq_len)
-        logits = stream_logits(m, seq[:-1])[seq_len - 1:]
+        logits = stream_logits(m, seq[:-1])[seq_len - 1 :]
         a, b, n = nll_and_hits(logits, seq[seq_len:])
         nll, hits, count = nll + a, hits + b, count + n
     return nll / count, hits / count
@@ -142,8 +159,9 @@ def step_latency(m, steps: int = 300) -> tuple[float, str]:
             times.append(time.perf_counter() - t0)
         ms = percentile_ms(times[5:])
         phrase = int(c.encoding["phrase_steps"])
-        return ms / phrase, (f"one call writes {batch} phrases of {phrase} steps in "
-                             f"{ms:.2f} ms; per step shown")
+        return ms / phrase, (
+            f"one call writes {batch} phrases of {phrase} steps in {ms:.2f} ms; per step shown"
+        )
     feeds = {c.input("token").name: np.zeros((1, 1), np.int32)}
     feeds |= {i.name: np.zeros((1, int(i.shape[1])), np.float32) for i, _ in c.states}
     times = []
@@ -169,6 +187,7 @@ def answers(m, tunes, seed: int) -> list[np.ndarray]:
 
 # --- one model type -----------------------------------------------------------------------------
 
+
 def train_and_export(cfg: TrainConfig, run_dir: Path) -> Path:
     from partimento.training.export import export
     from partimento.training.train import train
@@ -185,19 +204,24 @@ def measure(folder: Path, data: dict, seq_len: int, seed: int) -> dict:
 
     m = model.load(folder)
     c = m.contract
-    row = {"model": c.training["config"]["model"], "parameters": c.training.get("parameters"),
-           "onnx_mb": round((folder / "model.onnx").stat().st_size / 1e6, 2),
-           "train_seconds": c.training.get("seconds")}
+    row = {
+        "model": c.training["config"]["model"],
+        "parameters": c.training.get("parameters"),
+        "onnx_mb": round((folder / "model.onnx").stat().st_size / 1e6, 2),
+        "train_seconds": c.training.get("seconds"),
+    }
     if c.encoding.get("type", "grid") == "grid":
         nll, acc = test_nll(m, data["nll_tunes"], seq_len)
         row |= {"test_nll": round(nll, 4), "test_accuracy": round(acc, 4)}
     else:
         row |= {"test_nll": "–", "test_accuracy": "–"}
     grids = answers(m, data["prompt_tunes"], seed)
-    row |= {"notes_per_bar": round(notes_per_bar(grids), 2),
-            "pc_distance": pc_distance(grids, data["test_histogram"]),
-            "repetition": round(repetition(grids), 4),
-            "novelty": round(novelty(grids, data["train_ngrams"]), 4)}
+    row |= {
+        "notes_per_bar": round(notes_per_bar(grids), 2),
+        "pc_distance": pc_distance(grids, data["test_histogram"]),
+        "repetition": round(repetition(grids), 4),
+        "novelty": round(novelty(grids, data["train_ngrams"]), 4),
+    }
     ms, note = step_latency(m)
     row |= {"step_ms_p50": round(ms, 4), "note": note}
     return row
@@ -213,34 +237,53 @@ def reference_data(cfg: TrainConfig, eval_tunes: int) -> dict:
     prompt = [t for t in test if len(t.grid) >= PROMPT + ANSWER][:eval_tunes]
     hist = sum((pitch_class_histogram(t.grid) * len(t.grid) for t in test), np.zeros(12))
     known = set().union(*(pitch_ngrams(t.grid) for t in splits["train"]))
-    own = [t.grid[PROMPT:PROMPT + ANSWER] for t in prompt]
-    reference = {"model": "test tunes (reference)", "notes_per_bar": round(notes_per_bar(own), 2),
-                 "repetition": round(repetition(own), 4),
-                 "novelty": round(novelty(own, known), 4),
-                 "note": f"their own next {ANSWER} sixteenths"}
+    own = [t.grid[PROMPT : PROMPT + ANSWER] for t in prompt]
+    reference = {
+        "model": "test tunes (reference)",
+        "notes_per_bar": round(notes_per_bar(own), 2),
+        "repetition": round(repetition(own), 4),
+        "novelty": round(novelty(own, known), 4),
+        "note": f"their own next {ANSWER} sixteenths",
+    }
     reference["pc_distance"] = pc_distance(own, hist / hist.sum())
-    return {"nll_tunes": test[:eval_tunes], "prompt_tunes": prompt,
-            "test_histogram": hist / hist.sum(), "train_ngrams": known, "reference": reference}
+    return {
+        "nll_tunes": test[:eval_tunes],
+        "prompt_tunes": prompt,
+        "test_histogram": hist / hist.sum(),
+        "train_ngrams": known,
+        "reference": reference,
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        lines.append("| " + " | ".join(str(r.get(k, "–")) if r.get(k) not in (None, "")
-                                       else "–" for k in COLUMNS) + " |")
+        lines.append(
+            "| "
+            + " | ".join(str(r.get(k, "–")) if r.get(k) not in (None, "") else "–" for k in COLUMNS)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def compare(style: str, kinds: list[str], *, config: Path | None, overrides: dict,
-            runs: Path, eval_tunes: int) -> list[dict]:
+def compare(
+    style: str,
+    kinds: list[str],
+    *,
+    config: Path | None,
+    overrides: dict,
+    runs: Path,
+    eval_tunes: int,
+) -> list[dict]:
     import keras
 
     if style != "folk":
         raise ValueError(f"compare: style {style!r} is not wired yet (folk is)")
     unknown = [k for k in kinds if k not in MODEL_TYPES]
     if unknown:
-        raise ValueError(f"compare: unknown model type {unknown[0]!r} "
-                         f"(known: {', '.join(MODEL_TYPES)})")
+        raise ValueError(
+            f"compare: unknown model type {unknown[0]!r} (known: {', '.join(MODEL_TYPES)})"
+        )
     base = resolve(style, config, {k: v for k, v in overrides.items() if k != "model"})
     data = reference_data(base, eval_tunes)
     rows = [data["reference"]]

@@ -14,8 +14,12 @@ from partimento.config import ConfigError  # one ConfigError: a bad value, the k
 STYLES = ("bach", "bach-offline", "folk", "jazz", "piano", "abc")
 MODEL_TYPES = ("lstm", "transformer", "gan")
 MODELS_BY_STYLE: dict[str, tuple[str, ...]] = {
-    "bach": ("lstm",), "bach-offline": ("lstm",), "folk": MODEL_TYPES,
-    "jazz": ("lstm", "transformer"), "piano": ("lstm", "transformer"), "abc": ("lstm",),
+    "bach": ("lstm",),
+    "bach-offline": ("lstm",),
+    "folk": MODEL_TYPES,
+    "jazz": ("lstm", "transformer"),
+    "piano": ("lstm", "transformer"),
+    "abc": ("lstm",),
 }
 """The ``--model`` types each style builds (the first is its default)."""
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -81,37 +85,70 @@ class TrainConfig:
         if self.style not in STYLES:
             raise ConfigError(f"style: {self.style!r} is not one of {', '.join(STYLES)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer: {self.optimizer!r} is not one of "
-                              f"{', '.join(OPTIMIZERS)}")
-        for key, allowed in (("model", MODEL_TYPES), ("strategy", STRATEGIES),
-                             ("data_mode", DATA_MODES)):
+            raise ConfigError(
+                f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
+            )
+        for key, allowed in (
+            ("model", MODEL_TYPES),
+            ("strategy", STRATEGIES),
+            ("data_mode", DATA_MODES),
+        ):
             if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of "
-                                  f"{', '.join(allowed)}")
+                raise ConfigError(
+                    f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+                )
         if self.model not in MODELS_BY_STYLE[self.style]:
-            raise ConfigError(f"model: {self.model} is not available for {self.style} "
-                              f"({', '.join(MODELS_BY_STYLE[self.style])})")
+            raise ConfigError(
+                f"model: {self.model} is not available for {self.style} "
+                f"({', '.join(MODELS_BY_STYLE[self.style])})"
+            )
         if self.model == "transformer":
             stride = self.window_stride
             if self.seq_len % stride:
                 near = max(stride, self.seq_len // stride * stride)
-                raise ConfigError(f"seq_len: a transformer's window ({self.seq_len}) must be a "
-                                  f"multiple of window_stride ({stride}), e.g. {near}")
+                raise ConfigError(
+                    f"seq_len: a transformer's window ({self.seq_len}) must be a "
+                    f"multiple of window_stride ({stride}), e.g. {near}"
+                )
             if self.embed_dim % self.num_heads:
-                raise ConfigError(f"embed_dim: {self.embed_dim} is not a multiple of num_heads "
-                                  f"({self.num_heads})")
+                raise ConfigError(
+                    f"embed_dim: {self.embed_dim} is not a multiple of num_heads ({self.num_heads})"
+                )
         if self.loss not in LOSSES:
             raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
-        for key in ("epochs", "batch_size", "seq_len", "embedding", "units", "layers", "dense",
-                    "timesteps", "gap", "lstm1", "middle", "checkpoint_every", "window_stride"):
+        for key in (
+            "epochs",
+            "batch_size",
+            "seq_len",
+            "embedding",
+            "units",
+            "layers",
+            "dense",
+            "timesteps",
+            "gap",
+            "lstm1",
+            "middle",
+            "checkpoint_every",
+            "window_stride",
+        ):
             if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be a whole number of at least 1, "
-                                  f"got {getattr(self, key)}")
-        for key in ("embed_dim", "num_heads", "ff_dim", "latent_dim", "gan_dense", "gan_hidden",
-                    "conv_start", "conv_hidden"):
+                raise ConfigError(
+                    f"{key}: must be a whole number of at least 1, got {getattr(self, key)}"
+                )
+        for key in (
+            "embed_dim",
+            "num_heads",
+            "ff_dim",
+            "latent_dim",
+            "gan_dense",
+            "gan_hidden",
+            "conv_start",
+            "conv_hidden",
+        ):
             if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be a whole number of at least 1, "
-                                  f"got {getattr(self, key)}")
+                raise ConfigError(
+                    f"{key}: must be a whole number of at least 1, got {getattr(self, key)}"
+                )
         for key in ("limit", "steps_per_epoch", "seed", "hidden_dense"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
@@ -129,24 +166,77 @@ class TrainConfig:
 
 
 STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bach": {"epochs": 20, "steps_per_epoch": 200, "seq_len": 128, "units": 256, "layers": 2,
-             "embedding": 32, "dropout": 0.3, "learning_rate": 2e-3, "batch_size": 32},
-    "bach-offline": {"epochs": 16, "steps_per_epoch": 229, "batch_size": 256, "timesteps": 16,
-                     "gap": 1, "embedding": 20, "lstm1": 200, "middle": 200,
-                     "second_lstm": False, "dropout": 0.2, "learning_rate": 1e-3},
-    "folk": {"epochs": 8, "steps_per_epoch": 0, "seq_len": 64, "units": 256, "layers": 1,
-             "embedding": 48, "dropout": 0.2, "learning_rate": 2e-3, "batch_size": 64},
+    "bach": {
+        "epochs": 20,
+        "steps_per_epoch": 200,
+        "seq_len": 128,
+        "units": 256,
+        "layers": 2,
+        "embedding": 32,
+        "dropout": 0.3,
+        "learning_rate": 2e-3,
+        "batch_size": 32,
+    },
+    "bach-offline": {
+        "epochs": 16,
+        "steps_per_epoch": 229,
+        "batch_size": 256,
+        "timesteps": 16,
+        "gap": 1,
+        "embedding": 20,
+        "lstm1": 200,
+        "middle": 200,
+        "second_lstm": False,
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+    },
+    "folk": {
+        "epochs": 8,
+        "steps_per_epoch": 0,
+        "seq_len": 64,
+        "units": 256,
+        "layers": 1,
+        "embedding": 48,
+        "dropout": 0.2,
+        "learning_rate": 2e-3,
+        "batch_size": 64,
+    },
     # the jazz LSTM project: batches of 16 sequences of 64 steps, a checkpoint every 10 epochs
-    "jazz": {"epochs": 50, "steps_per_epoch": 0, "seq_len": 64, "batch_size": 16,
-             "units": 256, "layers": 2, "embedding": 64, "dropout": 0.3,
-             "learning_rate": 1e-3, "checkpoint_every": 10},
-    "piano": {"epochs": 20, "steps_per_epoch": 0, "seq_len": 100, "batch_size": 64,
-              "units": 256, "layers": 2, "embedding": 64, "dropout": 0.2,
-              "learning_rate": 1e-3},
+    "jazz": {
+        "epochs": 50,
+        "steps_per_epoch": 0,
+        "seq_len": 64,
+        "batch_size": 16,
+        "units": 256,
+        "layers": 2,
+        "embedding": 64,
+        "dropout": 0.3,
+        "learning_rate": 1e-3,
+        "checkpoint_every": 10,
+    },
+    "piano": {
+        "epochs": 20,
+        "steps_per_epoch": 0,
+        "seq_len": 100,
+        "batch_size": 64,
+        "units": 256,
+        "layers": 2,
+        "embedding": 64,
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+    },
     # the MIT lab's character model
-    "abc": {"epochs": 20, "steps_per_epoch": 0, "seq_len": 100, "batch_size": 32,
-            "embedding": 256, "units": 1024, "layers": 1, "dropout": 0.0,
-            "learning_rate": 5e-3},
+    "abc": {
+        "epochs": 20,
+        "steps_per_epoch": 0,
+        "seq_len": 100,
+        "batch_size": 32,
+        "embedding": 256,
+        "units": 1024,
+        "layers": 1,
+        "dropout": 0.0,
+        "learning_rate": 5e-3,
+    },
 }
 
 
@@ -176,8 +266,9 @@ def from_saved(saved: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in values.items() if k in known})
 
 
-def resolve(style: str, file: Path | None = None, overrides: dict[str, Any] | None = None
-            ) -> TrainConfig:
+def resolve(
+    style: str, file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults for the style, then the TOML file's keys, then the flags that were given."""
     types = {f.name: type(f.default) for f in fields(TrainConfig)}
     values: dict[str, Any] = {"style": style, **STYLE_DEFAULTS.get(style, {})}
@@ -208,11 +299,20 @@ def add_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ("styl
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default {f.default})")
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(default {f.default})",
+            )
         else:
-            parser.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(),
-                                help=f"(default {f.default!r} or the style's own)")
+            parser.add_argument(
+                flag,
+                type=kind,
+                default=None,
+                metavar=kind.__name__.upper(),
+                help=f"(default {f.default!r} or the style's own)",
+            )
 
 
 def overrides(args: argparse.Namespace, *, skip: tuple[str, ...] = ("style",)) -> dict[str, Any]:

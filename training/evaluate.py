@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.music import rules, voiceleading
 from partimento.core.players import harmonizer
 from partimento.core.players.sampling import nll_and_hits
@@ -27,13 +28,17 @@ log = logging.getLogger(__name__)
 LIVE_SETTINGS = harmonizer.HarmonizerSettings(temperature=1.0, candidates=8)
 
 
-def _ngram_baseline(train_seqs: list[np.ndarray], test_seqs: list[np.ndarray], order: int,
-                    vocab_size: int) -> dict:
+def _ngram_baseline(
+    train_seqs: list[np.ndarray], test_seqs: list[np.ndarray], order: int, vocab_size: int
+) -> dict:
     from partimento.training.baselines import NGram
 
     ng = NGram(order=order, vocab_size=vocab_size).fit(train_seqs)
-    return {"order": order, "nll": round(float(ng.nll(test_seqs)), 4),
-            "accuracy": round(float(ng.accuracy(test_seqs)), 4)}
+    return {
+        "order": order,
+        "nll": round(float(ng.nll(test_seqs)), 4),
+        "accuracy": round(float(ng.accuracy(test_seqs)), 4),
+    }
 
 
 def _round(d: dict) -> dict:
@@ -41,6 +46,7 @@ def _round(d: dict) -> dict:
 
 
 # --- bach ---------------------------------------------------------------------------------------
+
 
 def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
     from partimento.training.styles import bach, bach_data
@@ -51,28 +57,40 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
     sums = {v: [0.0, 0, 0] for v in bach.HEADS}
     for c in test:
         arrays = bach.piece_arrays(c, vocab)
-        feeds = {t.name: arrays[t.name][None] for t in m.contract.inputs
-                 if t.role in ("token", "condition", "given")}
-        feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32)
-                  for t, _ in m.contract.states}
+        feeds = {
+            t.name: arrays[t.name][None]
+            for t in m.contract.inputs
+            if t.role in ("token", "condition", "given")
+        }
+        feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         out = m.run(feeds, list(bach.HEADS))
         for v in bach.HEADS:
             nll, correct, n = nll_and_hits(out[v][0], arrays[v])
             sums[v][0] += nll
             sums[v][1] += correct
             sums[v][2] += n
-    figures: dict = {"split": "test", "pieces": len(test),
-                     "nll_per_token": {v: round(s[0] / s[2], 4) for v, s in sums.items()},
-                     "accuracy": {v: round(s[1] / s[2], 4) for v, s in sums.items()}}
-    figures["nll_per_token"]["mean"] = round(sum(s[0] for s in sums.values()) /
-                                             sum(s[2] for s in sums.values()), 4)
+    figures: dict = {
+        "split": "test",
+        "pieces": len(test),
+        "nll_per_token": {v: round(s[0] / s[2], 4) for v, s in sums.items()},
+        "accuracy": {v: round(s[1] / s[2], 4) for v, s in sums.items()},
+    }
+    figures["nll_per_token"]["mean"] = round(
+        sum(s[0] for s in sums.values()) / sum(s[2] for s in sums.values()), 4
+    )
     figures["baseline_ngram"] = {
-        v: _ngram_baseline([vocab.encode(c.voices[i]) for c in data.splits["train"]],
-                           [vocab.encode(c.voices[i]) for c in test], 3, len(vocab))
-        for i, v in ((1, "alto"), (2, "tenor"), (3, "bass"))}
+        v: _ngram_baseline(
+            [vocab.encode(c.voices[i]) for c in data.splits["train"]],
+            [vocab.encode(c.voices[i]) for c in test],
+            3,
+            len(vocab),
+        )
+        for i, v in ((1, "alto"), (2, "tenor"), (3, "bass"))
+    }
 
-    h = harmonizer.LiveHarmonizer(m.contract, m.run, settings=LIVE_SETTINGS, seed=seed,
-                                  heads=m.heads)
+    h = harmonizer.LiveHarmonizer(
+        m.contract, m.run, settings=LIVE_SETTINGS, seed=seed, heads=m.heads
+    )
     t0 = time.monotonic()
     generated = []
     for c in test:
@@ -80,9 +98,15 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
         generated.append(harmonizer.harmonize(h, c.voices[0], c.position, c.fermata))
     steps = sum(c.steps for c in test)
     figures["harmonization"] = _harmonization(
-        "live", generated, test, {**dataclasses.asdict(LIVE_SETTINGS), "seed": seed,
-                                  "ms_per_step": round((time.monotonic() - t0) / steps * 1e3,
-                                                       3)})
+        "live",
+        generated,
+        test,
+        {
+            **dataclasses.asdict(LIVE_SETTINGS),
+            "seed": seed,
+            "ms_per_step": round((time.monotonic() - t0) / steps * 1e3, 3),
+        },
+    )
     return figures
 
 
@@ -96,13 +120,31 @@ def _bach_offline(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> d
     figures |= bach_offline.test_nll(m, cfg, test)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
-    generated = [gibbs.harmonize(c.voices[0], c.position, c.fermata, c.mode, m.contract, m.run,
-                                 temperature=gibbs.DEFAULT_TEMPERATURE, rng=rng) for c in test]
+    generated = [
+        gibbs.harmonize(
+            c.voices[0],
+            c.position,
+            c.fermata,
+            c.mode,
+            m.contract,
+            m.run,
+            temperature=gibbs.DEFAULT_TEMPERATURE,
+            rng=rng,
+        )
+        for c in test
+    ]
     figures["harmonization"] = _harmonization(
-        "offline", generated, test, {"seed": seed, "temperature": gibbs.DEFAULT_TEMPERATURE,
-                                     "voice_leading": gibbs.VOICE_LEADING,
-                                     "sweeps": gibbs.SWEEPS, "seconds_per_piece":
-                                     round((time.monotonic() - t0) / max(1, len(test)), 2)})
+        "offline",
+        generated,
+        test,
+        {
+            "seed": seed,
+            "temperature": gibbs.DEFAULT_TEMPERATURE,
+            "voice_leading": gibbs.VOICE_LEADING,
+            "sweeps": gibbs.SWEEPS,
+            "seconds_per_piece": round((time.monotonic() - t0) / max(1, len(test)), 2),
+        },
+    )
     return figures
 
 
@@ -112,14 +154,20 @@ def _harmonization(kind: str, generated: list[np.ndarray], test: list, settings:
     rule_voices = [rules.harmonize(c.voices[0]) for c in test]
 
     def agreement(pieces):
-        m = [voiceleading.pitch_class_matches(g, c.voices) for g, c in zip(pieces, test,
-                                                                          strict=True)]
+        m = [
+            voiceleading.pitch_class_matches(g, c.voices) for g, c in zip(pieces, test, strict=True)
+        ]
         return round(sum(a for a, _ in m) / max(1, sum(b for _, b in m)), 4)
 
     out = {"settings": settings}
     for name, pieces in ((kind, generated), ("bach", bach_voices), ("rules", rule_voices)):
-        figs = _round({k: v for k, v in voiceleading.corpus_metrics(pieces, ranges).items()
-                       if not k.startswith("n_") and k not in voiceleading.COUNT_KEYS})
+        figs = _round(
+            {
+                k: v
+                for k, v in voiceleading.corpus_metrics(pieces, ranges).items()
+                if not k.startswith("n_") and k not in voiceleading.COUNT_KEYS
+            }
+        )
         if name != "bach":
             figs["pitch_class_agreement_with_bach"] = agreement(pieces)
         out[name] = figs
@@ -127,6 +175,7 @@ def _harmonization(kind: str, generated: list[np.ndarray], test: list, settings:
 
 
 # --- folk ---------------------------------------------------------------------------------------
+
 
 def _folk(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
     from partimento.training.styles import folk

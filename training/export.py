@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract
 from partimento.training import styles
@@ -36,8 +37,9 @@ class ExportError(PartimentoError, RuntimeError):
     pass
 
 
-def _given_heads(style, cfg: TrainConfig, step_model, contract: Contract, session,
-                 out_dir: Path) -> tuple[bytes, dict]:
+def _given_heads(
+    style, cfg: TrainConfig, step_model, contract: Contract, session, out_dir: Path
+) -> tuple[bytes, dict]:
     """``heads.npz`` and the contract's ``heads`` entry, checked as the daemon checks them."""
     from partimento.core.players.heads import GivenHeads
     from partimento.files import model as model_files
@@ -49,8 +51,7 @@ def _given_heads(style, cfg: TrainConfig, step_model, contract: Contract, sessio
     entry = {"file": HEADS_FILE, "sha256": hashlib.sha256(blob).hexdigest(), "source": source}
     contract = dataclasses.replace(contract, heads=entry)
     units = next(int(o.shape[-1]) for _, o in contract.states if o.name == source)
-    heads = GivenHeads.from_arrays(arrays, source, units=units,
-                                   vocabulary=len(contract.vocabulary))
+    heads = GivenHeads.from_arrays(arrays, source, units=units, vocabulary=len(contract.vocabulary))
     try:
         model_files.check_heads(model_files.Model(out_dir, contract, session, heads))
     except model_files.ModelError as exc:
@@ -103,7 +104,7 @@ def step_parity(contract: Contract, train_model, session, steps: int = 48) -> fl
     logit_names = [t.name for t in contract.outputs if t.role == "logits"]
     out_names = logit_names + [o.name for _, o in contract.states]
     for i in range(steps):
-        step = {k: v[:, i:i + 1] for k, v in feeds.items()}
+        step = {k: v[:, i : i + 1] for k, v in feeds.items()}
         res = dict(zip(out_names, session.run(out_names, {**step, **state}), strict=True))
         for name in logit_names:
             worst = max(worst, float(np.abs(res[name][:, 0] - ref[name][:, i]).max()))
@@ -120,12 +121,22 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
     ins, outs = style.tensors(cfg, run["encoding"])
     out_dir = Path(out_dir)
     contract = Contract(
-        name=name or out_dir.name, style=cfg.style, kind=style.KIND, encoding=run["encoding"],
-        inputs=tuple(ins), outputs=tuple(outs),
-        training={"config": cfg.to_dict(), "data": run["data"], "weights": weights,
-                  "windows": run.get("windows"), "seconds": run.get("training_seconds"),
-                  "command": f"partimento train {cfg.style} --seed {cfg.seed}"},
-        versions=versions())
+        name=name or out_dir.name,
+        style=cfg.style,
+        kind=style.KIND,
+        encoding=run["encoding"],
+        inputs=tuple(ins),
+        outputs=tuple(outs),
+        training={
+            "config": cfg.to_dict(),
+            "data": run["data"],
+            "weights": weights,
+            "windows": run.get("windows"),
+            "seconds": run.get("training_seconds"),
+            "command": f"partimento train {cfg.style} --seed {cfg.seed}",
+        },
+        versions=versions(),
+    )
 
     dtypes = {"int32": tf.int32, "int64": tf.int64, "float32": tf.float32}
     spec = []
@@ -142,16 +153,19 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
     want_in = {t.name for t in contract.inputs}
     want_out = {t.name for t in contract.outputs}
     if got_in != want_in or got_out != want_out:
-        raise ExportError(f"ONNX tensors {sorted(got_in)} -> {sorted(got_out)} do not match the "
-                          f"contract {sorted(want_in)} -> {sorted(want_out)}")
+        raise ExportError(
+            f"ONNX tensors {sorted(got_in)} -> {sorted(got_out)} do not match the "
+            f"contract {sorted(want_in)} -> {sorted(want_out)}"
+        )
     if contract.states and not hasattr(style, "parity"):
         diff = step_parity(contract, train_model, session)
     else:
         diff = style.parity(cfg, contract, train_model, session)
     log.info("ONNX parity: max logit difference %.2e", diff)
     if not diff <= TOLERANCE:
-        raise ExportError(f"ONNX model differs from Keras by {diff:.2e} (> {TOLERANCE:.0e}); "
-                          "nothing written")
+        raise ExportError(
+            f"ONNX model differs from Keras by {diff:.2e} (> {TOLERANCE:.0e}); nothing written"
+        )
 
     heads_blob, heads = b"", {}
     if hasattr(style, "given_heads"):
@@ -167,9 +181,15 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
         except ValueError:
             pass
     contract = dataclasses.replace(
-        contract, evaluation=evaluation,
-        training={**contract.training, "parity_max_logit_difference": diff,
-                  "parameters": int(train_model.count_params())}, heads=heads)
+        contract,
+        evaluation=evaluation,
+        training={
+            **contract.training,
+            "parity_max_logit_difference": diff,
+            "parameters": int(train_model.count_params()),
+        },
+        heads=heads,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.onnx").write_bytes(blob)
     if heads:

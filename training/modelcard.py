@@ -14,26 +14,28 @@ from pathlib import Path
 ORDER = ("bach", "bach-offline", "folk")
 WHAT = {
     "live-harmonizer": "the live, causal four-voice harmonizer the daemon runs: at each "
-                       "sixteenth it reads the soprano and the previous alto, tenor and bass "
-                       "and answers bass, then tenor, then alto",
+    "sixteenth it reads the soprano and the previous alto, tenor and bass "
+    "and answers bass, then tenor, then alto",
     "offline-harmonizer": "DeepBach-style harmonizer for whole melodies: each voice predicted "
-                          "from past and future context of the other voices, sampled by "
-                          "pseudo-Gibbs",
+    "from past and future context of the other voices, sampled by "
+    "pseudo-Gibbs",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
     "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
-              "events) as tokens (partimento.core.players.events)",
+    "events) as tokens (partimento.core.players.events)",
     "abc": "a character-level model of ABC tune text (the MIT lab's), sampled as text and "
-           "played live by writing the player's phrase as ABC (partimento.core.players.abc)",
+    "played live by writing the player's phrase as ABC (partimento.core.players.abc)",
 }
-METRICS = (("parallels_per_100", "parallel 5ths+8ves per 100 chord changes"),
-           ("parallel_fifths_per_100", "  of which fifths"),
-           ("parallel_octaves_per_100", "  of which octaves"),
-           ("crossing_share", "steps with voice crossing"),
-           ("spacing_sa_share", "steps with S-A over an octave"),
-           ("spacing_at_share", "steps with A-T over an octave"),
-           ("out_of_range_share", "steps with a voice out of range"),
-           ("triad_seventh_share", "sonorities that are triads or sevenths"),
-           ("pitch_class_agreement_with_bach", "pitch-class set equal to Bach's"))
+METRICS = (
+    ("parallels_per_100", "parallel 5ths+8ves per 100 chord changes"),
+    ("parallel_fifths_per_100", "  of which fifths"),
+    ("parallel_octaves_per_100", "  of which octaves"),
+    ("crossing_share", "steps with voice crossing"),
+    ("spacing_sa_share", "steps with S-A over an octave"),
+    ("spacing_at_share", "steps with A-T over an octave"),
+    ("out_of_range_share", "steps with a voice out of range"),
+    ("triad_seventh_share", "sonorities that are triads or sevenths"),
+    ("pitch_class_agreement_with_bach", "pitch-class set equal to Bach's"),
+)
 
 
 def _fmt(x) -> str:
@@ -49,83 +51,145 @@ def card(folder: Path) -> str:
     size = (folder / "model.onnx").stat().st_size / 1e6
     params = t.get("parameters")
     files = f"- Files: `exported_models/{folder.name}/model.onnx` ({size:.1f} MB), `model.json`"
-    lines = [f"## `{c['name']}`", "", f"Style `{c['style']}`, "
-             f"{WHAT.get(c['encoding'].get('type', c['kind']), WHAT.get(c['kind'], c['kind']))}.",
-             "", files + (f"; {params:,} parameters." if isinstance(params, int) else ".")]
+    lines = [
+        f"## `{c['name']}`",
+        "",
+        f"Style `{c['style']}`, "
+        f"{WHAT.get(c['encoding'].get('type', c['kind']), WHAT.get(c['kind'], c['kind']))}.",
+        "",
+        files + (f"; {params:,} parameters." if isinstance(params, int) else "."),
+    ]
     data = t.get("data", {})
     lines.append(f"- Data: {data.get('corpus', '?')}.")
     if "filter" in data:
         lines.append(f"- Filter: {data['filter']}.")
     counts = data.get("pieces") or data.get("tunes") or {}
-    lines.append(f"- Split: {data.get('split', '?')}; "
-                 + ", ".join(f"{n} {k}" for k, n in counts.items()) + " pieces.")
+    lines.append(
+        f"- Split: {data.get('split', '?')}; "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + " pieces."
+    )
     lines.append(f"- Transposition: {c['encoding'].get('transposition', '?')}.")
     symbols = c["encoding"].get("tokens") or c["encoding"]["vocabulary"]
     lines.append(f"- Vocabulary: {len(symbols)} symbols (`{symbols[0]}` … `{symbols[-1]}`).")
-    keys = (("epochs", "steps_per_epoch", "batch_size", "timesteps", "gap", "embedding",
-             "lstm1", "middle", "second_lstm", "dropout", "learning_rate")
-            if c["kind"] == "offline-harmonizer" else
-            ("epochs", "steps_per_epoch", "batch_size", "seq_len", "embedding", "units",
-             "layers", "dropout", "learning_rate") + (("dense",) if c["style"] == "bach" else ()))
+    keys = (
+        (
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+            "timesteps",
+            "gap",
+            "embedding",
+            "lstm1",
+            "middle",
+            "second_lstm",
+            "dropout",
+            "learning_rate",
+        )
+        if c["kind"] == "offline-harmonizer"
+        else (
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+            "seq_len",
+            "embedding",
+            "units",
+            "layers",
+            "dropout",
+            "learning_rate",
+        )
+        + (("dense",) if c["style"] == "bach" else ())
+    )
     relevant = {k: cfg[k] for k in keys if k in cfg}
     lines.append("- Settings: " + ", ".join(f"{k} {v}" for k, v in relevant.items()) + ".")
     secs = t.get("seconds")
-    lines.append(f"- Training time: {secs / 60:.0f} minutes wall time (2-core CPU, no GPU)."
-                 if secs else "- Training time: not recorded.")
+    lines.append(
+        f"- Training time: {secs / 60:.0f} minutes wall time (2-core CPU, no GPU)."
+        if secs
+        else "- Training time: not recorded."
+    )
     if t.get("notes"):
         lines.append(f"- Note: {t['notes']}")
-    lines.append(f"- ONNX parity with Keras: max logit difference "
-                 f"{t.get('parity_max_logit_difference', float('nan')):.1e}.")
-    lines += ["", "Reproduce (seeded; each step's figures end up in `model.json`):", "", "```sh",
-              t.get("reproduce") or f"partimento train {c['style']} --seed {cfg['seed']}",
-              f"partimento export runs/{c['style']} -o exported_models/{folder.name}",
-              f"partimento evaluate {folder.name}", "```", ""]
+    lines.append(
+        f"- ONNX parity with Keras: max logit difference "
+        f"{t.get('parity_max_logit_difference', float('nan')):.1e}."
+    )
+    lines += [
+        "",
+        "Reproduce (seeded; each step's figures end up in `model.json`):",
+        "",
+        "```sh",
+        t.get("reproduce") or f"partimento train {c['style']} --seed {cfg['seed']}",
+        f"partimento export runs/{c['style']} -o exported_models/{folder.name}",
+        f"partimento evaluate {folder.name}",
+        "```",
+        "",
+    ]
     if not ev:
         return "\n".join(lines + ["Not evaluated yet.", ""])
-    lines.append(f"Evaluation on the {ev['split']} split ({ev['pieces']} pieces, "
-                 f"{ev.get('seconds', '?')} s):")
+    lines.append(
+        f"Evaluation on the {ev['split']} split ({ev['pieces']} pieces, "
+        f"{ev.get('seconds', '?')} s):"
+    )
     lines.append("")
     nll, acc = ev.get("nll_per_token"), ev.get("accuracy")
     if isinstance(nll, dict):
-        lines += ["| | " + " | ".join(nll) + " |", "|---" * (len(nll) + 1) + "|",
-                  "| NLL per token (nats) | " + " | ".join(_fmt(v) for v in nll.values()) + " |",
-                  "| accuracy | " + " | ".join(_fmt(acc.get(k)) for k in nll) + " |"]
+        lines += [
+            "| | " + " | ".join(nll) + " |",
+            "|---" * (len(nll) + 1) + "|",
+            "| NLL per token (nats) | " + " | ".join(_fmt(v) for v in nll.values()) + " |",
+            "| accuracy | " + " | ".join(_fmt(acc.get(k)) for k in nll) + " |",
+        ]
         base = ev.get("baseline_ngram")
         if base:
-            lines.append("| 3-gram NLL (same voice) | " + " | ".join(
-                _fmt(base[k]["nll"]) if k in base else "–" for k in nll) + " |")
-            lines.append("| 3-gram accuracy | " + " | ".join(
-                _fmt(base[k]["accuracy"]) if k in base else "–" for k in nll) + " |")
+            lines.append(
+                "| 3-gram NLL (same voice) | "
+                + " | ".join(_fmt(base[k]["nll"]) if k in base else "–" for k in nll)
+                + " |"
+            )
+            lines.append(
+                "| 3-gram accuracy | "
+                + " | ".join(_fmt(base[k]["accuracy"]) if k in base else "–" for k in nll)
+                + " |"
+            )
         if "context" in ev:
             lines.append(f"\nContext: {ev['context']}.")
     elif nll is not None:
-        lines += ["| model | NLL per token (nats) | accuracy |", "|---|---|---|",
-                  f"| this model | {_fmt(nll)} | {_fmt(acc)} |"]
+        lines += [
+            "| model | NLL per token (nats) | accuracy |",
+            "|---|---|---|",
+            f"| this model | {_fmt(nll)} | {_fmt(acc)} |",
+        ]
         for name, b in ev.get("baseline_ngram", {}).items():
             lines.append(f"| {name} baseline | {_fmt(b['nll'])} | {_fmt(b['accuracy'])} |")
     harm = ev.get("harmonization")
     if harm:
         who = [k for k in harm if k != "settings"]
         settings = ", ".join(f"{k} {v}" for k, v in harm["settings"].items())
-        lines += ["", f"Harmonizing every test soprano ({settings}), measured the same way for "
-                  "Bach's own chorales and the rule-based baseline:", "",
-                  "| | " + " | ".join(who) + " |", "|---" * (len(who) + 1) + "|"]
+        lines += [
+            "",
+            f"Harmonizing every test soprano ({settings}), measured the same way for "
+            "Bach's own chorales and the rule-based baseline:",
+            "",
+            "| | " + " | ".join(who) + " |",
+            "|---" * (len(who) + 1) + "|",
+        ]
         for key, label in METRICS:
-            lines.append(f"| {label} | " + " | ".join(_fmt(harm[w].get(key)) for w in who) +
-                         " |")
+            lines.append(f"| {label} | " + " | ".join(_fmt(harm[w].get(key)) for w in who) + " |")
     return "\n".join(lines + [""])
 
 
 def main(argv: list[str] | None = None) -> None:
     root = Path((argv or sys.argv[1:] or ["exported_models"])[0])
     folders = [root / n for n in ORDER if (root / n / "model.json").exists()]
-    folders += sorted(p for p in root.iterdir() if (p / "model.json").exists()
-                      and p not in folders)
+    folders += sorted(p for p in root.iterdir() if (p / "model.json").exists() and p not in folders)
     print("# Shipped models\n")
-    print("Written by `python -m partimento.training.modelcard > docs/models.md` from each model's own "
-          "`model.json`. Test figures are computed by `partimento evaluate` through "
-          "onnxruntime on the test split, which is never used for training or model "
-          "selection (see docs/decisions.md for the splits).\n")
+    print(
+        "Written by `python -m partimento.training.modelcard > docs/models.md` from each model's "
+        "own `model.json`. Test figures are computed by `partimento evaluate` through "
+        "onnxruntime on the test split, which is never used for training or model "
+        "selection (see docs/decisions.md for the splits).\n"
+    )
     for f in folders:
         print(card(f))
 

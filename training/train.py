@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 def _optimizer(cfg: TrainConfig):
     import keras
 
-    kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-             "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+    kinds = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
     return kinds[cfg.optimizer](learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
 
 
@@ -74,8 +78,7 @@ def _multi_worker():
                 local = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
                 shape = getattr(local, "shape", None)
                 scalar = shape is not None and shape.rank == 0
-                return super(MultiWorker, self).reduce(reduce_op, v,
-                                                        None if scalar else axis)
+                return super(MultiWorker, self).reduce(reduce_op, v, None if scalar else axis)
 
             return tf.nest.map_structure(one, value)
 
@@ -136,13 +139,23 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     t0 = time.monotonic()
     prepared = style.prepare(cfg)
     train_split, valid_split = prepared.splits["train"], prepared.splits["valid"]
-    log.info("data ready in %.0f s: %d training windows, %d validation windows",
-             time.monotonic() - t0, len(train_split), len(valid_split))
+    log.info(
+        "data ready in %.0f s: %d training windows, %d validation windows",
+        time.monotonic() - t0,
+        len(train_split),
+        len(valid_split),
+    )
 
     # the run's own contract, written before the first step so every checkpoint can be read
-    run_info = {"style": cfg.style, "kind": style.KIND, "config": cfg.to_dict(),
-                "encoding": prepared.encoding, "data": prepared.data, "versions": versions(),
-                "windows": {"train": len(train_split), "valid": len(valid_split)}}
+    run_info = {
+        "style": cfg.style,
+        "kind": style.KIND,
+        "config": cfg.to_dict(),
+        "encoding": prepared.encoding,
+        "data": prepared.data,
+        "versions": versions(),
+        "windows": {"train": len(train_split), "valid": len(valid_split)},
+    }
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1))
     (run_dir / "config.toml").write_text(_toml(cfg.to_dict()))
 
@@ -150,21 +163,33 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     multi = cfg.strategy == "multiworker"
     fewest = min(len(train_split), len(valid_split))
     if multi and fewest < cfg.batch_size:
-        raise ConfigError(f"batch_size: {cfg.batch_size} is more than the {fewest} windows of a "
-                          "split; multiworker drops partial batches")
-    train_data = _dataset(train_split, cfg.batch_size, seed=cfg.seed,
-                          repeat=bool(cfg.steps_per_epoch), drop_remainder=multi)
-    valid_data = _dataset(valid_split, cfg.batch_size, seed=None, repeat=False,
-                          drop_remainder=multi)
+        raise ConfigError(
+            f"batch_size: {cfg.batch_size} is more than the {fewest} windows of a "
+            "split; multiworker drops partial batches"
+        )
+    train_data = _dataset(
+        train_split,
+        cfg.batch_size,
+        seed=cfg.seed,
+        repeat=bool(cfg.steps_per_epoch),
+        drop_remainder=multi,
+    )
+    valid_data = _dataset(
+        valid_split, cfg.batch_size, seed=None, repeat=False, drop_remainder=multi
+    )
 
     # model
     with strategy.scope():
         model, _ = style.build(cfg, prepared.encoding)
-        losses = {k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in
-                  train_split.y}
+        losses = {
+            k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in train_split.y
+        }
         # weighted: padding (weight 0) counts neither in the loss nor in the accuracy
-        model.compile(optimizer=_optimizer(cfg), loss=losses,
-                      weighted_metrics={k: ["accuracy"] for k in train_split.y})
+        model.compile(
+            optimizer=_optimizer(cfg),
+            loss=losses,
+            weighted_metrics={k: ["accuracy"] for k in train_split.y},
+        )
     model.summary(print_fn=log.info)
 
     # fit
@@ -178,8 +203,12 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=resume),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.weights.h5"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
         EveryN(),
     ]
     # --resume: an interrupted run goes on from backup/ (weights, optimizer, epoch); a finished
@@ -189,10 +218,16 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
         model.load_weights(run_dir / "final.weights.h5")
         initial_epoch = max(0, len((run_dir / "log.csv").read_text().splitlines()) - 1)
     t0 = time.monotonic()
-    model.fit(train_data, validation_data=valid_data, epochs=cfg.epochs,
-              initial_epoch=initial_epoch, steps_per_epoch=cfg.steps_per_epoch or None,
-              shuffle=False,  # the pipeline shuffles
-              callbacks=callbacks, verbose=cfg.progress)
+    model.fit(
+        train_data,
+        validation_data=valid_data,
+        epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=cfg.steps_per_epoch or None,
+        shuffle=False,  # the pipeline shuffles
+        callbacks=callbacks,
+        verbose=cfg.progress,
+    )
     model.save_weights(run_dir / "final.weights.h5")
     run_info["training_seconds"] = round(seconds_before + time.monotonic() - t0, 1)
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1))

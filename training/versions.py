@@ -9,8 +9,16 @@ from importlib import metadata
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("partimento", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
-                 "music21", "numpy"):
+    for dist in (
+        "partimento",
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "music21",
+        "numpy",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out

@@ -1,11 +1,11 @@
 """``partimento demo``: built-in melodies played through the engine on a simulated clock.
 
 No MIDI port and no sleeping: the demo keeps a virtual monotonic time, feeds each note-on and
-note-off to :meth:`Engine.handle <partimento.engine.engine.Engine.handle>` at its time and, between them,
-calls :meth:`Engine.tick <partimento.engine.engine.Engine.tick>` whenever :meth:`Engine.next_time
-<partimento.engine.engine.Engine.next_time>` asks, as the service's scheduler does; at the end
-:meth:`Engine.stop <partimento.engine.engine.Engine.stop>`. So it runs anywhere the models run, without
-MIDI hardware, ALSA or JACK (python-rtmidi is not even imported).
+note-off to :meth:`Engine.handle <partimento.engine.engine.Engine.handle>` at its time and, between
+them, calls :meth:`Engine.tick <partimento.engine.engine.Engine.tick>` whenever
+:meth:`Engine.next_time <partimento.engine.engine.Engine.next_time>` asks, as the service's
+scheduler does; at the end :meth:`Engine.stop <partimento.engine.engine.Engine.stop>`. So it runs
+anywhere the models run, without MIDI hardware, ALSA or JACK (python-rtmidi is not even imported).
 
 Two takes, each written as a type-1 MIDI file of what was played and what came out:
 
@@ -28,16 +28,18 @@ import math
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
+
 from partimento.config import Config, ContinueConfig
+from partimento.core import midi
 from partimento.core.errors import PartimentoError
-from partimento.core.timing.ledger import MidiOut, is_note_on
-from partimento.core.types import ModelLike
+from partimento.core.midi import is_note_on
+from partimento.core.types import MidiOut, ModelLike
+from partimento.engine.driver import Driver
 from partimento.engine.engine import Engine
 from partimento.files import model as model_files
 from partimento.files import pianoroll
@@ -47,17 +49,52 @@ Melody = Sequence[tuple[int, float]]
 
 CHORALE_TITLE = "Ein feste Burg ist unser Gott (BWV 302, soprano)"
 CHORALE: Melody = (
-    (74, 1), (74, 1), (74, 1), (69, .5), (71, .5), (73, 1), (74, .5), (73, .5), (71, 1),
-    (69, 1),                                                       # Ein feste Burg ist unser Gott
-    (74, 1), (73, 1), (71, 1), (69, 1), (71, 1), (67, .5), (66, .5), (64, 1),
-    (62, 1),                                                       # ein gute Wehr und Waffen
-    (62, 1), (69, 1), (71, 1), (69, 1), (68, 1), (69, 2),          # er hilft uns frei aus aller Not
-    (62, 1), (69, 1), (71, 1), (73, 1), (74, 1),                   # die uns jetzt hat betroffen
+    (74, 1),
+    (74, 1),
+    (74, 1),
+    (69, 0.5),
+    (71, 0.5),
+    (73, 1),
+    (74, 0.5),
+    (73, 0.5),
+    (71, 1),
+    (69, 1),  # Ein feste Burg ist unser Gott
+    (74, 1),
+    (73, 1),
+    (71, 1),
+    (69, 1),
+    (71, 1),
+    (67, 0.5),
+    (66, 0.5),
+    (64, 1),
+    (62, 1),  # ein gute Wehr und Waffen
+    (62, 1),
+    (69, 1),
+    (71, 1),
+    (69, 1),
+    (68, 1),
+    (69, 2),  # er hilft uns frei aus aller Not
+    (62, 1),
+    (69, 1),
+    (71, 1),
+    (73, 1),
+    (74, 1),  # die uns jetzt hat betroffen
 )
 CHORALE_BPM = 84.0
 FOLK_TITLE = "Alle meine Entchen (traditional)"
-FOLK: Melody = ((60, 1), (62, 1), (64, 1), (65, 1), (67, 2), (67, 2),
-                (69, 1), (69, 1), (69, 1), (69, 1), (67, 4))
+FOLK: Melody = (
+    (60, 1),
+    (62, 1),
+    (64, 1),
+    (65, 1),
+    (67, 2),
+    (67, 2),
+    (69, 1),
+    (69, 1),
+    (69, 1),
+    (69, 1),
+    (67, 4),
+)
 FOLK_BPM = 100.0
 
 SEED = 1
@@ -69,18 +106,23 @@ VELOCITY = 80
 MELODY_CHANNEL = 0
 ANSWER_CHANNEL = 4
 """The answer's channel (5 in file terms), apart from the phrase's, so each has its sound."""
-MAX_CALLS = 100_000
 TICKS_PER_BEAT = 480
 PROGRAMS = {"harmonize": 52, "continue": 73}
 """General MIDI programs (0-127): Choir Aahs for the chorale, Flute for the phrase..."""
 ANSWER_PROGRAM = 71
 """...and Clarinet for the answer."""
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-              "/usr/share/soundfonts/FluidR3_GM.sf2", "/usr/share/soundfonts/default.sf2",
-              "/usr/local/share/soundfonts/default.sf2",
-              "/opt/homebrew/share/soundfonts/default.sf2")
-GET_WAV = ("no WAV: install fluidsynth and a General MIDI soundfont (Debian/Ubuntu: apt-get "
-           "install fluidsynth fluid-soundfont-gm; elsewhere give the .sf2 with --soundfont)")
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/local/share/soundfonts/default.sf2",
+    "/opt/homebrew/share/soundfonts/default.sf2",
+)
+GET_WAV = (
+    "no WAV: install fluidsynth and a General MIDI soundfont (Debian/Ubuntu: apt-get "
+    "install fluidsynth fluid-soundfont-gm; elsewhere give the .sf2 with --soundfont)"
+)
 
 
 class DemoError(PartimentoError):
@@ -113,49 +155,30 @@ def events(melody: Melody, bpm: float, *, start: float = START) -> list[tuple[fl
     out: list[tuple[float, MidiOut]] = []
     t = start
     for pitch, beats in melody:
-        out.append((t, (0x90 | MELODY_CHANNEL, pitch, VELOCITY)))
-        out.append((t + beats * beat - GAP, (0x80 | MELODY_CHANNEL, pitch, 64)))
+        out.append((t, midi.note_on(MELODY_CHANNEL, pitch, VELOCITY)))
+        out.append((t + beats * beat - GAP, midi.note_off(MELODY_CHANNEL, pitch)))
         t += beats * beat
     return out
 
 
 def perform(engine: Engine, take: Take) -> Take:
-    """Drive ``engine`` with ``take.played`` as the service does, on a virtual clock: every
-    input at its time, a tick whenever the engine asks for one before the next input, until it
-    asks for nothing; then stop. After each, the next step is answered ahead (in the service a
-    worker thread does that meanwhile; here it is not counted in the timings)."""
-    pending = sorted(take.played, key=lambda e: e[0])
-    i, now = 0, pending[0][0]
-    for _ in range(MAX_CALLS):
-        due = engine.next_time()
-        at = pending[i][0] if i < len(pending) else math.inf
-        if due is not None and due <= at:
-            now = max(now, due)
-            began = time.perf_counter()
-            out = engine.tick(now)
-            take.tick_seconds.append(time.perf_counter() - began)
-        elif i < len(pending):
-            now, message = pending[i]
-            i += 1
-            began = time.perf_counter()
-            out = engine.handle(message, now)
-            if is_note_on(message):
-                take.handle_seconds.append(time.perf_counter() - began)
-        else:
-            break
-        take.sent += [(now, m) for m in out]
-        engine.prepare()  # what the service's prepare task does after every message and tick
-    else:
-        raise RuntimeError(f"the engine asked for more than {MAX_CALLS} ticks")
+    """Drive ``engine`` with ``take.played`` as the service does, on a virtual clock
+    (:class:`~partimento.engine.driver.Driver`), until it asks for nothing; then stop."""
+    driver = Driver(engine, timed=True)
+    driver.play(take.played)
     take.stats = engine.stats()
-    take.sent += [(now, m) for m in engine.stop(now)]
+    driver.stop()
+    take.sent = driver.sent
+    take.handle_seconds, take.tick_seconds = driver.handle_seconds, driver.tick_seconds
     return take
 
 
 # --- MIDI files ---------------------------------------------------------------------------------
 
-def write_take(path: Path, take: Take, names: dict[int, str], melody_name: str,
-               programs: dict[int, int]) -> list[str]:
+
+def write_take(
+    path: Path, take: Take, names: dict[int, str], melody_name: str, programs: dict[int, int]
+) -> list[str]:
     """A type-1 file: the melody's track, then one track per channel the engine sent on (in
     ``names``' order); the track names written."""
     tpb = TICKS_PER_BEAT
@@ -175,8 +198,11 @@ def write_take(path: Path, take: Take, names: dict[int, str], melody_name: str,
         track.append(mido.MetaMessage("track_name", name=name, time=0))
         if k == 0:
             track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(take.bpm), time=0))
-        track.append(mido.Message("program_change", channel=channel,
-                                  program=programs.get(channel, 0), time=0))
+        track.append(
+            mido.Message(
+                "program_change", channel=channel, program=programs.get(channel, 0), time=0
+            )
+        )
         last = 0
         for t, message in timed:  # in the order sent: a re-strike's note-off stays first
             at = tick(t)
@@ -190,6 +216,7 @@ def write_take(path: Path, take: Take, names: dict[int, str], melody_name: str,
 
 # --- reporting ----------------------------------------------------------------------------------
 
+
 def _ms(seconds: Sequence[float]) -> str:
     ordered = sorted(seconds)
 
@@ -201,14 +228,18 @@ def _ms(seconds: Sequence[float]) -> str:
 
 def _processing(take: Take) -> str:
     longest = max(take.tick_seconds, default=0.0) * 1e3
-    return (f"  processing per note-on (Engine.handle, time.perf_counter): "
-            f"{_ms(take.handle_seconds)}; longest Engine.tick {longest:.2f} ms")
+    return (
+        f"  processing per note-on (Engine.handle, time.perf_counter): "
+        f"{_ms(take.handle_seconds)}; longest Engine.tick {longest:.2f} ms"
+    )
 
 
-def _note_ons(timed: Sequence[tuple[float, MidiOut]], channel: int | None = None
-              ) -> list[tuple[float, MidiOut]]:
-    return [(t, m) for t, m in timed
-            if is_note_on(m) and (channel is None or m[0] & 0x0F == channel)]
+def _note_ons(
+    timed: Sequence[tuple[float, MidiOut]], channel: int | None = None
+) -> list[tuple[float, MidiOut]]:
+    return [
+        (t, m) for t, m in timed if is_note_on(m) and (channel is None or m[0] & 0x0F == channel)
+    ]
 
 
 def harmonized_at_once(take: Take) -> int:
@@ -225,8 +256,9 @@ def _soundfont(given: Path | None) -> Path | None:
     return next((Path(c) for c in candidates if Path(c).is_file()), None)
 
 
-def render_wavs(paths: Sequence[Path], soundfont: Path | None,
-                say: Callable[[str], object]) -> list[Path]:
+def render_wavs(
+    paths: Sequence[Path], soundfont: Path | None, say: Callable[[str], object]
+) -> list[Path]:
     """Each MIDI file to a WAV beside it with fluidsynth; one line saying what is missing if
     fluidsynth or a soundfont is."""
     exe = shutil.which("fluidsynth")
@@ -239,9 +271,12 @@ def render_wavs(paths: Sequence[Path], soundfont: Path | None,
     for mid in paths:
         wav = mid.with_suffix(".wav")
         try:
-            done = subprocess.run([exe, "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", str(wav),
-                                   str(font), str(mid)], capture_output=True, text=True,
-                                  timeout=300)
+            done = subprocess.run(
+                [exe, "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", str(wav), str(font), str(mid)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DemoError(f"fluidsynth failed on {mid}: {exc}") from exc
         if done.returncode != 0 or not wav.exists():
@@ -263,9 +298,16 @@ def draw_take(path: Path, take: Take, channels: list[int], beat: float) -> Path:
 
 # --- the demo -----------------------------------------------------------------------------------
 
-def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
-             soundfont: Path | None = None, say: Callable[[str], object] = print,
-             load_model: Callable[[str], ModelLike] | None = None) -> int:
+
+def run_demo(
+    out_dir: Path,
+    *,
+    wav: bool = False,
+    seed: int = SEED,
+    soundfont: Path | None = None,
+    say: Callable[[str], object] = print,
+    load_model: Callable[[str], ModelLike] | None = None,
+) -> int:
     """Both takes; files into ``out_dir``; what happened through ``say``. Returns 0."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cache: dict[str, ModelLike] = {}
@@ -280,25 +322,37 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
 
     # harmonize
     engine = Engine(config, load, seed=seed)
-    take = perform(engine, Take("harmonize", CHORALE_TITLE, CHORALE_BPM,
-                                events(CHORALE, CHORALE_BPM)))
+    take = perform(
+        engine, Take("harmonize", CHORALE_TITLE, CHORALE_BPM, events(CHORALE, CHORALE_BPM))
+    )
     ch = config.harmonize.channels
     voices = {ch.alto: "Alto", ch.tenor: "Tenor", ch.bass: "Bass"}
     path = out_dir / "demo-harmonize.mid"
-    tracks = write_take(path, take, voices, "Melody",
-                        dict.fromkeys((MELODY_CHANNEL, *voices), PROGRAMS["harmonize"]))
+    tracks = write_take(
+        path,
+        take,
+        voices,
+        "Melody",
+        dict.fromkeys((MELODY_CHANNEL, *voices), PROGRAMS["harmonize"]),
+    )
     ons = _note_ons(take.sent)
-    per_voice = ", ".join(f"{name.lower()} {len(_note_ons(take.sent, c))}"
-                          for c, name in voices.items())
+    per_voice = ", ".join(
+        f"{name.lower()} {len(_note_ons(take.sent, c))}" for c, name in voices.items()
+    )
     melody_ons = len(_note_ons(take.played))
-    say(f"harmonize: {take.title}, {melody_ons} notes at {take.bpm:g} BPM, model "
-        f"{engine.model_names['harmonize']}, seed {seed}")
-    say(f"  notes in {take.stats['notes_in']}, notes out {len(ons)} ({per_voice}); "
+    say(
+        f"harmonize: {take.title}, {melody_ons} notes at {take.bpm:g} BPM, model "
+        f"{engine.model_names['harmonize']}, seed {seed}"
+    )
+    say(
+        f"  notes in {take.stats['notes_in']}, notes out {len(ons)} ({per_voice}); "
         f"{harmonized_at_once(take)} of {melody_ons} melody notes harmonized at once; "
-        f"{take.stats['harmony_steps']} harmony steps")
+        f"{take.stats['harmony_steps']} harmony steps"
+    )
     say(_processing(take))
-    picture = draw_take(out_dir / "demo-harmonize.png", take, [MELODY_CHANNEL, *voices],
-                        60 / take.bpm)
+    picture = draw_take(
+        out_dir / "demo-harmonize.png", take, [MELODY_CHANNEL, *voices], 60 / take.bpm
+    )
     say(f"  wrote {path} (tracks {', '.join(tracks)}) and {picture}")
     written.append(path)
 
@@ -307,22 +361,34 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
     take = perform(engine, Take("continue", FOLK_TITLE, FOLK_BPM, events(FOLK, FOLK_BPM)))
     answer = _note_ons(take.sent, ANSWER_CHANNEL)
     path = out_dir / "demo-continue.mid"
-    tracks = write_take(path, take, {ANSWER_CHANNEL: "Answer"}, "Phrase",
-                        {MELODY_CHANNEL: PROGRAMS["continue"], ANSWER_CHANNEL: ANSWER_PROGRAM})
-    say(f"continue: {take.title}, {len(_note_ons(take.played))} notes at {take.bpm:g} BPM, "
-        f"model {engine.model_names['continue']}, seed {seed}")
+    tracks = write_take(
+        path,
+        take,
+        {ANSWER_CHANNEL: "Answer"},
+        "Phrase",
+        {MELODY_CHANNEL: PROGRAMS["continue"], ANSWER_CHANNEL: ANSWER_PROGRAM},
+    )
+    say(
+        f"continue: {take.title}, {len(_note_ons(take.played))} notes at {take.bpm:g} BPM, "
+        f"model {engine.model_names['continue']}, seed {seed}"
+    )
     if answer:
-        offs = [t for t, m in take.sent if m[0] & 0xF0 == 0x80 and m[0] & 0x0F == ANSWER_CHANNEL]
+        offs = [
+            t for t, m in take.sent if midi.is_note_off(m) and midi.channel(m) == ANSWER_CHANNEL
+        ]
         span = max(offs, default=answer[-1][0]) - answer[0][0]
         beats = span * take.stats["bpm"] / 60
-        say(f"  notes in {take.stats['notes_in']}, answer {len(answer)} notes over "
+        say(
+            f"  notes in {take.stats['notes_in']}, answer {len(answer)} notes over "
             f"{span:.1f} s ({beats / 4:.1f} bars at {take.stats['bpm']:g} BPM), starting "
-            f"{answer[0][0] - take.last_release:.2f} s after the phrase's last note ended")
+            f"{answer[0][0] - take.last_release:.2f} s after the phrase's last note ended"
+        )
     else:
         say(f"  notes in {take.stats['notes_in']}, answer 0 notes")
     say(_processing(take))
-    picture = draw_take(out_dir / "demo-continue.png", take, [MELODY_CHANNEL, ANSWER_CHANNEL],
-                        60 / take.bpm)
+    picture = draw_take(
+        out_dir / "demo-continue.png", take, [MELODY_CHANNEL, ANSWER_CHANNEL], 60 / take.bpm
+    )
     say(f"  wrote {path} (tracks {', '.join(tracks)}) and {picture}")
     written.append(path)
 
@@ -332,24 +398,38 @@ def run_demo(out_dir: Path, *, wav: bool = False, seed: int = SEED,
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(Path(args.output_dir), wav=args.wav, seed=args.seed,
-                    soundfont=Path(args.soundfont) if args.soundfont else None)
+    return run_demo(
+        Path(args.output_dir),
+        wav=args.wav,
+        seed=args.seed,
+        soundfont=Path(args.soundfont) if args.soundfont else None,
+    )
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     d = subparsers.add_parser(
-        "demo", parents=list(parents),
+        "demo",
+        parents=list(parents),
         help="play built-in melodies through the engine (no MIDI needed)",
         description="Play a chorale melody (harmonize mode) and a folk phrase (continue mode) "
         "through the live engine on a simulated clock, without MIDI ports, and write "
-        "demo-harmonize.mid and demo-continue.mid.")
-    d.add_argument("-o", "--output-dir", default=".", help="where the files go (default: the "
-                   "current folder)")
-    d.add_argument("--wav", action="store_true", help="also render WAV files with fluidsynth "
-                   "and a General MIDI soundfont, when installed")
-    d.add_argument("--soundfont", default=None, help="the .sf2 for --wav (default: "
-                   "$PARTIMENTO_SOUNDFONT, else the usual system places)")
+        "demo-harmonize.mid and demo-continue.mid.",
+    )
+    d.add_argument(
+        "-o", "--output-dir", default=".", help="where the files go (default: the current folder)"
+    )
+    d.add_argument(
+        "--wav",
+        action="store_true",
+        help="also render WAV files with fluidsynth and a General MIDI soundfont, when installed",
+    )
+    d.add_argument(
+        "--soundfont",
+        default=None,
+        help="the .sf2 for --wav (default: $PARTIMENTO_SOUNDFONT, else the usual system places)",
+    )
     d.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     d.set_defaults(func=cmd_demo)
     return d

@@ -46,15 +46,23 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     m = subparsers.add_parser(
-        "ports", parents=list(parents), help="list MIDI input and output ports",
+        "ports",
+        parents=list(parents),
+        help="list MIDI input and output ports",
         description="List the MIDI backend's ports, one a line: 'input<TAB>NAME' (ports "
         "Partimento can read from) then 'output<TAB>NAME'. The backend is --api, else the "
         "MIDO_BACKEND environment variable (e.g. mido.backends.rtmidi/UNIX_JACK), else the "
-        "first that starts.")
-    m.add_argument("--api", choices=("auto", *RTMIDI_APIS), default=None,
-                   help="python-rtmidi's backend, as midi.api in the config file")
+        "first that starts.",
+    )
+    m.add_argument(
+        "--api",
+        choices=("auto", *RTMIDI_APIS),
+        default=None,
+        help="python-rtmidi's backend, as midi.api in the config file",
+    )
     m.set_defaults(func=cmd_ports)
     return m

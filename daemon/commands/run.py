@@ -62,8 +62,12 @@ class StartupStderr:
                     sys.stderr.flush()
         self._file.close()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.release(show=kind is None)
 
 
@@ -83,8 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         from partimento.live.service import serve
     except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
-        raise CommandError(f"partimento run needs python-rtmidi and its MIDI libraries: "
-                           f"{exc}") from exc
+        raise CommandError(
+            f"partimento run needs python-rtmidi and its MIDI libraries: {exc}"
+        ) from exc
 
     held = StartupStderr(hold=not args.verbose)  # a failure to start is one line
 
@@ -96,15 +101,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(config, config_path=path, on_ready=ready))
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     r = subparsers.add_parser(
-        "run", parents=list(parents), help="run the live daemon on MIDI ports",
+        "run",
+        parents=list(parents),
+        help="run the live daemon on MIDI ports",
         description="Run the daemon: read the melody from the MIDI input, play harmony or "
         "answers on the MIDI output, until SIGINT or SIGTERM (which release every sounding "
         "note). Prints one ready line when the models are loaded and the ports open. The "
-        "backend is midi.api, else MIDO_BACKEND.")
-    r.add_argument("--config", help="the TOML configuration (default: config/partimento.toml "
-                   "beside the package if there, else the built-in defaults)")
+        "backend is midi.api, else MIDO_BACKEND.",
+    )
+    r.add_argument(
+        "--config",
+        help="the TOML configuration (default: config/partimento.toml "
+        "beside the package if there, else the built-in defaults)",
+    )
     r.set_defaults(func=cmd_run)
     return r

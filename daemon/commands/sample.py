@@ -6,10 +6,10 @@ TensorFlow, so sampling works with the runtime install. What a sample is depends
 contract:
 
 * a continuation model (any ``encoding["type"]``: grid, events, phrase...) plays through
-  :func:`partimento.core.players.continuation.make`, as in the daemon, so a new continuation style needs no
-  code here. It first observes a seed, then continues for ``--length`` bars of 16 sixteenths.
-  The seed is ``--seed-file`` (a melody: MIDI, or with music21 MusicXML/ABC/**kern), else
-  :func:`random_seed`: one bar of four quarter notes of the C major scale around the middle of
+  :func:`partimento.core.players.continuation.make`, as in the daemon, so a new continuation style
+  needs no code here. It first observes a seed, then continues for ``--length`` bars of 16
+  sixteenths. The seed is ``--seed-file`` (a melody: MIDI, or with music21 MusicXML/ABC/**kern),
+  else :func:`random_seed`: one bar of four quarter notes of the C major scale around the middle of
   the model's range, drawn with ``--seed`` (an empty seed would leave a model primed only with
   START to open every sample alike; C major because one-key styles such as folk are trained
   there). The MIDI file has two tracks: ``Seed``, then ``Continuation`` starting where the seed
@@ -17,15 +17,16 @@ contract:
   back in the file's key, as the live engine does.
 * an ``abc`` model (``encoding["type"] == "abc"``) samples text: ``--seed-text`` (default
   ``X:1``) and ``--chars`` characters after it go to ``out.abc`` beside the MIDI path, and the
-  first tune becomes ``out.mid`` when music21 parses it (:func:`partimento.core.players.abc.sample_text`
-  and :func:`partimento.files.score.text_to_midi`).
+  first tune becomes ``out.mid`` when music21 parses it
+  (:func:`partimento.core.players.abc.sample_text` and :func:`partimento.files.score.text_to_midi`).
 * a harmonizer (``bach``, live, or ``bach-offline``) harmonizes a melody, ``--seed-file`` or
   the chorale soprano in ``docs/examples/chorale-melody.mid``, exactly as ``partimento
   harmonize`` does (its own function is called): four tracks, Soprano to Bass.
 
 ``--wav out.wav`` renders the MIDI with fluidsynth and a General MIDI soundfont
-(:func:`partimento.commands.demo.render_wavs`); when either is missing one line says what to install, the
-MIDI is still written and the exit code is 0. Every other failure is one line and exit code 1.
+(:func:`partimento.commands.demo.render_wavs`); when either is missing one line says what to
+install, the MIDI is still written and the exit code is 0. Every other failure is one line and exit
+code 1.
 
 """
 
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
 
@@ -67,6 +69,7 @@ class SampleError(PartimentoError):
 
 # --- continuation models ------------------------------------------------------------------------
 
+
 def pitch_range(contract) -> tuple[int, int]:
     """The lowest and highest pitch the model can play: its event tokens (``"60"``, ``"on60"``)
     when it has them, else its grid vocabulary's pitches."""
@@ -86,13 +89,19 @@ def random_seed(low: int, high: int, rng: np.random.Generator) -> np.ndarray:
     lo, hi = max(low, middle - 6), min(high, middle + 6)
     choices = [p for p in range(lo, hi + 1) if p % 12 in C_MAJOR] or list(range(lo, hi + 1))
     pitches = rng.choice(choices, size=4)
-    notes = [Note(int(p), i * STEPS_PER_QUARTER, STEPS_PER_QUARTER) for i, p in
-             enumerate(pitches)]
+    notes = [Note(int(p), i * STEPS_PER_QUARTER, STEPS_PER_QUARTER) for i, p in enumerate(pitches)]
     return notes_to_grid(notes, STEPS_PER_BAR)
 
 
-def continue_seed(loaded, seed_codes: np.ndarray, steps: int, *, temperature: float,
-                  seed: int | None, shift: int = 0) -> list[Note]:
+def continue_seed(
+    loaded,
+    seed_codes: np.ndarray,
+    steps: int,
+    *,
+    temperature: float,
+    seed: int | None,
+    shift: int = 0,
+) -> list[Note]:
     """The model's continuation of ``seed_codes`` for ``steps`` sixteenths, in steps from the
     end of the seed.
 
@@ -102,8 +111,9 @@ def continue_seed(loaded, seed_codes: np.ndarray, steps: int, *, temperature: fl
     """
     from partimento.core.players import continuation
 
-    player = continuation.make(loaded.contract, loaded.run, temperature=temperature, seed=seed,
-                               shift=shift)
+    player = continuation.make(
+        loaded.contract, loaded.run, temperature=temperature, seed=seed, shift=shift
+    )
     player.observe(seed_codes)
     notes = player.continue_notes(steps)
     for _ in range(MAX_RESTARTS):
@@ -146,17 +156,32 @@ def write_parts(path: Path, parts: list[tuple[str, int, list[Note]]], bpm: float
         now = 0
         for tick, on, pitch in sorted(events):  # note-offs first at a tick: re-strikes sound
             kind = "note_on" if on else "note_off"
-            track.append(mido.Message(kind, channel=channel, note=pitch,
-                                      velocity=VELOCITY if on else 0, time=tick - now))
+            track.append(
+                mido.Message(
+                    kind,
+                    channel=channel,
+                    note=pitch,
+                    velocity=VELOCITY if on else 0,
+                    time=tick - now,
+                )
+            )
             now = tick
         track.append(mido.MetaMessage("end_of_track", time=0))
         mid.tracks.append(track)
     mid.save(str(path))
 
 
-def sample_continuation(loaded, output: Path, *, bars: int, temperature: float,
-                        seed: int | None, seed_file: Path | None, bpm: float | None,
-                        say: Say) -> Path:
+def sample_continuation(
+    loaded,
+    output: Path,
+    *,
+    bars: int,
+    temperature: float,
+    seed: int | None,
+    seed_file: Path | None,
+    bpm: float | None,
+    say: Say,
+) -> Path:
     """The seed (file or random bar) then ``bars`` bars of the model's continuation."""
     rng = np.random.default_rng(seed)  # the random bar; the model draws from seed + 1
     if seed_file is not None:
@@ -168,15 +193,29 @@ def sample_continuation(loaded, output: Path, *, bars: int, temperature: float,
         codes = random_seed(*pitch_range(loaded.contract), rng)
         what = "a random one-bar seed"
     shift = key_shift(loaded.contract, codes) if seed_file is not None else 0
-    answer = continue_seed(loaded, codes, bars * STEPS_PER_BAR, temperature=temperature,
-                           seed=None if seed is None else seed + 1, shift=shift)
+    answer = continue_seed(
+        loaded,
+        codes,
+        bars * STEPS_PER_BAR,
+        temperature=temperature,
+        seed=None if seed is None else seed + 1,
+        shift=shift,
+    )
     offset = len(codes)
     moved = [Note(n.pitch, n.start + offset, n.length) for n in answer]
-    write_parts(output, [("Seed", SEED_PROGRAM, grid_to_notes(codes)),
-                         ("Continuation", CONTINUATION_PROGRAM, moved)], bpm or DEFAULT_BPM)
-    say(f"{output}: {len(moved)} notes over {bars} bars continuing {what} (model "
+    write_parts(
+        output,
+        [
+            ("Seed", SEED_PROGRAM, grid_to_notes(codes)),
+            ("Continuation", CONTINUATION_PROGRAM, moved),
+        ],
+        bpm or DEFAULT_BPM,
+    )
+    say(
+        f"{output}: {len(moved)} notes over {bars} bars continuing {what} (model "
         f"{loaded.contract.name}, temperature {temperature:g}, seed "
-        f"{'random' if seed is None else seed})")
+        f"{'random' if seed is None else seed})"
+    )
     return output
 
 
@@ -190,8 +229,17 @@ def _read_melody(path: Path):
 
 # --- abc: text --------------------------------------------------------------------------------
 
-def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
-               temperature: float, seed: int | None, say: Say) -> Path | None:
+
+def sample_abc(
+    loaded,
+    output: Path,
+    *,
+    seed_text: str | None,
+    chars: int,
+    temperature: float,
+    seed: int | None,
+    say: Say,
+) -> Path | None:
     """``output``'s ``.abc`` text, and ``output`` as MIDI when music21 can read the tune;
     returns the MIDI path or None."""
     from partimento.core.players.abc import sample_text
@@ -200,8 +248,10 @@ def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
     text = sample_text(loaded, seed_text, chars, temperature=temperature, seed=seed or 0)
     text_path = output.with_suffix(".abc")
     text_path.write_text(text)
-    say(f"{text_path}: {chars} characters of ABC (model {loaded.contract.name}, temperature "
-        f"{temperature:g}, seed {seed})")
+    say(
+        f"{text_path}: {chars} characters of ABC (model {loaded.contract.name}, temperature "
+        f"{temperature:g}, seed {seed})"
+    )
     if importlib.util.find_spec("music21") is None:
         say("no MIDI: reading ABC needs music21 (pip install 'partimento[train]')")
         return None
@@ -217,20 +267,32 @@ def sample_abc(loaded, output: Path, *, seed_text: str | None, chars: int,
 
 # --- harmonizers ------------------------------------------------------------------------------
 
-def sample_harmony(folder: Path, live: bool, output: Path, *, temperature: float | None,
-                   seed: int | None, seed_file: Path | None) -> Path:
+
+def sample_harmony(
+    folder: Path,
+    live: bool,
+    output: Path,
+    *,
+    temperature: float | None,
+    seed: int | None,
+    seed_file: Path | None,
+) -> Path:
     """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody."""
     from partimento.commands.harmonize import harmonize_file
 
     melody = seed_file if seed_file is not None else CHORALE_MELODY
     if not Path(melody).is_file():
         raise SampleError(f"seed file {melody} does not exist")
-    print(harmonize_file(Path(melody), output, live=live, model=str(folder),
-                         temperature=temperature, seed=seed))
+    print(
+        harmonize_file(
+            Path(melody), output, live=live, model=str(folder), temperature=temperature, seed=seed
+        )
+    )
     return output
 
 
 # --- the command ------------------------------------------------------------------------------
+
 
 def render(midi: Path, wav: Path, soundfont: Path | None, say: Say) -> Path | None:
     """``midi`` as ``wav`` through fluidsynth (rendered in a scratch folder, then moved, so no
@@ -241,8 +303,9 @@ def render(midi: Path, wav: Path, soundfont: Path | None, say: Say) -> Path | No
         copy = Path(scratch) / "sample.mid"
         shutil.copyfile(midi, copy)
         try:
-            done = render_wavs([copy], soundfont,
-                               lambda line: None if line.startswith("wrote ") else say(line))
+            done = render_wavs(
+                [copy], soundfont, lambda line: None if line.startswith("wrote ") else say(line)
+            )
         except DemoError as exc:
             raise SampleError(str(exc).replace(str(copy), str(midi))) from exc
         if not done:
@@ -253,10 +316,21 @@ def render(midi: Path, wav: Path, soundfont: Path | None, say: Say) -> Path | No
     return wav
 
 
-def sample(style: str, output: Path, *, bars: int | None = None, temperature: float | None = None,
-           seed: int | None = None, seed_file: Path | None = None, bpm: float | None = None,
-           seed_text: str | None = None, chars: int | None = None, wav: Path | None = None,
-           soundfont: Path | None = None, say: Say = print) -> Path | None:
+def sample(
+    style: str,
+    output: Path,
+    *,
+    bars: int | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+    seed_file: Path | None = None,
+    bpm: float | None = None,
+    seed_text: str | None = None,
+    chars: int | None = None,
+    wav: Path | None = None,
+    soundfont: Path | None = None,
+    say: Say = print,
+) -> Path | None:
     """Write a sample of ``style`` to ``output`` (and ``wav``); the MIDI path, or None when an
     abc sample made no MIDI."""
     from partimento.files import model
@@ -273,17 +347,35 @@ def sample(style: str, output: Path, *, bars: int | None = None, temperature: fl
     contract = model.read_contract(folder)
     output.parent.mkdir(parents=True, exist_ok=True)
     if contract.kind in ("live-harmonizer", "offline-harmonizer"):
-        midi: Path | None = sample_harmony(folder, contract.kind == "live-harmonizer", output,
-                                           temperature=temperature, seed=seed,
-                                           seed_file=seed_file)
+        midi: Path | None = sample_harmony(
+            folder,
+            contract.kind == "live-harmonizer",
+            output,
+            temperature=temperature,
+            seed=seed,
+            seed_file=seed_file,
+        )
     elif contract.encoding.get("type") == "abc":
-        midi = sample_abc(model.load(folder), output, seed_text=seed_text,
-                          chars=chars or DEFAULT_CHARS, temperature=temperature or 1.0,
-                          seed=seed, say=say)
+        midi = sample_abc(
+            model.load(folder),
+            output,
+            seed_text=seed_text,
+            chars=chars or DEFAULT_CHARS,
+            temperature=temperature or 1.0,
+            seed=seed,
+            say=say,
+        )
     else:
-        midi = sample_continuation(model.load(folder), output, bars=bars or DEFAULT_BARS,
-                                   temperature=temperature or 1.0, seed=seed,
-                                   seed_file=seed_file, bpm=bpm, say=say)
+        midi = sample_continuation(
+            model.load(folder),
+            output,
+            bars=bars or DEFAULT_BARS,
+            temperature=temperature or 1.0,
+            seed=seed,
+            seed_file=seed_file,
+            bpm=bpm,
+            say=say,
+        )
     if wav is not None and midi is not None:
         render(midi, wav, soundfont, say)
     return midi
@@ -291,46 +383,91 @@ def sample(style: str, output: Path, *, bars: int | None = None, temperature: fl
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """``partimento sample``."""
-    sample(args.style, Path(args.output), bars=args.length, temperature=args.temperature,
-           seed=args.seed, seed_file=Path(args.seed_file) if args.seed_file else None,
-           bpm=args.bpm, seed_text=args.seed_text, chars=args.chars,
-           wav=Path(args.wav) if args.wav else None,
-           soundfont=Path(args.soundfont) if args.soundfont else None)
+    sample(
+        args.style,
+        Path(args.output),
+        bars=args.length,
+        temperature=args.temperature,
+        seed=args.seed,
+        seed_file=Path(args.seed_file) if args.seed_file else None,
+        bpm=args.bpm,
+        seed_text=args.seed_text,
+        chars=args.chars,
+        wav=Path(args.wav) if args.wav else None,
+        soundfont=Path(args.soundfont) if args.soundfont else None,
+    )
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     """Add ``sample`` to ``partimento``'s subcommands; the handler is set as ``func``."""
     s = subparsers.add_parser(
-        "sample", parents=list(parents), help="write a sample of a model as MIDI (and WAV)",
+        "sample",
+        parents=list(parents),
+        help="write a sample of a model as MIDI (and WAV)",
         description="Write what a model plays. Continuation styles continue --seed-file (else "
         "a random bar of C major) for --length bars: tracks Seed and Continuation. abc models "
         "write ABC text (OUTPUT with .abc) and its first tune as MIDI when music21 reads it. "
         "bach and bach-offline harmonize --seed-file (else a chorale melody) in four voices. "
-        "Uses the runtime only (onnxruntime), never TensorFlow.")
-    s.add_argument("style", metavar="STYLE", help="model name or folder (as partimento run "
-                   "finds it: exported_models/NAME)")
+        "Uses the runtime only (onnxruntime), never TensorFlow.",
+    )
+    s.add_argument(
+        "style",
+        metavar="STYLE",
+        help="model name or folder (as partimento run finds it: exported_models/NAME)",
+    )
     s.add_argument("-o", "--output", required=True, help="the MIDI file to write")
-    s.add_argument("--length", type=int, default=None, metavar="BARS",
-                   help=f"continuation: bars of 16 sixteenths to generate (default "
-                   f"{DEFAULT_BARS}, at most {MAX_BARS})")
-    s.add_argument("--temperature", type=float, default=None, help="sampling temperature "
-                   "(default 1.0; harmonizers: as partimento harmonize)")
-    s.add_argument("--seed", type=int, default=None, help="random seed: the same seed, the "
-                   "same file")
-    s.add_argument("--seed-file", default=None, help="the melody the model continues or "
-                   "harmonizes (MIDI; MusicXML, ABC, **kern with the train extra)")
-    s.add_argument("--bpm", type=float, default=None, help=f"continuation: tempo (default the "
-                   f"seed file's, else {DEFAULT_BPM:g})")
-    s.add_argument("--seed-text", default=None, help="abc: the text the sample starts with, "
-                   "\\n for a new line (default 'X:1')")
-    s.add_argument("--chars", type=int, default=None, help=f"abc: characters to sample "
-                   f"(default {DEFAULT_CHARS})")
-    s.add_argument("--wav", default=None, help="also render this WAV with fluidsynth and a "
-                   "General MIDI soundfont, when installed")
-    s.add_argument("--soundfont", default=None, help="the .sf2 for --wav (default: "
-                   "$PARTIMENTO_SOUNDFONT, else the usual system places)")
+    s.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        metavar="BARS",
+        help=f"continuation: bars of 16 sixteenths to generate (default "
+        f"{DEFAULT_BARS}, at most {MAX_BARS})",
+    )
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default 1.0; harmonizers: as partimento harmonize)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=None, help="random seed: the same seed, the same file"
+    )
+    s.add_argument(
+        "--seed-file",
+        default=None,
+        help="the melody the model continues or "
+        "harmonizes (MIDI; MusicXML, ABC, **kern with the train extra)",
+    )
+    s.add_argument(
+        "--bpm",
+        type=float,
+        default=None,
+        help=f"continuation: tempo (default the seed file's, else {DEFAULT_BPM:g})",
+    )
+    s.add_argument(
+        "--seed-text",
+        default=None,
+        help="abc: the text the sample starts with, \\n for a new line (default 'X:1')",
+    )
+    s.add_argument(
+        "--chars",
+        type=int,
+        default=None,
+        help=f"abc: characters to sample (default {DEFAULT_CHARS})",
+    )
+    s.add_argument(
+        "--wav",
+        default=None,
+        help="also render this WAV with fluidsynth and a General MIDI soundfont, when installed",
+    )
+    s.add_argument(
+        "--soundfont",
+        default=None,
+        help="the .sf2 for --wav (default: $PARTIMENTO_SOUNDFONT, else the usual system places)",
+    )
     s.set_defaults(func=cmd_sample)
     return s
-

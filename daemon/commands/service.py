@@ -61,8 +61,10 @@ SERVICE_USER = "partimento"
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
 """What ``ProtectHome=yes`` hides from a system service."""
 
-HEADER = ("# Written by `partimento service install`; running it again replaces this file. For\n"
-          "# changes of your own use `systemctl edit` (a drop-in), which survives that.\n")
+HEADER = (
+    "# Written by `partimento service install`; running it again replaces this file. For\n"
+    "# changes of your own use `systemctl edit` (a drop-in), which survives that.\n"
+)
 
 Say = Callable[[str], object]
 
@@ -72,6 +74,7 @@ class InstallError(PartimentoError):
 
 
 # --- finding things -----------------------------------------------------------------------------
+
 
 def template_path(user: bool) -> Path:
     """The unit template for a system (``user=False``) or ``--user`` service."""
@@ -83,9 +86,11 @@ def read_template(user: bool) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InstallError(f"no unit template at {path}: `partimento service install` needs a "
-                           "source checkout installed with pip install -e .; without one, "
-                           "follow docs/SERVICE.md by hand") from None
+        raise InstallError(
+            f"no unit template at {path}: `partimento service install` needs a "
+            "source checkout installed with pip install -e .; without one, "
+            "follow docs/SERVICE.md by hand"
+        ) from None
 
 
 def partimento_executable() -> Path:
@@ -101,8 +106,10 @@ def partimento_executable() -> Path:
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             return path.absolute()
-    raise InstallError("cannot find this installation's partimento program (looked in "
-                       f"{candidates[0].parent}); give it with --exec PATH")
+    raise InstallError(
+        "cannot find this installation's partimento program (looked in "
+        f"{candidates[0].parent}); give it with --exec PATH"
+    )
 
 
 def config_home(environ: Mapping[str, str]) -> Path:
@@ -122,8 +129,15 @@ def in_home(path: Path) -> bool:
 def installation_paths(executable: Path, config: Path) -> list[Path]:
     """What the service must be able to read: the program, its environment, the interpreter,
     the source tree (package and models), the config."""
-    return [executable, executable.resolve(), Path(sys.prefix), Path(sys.base_prefix),
-            Path(sys.executable).resolve(), SOURCE_ROOT, config]
+    return [
+        executable,
+        executable.resolve(),
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(sys.executable).resolve(),
+        SOURCE_ROOT,
+        config,
+    ]
 
 
 def closed_folder(path: Path) -> Path | None:
@@ -139,6 +153,7 @@ def closed_folder(path: Path) -> Path | None:
 
 
 # --- rendering ----------------------------------------------------------------------------------
+
 
 def quote(arg: str) -> str:
     """One command-line word for ``ExecStart=``: ``%`` and ``$`` doubled (no specifiers, no
@@ -163,8 +178,14 @@ def set_directive(text: str, key: str, value: str) -> str:
     return pattern.sub(lambda _: f"{key}={value}", text)
 
 
-def render_unit(template: str, *, executable: Path, config: Path,
-                protect_home: str | None = None, documentation: str | None = None) -> str:
+def render_unit(
+    template: str,
+    *,
+    executable: Path,
+    config: Path,
+    protect_home: str | None = None,
+    documentation: str | None = None,
+) -> str:
     """The unit for ``executable`` and ``config``; ``protect_home`` and ``documentation``
     replace those lines when given."""
     text = HEADER + set_directive(template, "ExecStart", exec_start(executable, config))
@@ -176,6 +197,7 @@ def render_unit(template: str, *, executable: Path, config: Path,
 
 
 # --- the plan -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -200,28 +222,53 @@ class Plan:
         return self.unit_name.removesuffix(".service")
 
 
-def plan(*, user: bool, config: Path | None = None, unit_dir: Path | None = None,
-         executable: Path | None = None, root: Path | None = None,
-         environ: Mapping[str, str] | None = None) -> Plan:
+def plan(
+    *,
+    user: bool,
+    config: Path | None = None,
+    unit_dir: Path | None = None,
+    executable: Path | None = None,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
     """Work out an install: paths (defaults as the module says), the rendered unit, warnings."""
     env = os.environ if environ is None else environ
     base = config_home(env) if user else None
-    config = _absolute(config) if config else (
-        base / "partimento" / "partimento.toml" if base else SYSTEM_CONFIG)
-    unit_dir = _absolute(unit_dir) if unit_dir else (
-        base / "systemd" / "user" if base else SYSTEM_UNIT_DIR)
+    config = (
+        _absolute(config)
+        if config
+        else (base / "partimento" / "partimento.toml" if base else SYSTEM_CONFIG)
+    )
+    unit_dir = (
+        _absolute(unit_dir)
+        if unit_dir
+        else (base / "systemd" / "user" if base else SYSTEM_UNIT_DIR)
+    )
     executable = _absolute(executable) if executable else partimento_executable()
     if not (executable.is_file() and os.access(executable, os.X_OK)):
         raise InstallError(f"{executable}: not an executable program")
     needed = installation_paths(executable, config)
     protect_home = None if user else ("read-only" if any(map(in_home, needed)) else "yes")
     documentation = DOCS.as_uri() if DOCS.is_file() else None
-    text = render_unit(read_template(user), executable=executable, config=config,
-                       protect_home=protect_home, documentation=documentation)
+    text = render_unit(
+        read_template(user),
+        executable=executable,
+        config=config,
+        protect_home=protect_home,
+        documentation=documentation,
+    )
     name = USER_UNIT if user else SYSTEM_UNIT
     warnings = [] if user else _system_warnings(needed)
-    return Plan(user, name, unit_dir / name, text, config, executable,
-                _absolute(root) if root else Path("/"), warnings)
+    return Plan(
+        user,
+        name,
+        unit_dir / name,
+        text,
+        config,
+        executable,
+        _absolute(root) if root else Path("/"),
+        warnings,
+    )
 
 
 def _absolute(path: Path) -> Path:
@@ -230,24 +277,35 @@ def _absolute(path: Path) -> Path:
 
 def _system_warnings(needed: Iterable[Path]) -> list[str]:
     closed = sorted({f for f in map(closed_folder, needed) if f is not None})
-    return [f"{folder} is closed to other users, so the {SERVICE_USER} user cannot read the "
-            "installation through it: install into a shared place such as /opt/partimento, or "
-            f"open it (chmod o+x {folder})" for folder in closed]
+    return [
+        f"{folder} is closed to other users, so the {SERVICE_USER} user cannot read the "
+        "installation through it: install into a shared place such as /opt/partimento, or "
+        f"open it (chmod o+x {folder})"
+        for folder in closed
+    ]
 
 
 def follow_up(p: Plan) -> list[str]:
     """The commands to run after the files are written."""
     if p.user:
-        return [f"systemctl --user daemon-reload && systemctl --user enable --now {p.service}",
-                f"systemctl --user status {p.service}",
-                f"journalctl --user -u {p.service} -f",
-                "loginctl enable-linger \"$USER\"   # optional: start at boot, without a login"]
+        return [
+            f"systemctl --user daemon-reload && systemctl --user enable --now {p.service}",
+            f"systemctl --user status {p.service}",
+            f"journalctl --user -u {p.service} -f",
+            'loginctl enable-linger "$USER"   # optional: start at boot, without a login',
+        ]
     commands = []
     if not _user_exists(SERVICE_USER):
-        commands.append(f"useradd --system --user-group --home-dir /nonexistent "
-                        f"--shell /usr/sbin/nologin {SERVICE_USER}")
-    return [*commands, f"systemctl daemon-reload && systemctl enable --now {p.service}",
-            f"systemctl status {p.service}", f"journalctl -u {p.service} -f"]
+        commands.append(
+            f"useradd --system --user-group --home-dir /nonexistent "
+            f"--shell /usr/sbin/nologin {SERVICE_USER}"
+        )
+    return [
+        *commands,
+        f"systemctl daemon-reload && systemctl enable --now {p.service}",
+        f"systemctl status {p.service}",
+        f"journalctl -u {p.service} -f",
+    ]
 
 
 def _user_exists(name: str) -> bool:
@@ -259,6 +317,7 @@ def _user_exists(name: str) -> bool:
 
 
 # --- writing ------------------------------------------------------------------------------------
+
 
 def install(p: Plan, *, dry_run: bool = False, say: Say = print) -> int:
     """Write (or with ``dry_run`` only show) the config and the unit, then say what to run."""
@@ -279,8 +338,10 @@ def _show(p: Plan, say: Say) -> None:
     say(f"# {p.target(p.unit_path)} (would write)")
     say(p.unit_text.rstrip("\n"))
     config = p.target(p.config_path)
-    say(f"# {config} " + ("exists, would be kept" if config.exists()
-                          else f"(would copy {CONFIG_TEMPLATE})"))
+    say(
+        f"# {config} "
+        + ("exists, would be kept" if config.exists() else f"(would copy {CONFIG_TEMPLATE})")
+    )
 
 
 def _write_config(p: Plan, say: Say) -> None:
@@ -291,8 +352,10 @@ def _write_config(p: Plan, say: Say) -> None:
     try:
         text = CONFIG_TEMPLATE.read_bytes()
     except FileNotFoundError:
-        raise InstallError(f"no config template at {CONFIG_TEMPLATE}; write {path} yourself "
-                           "(an empty file means every default)") from None
+        raise InstallError(
+            f"no config template at {CONFIG_TEMPLATE}; write {path} yourself "
+            "(an empty file means every default)"
+        ) from None
     _guarded(path, lambda: _create(path, text, 0o600 if p.user else 0o644, exclusive=True))
     say(f"wrote {path} (from {CONFIG_TEMPLATE})")
 
@@ -327,18 +390,26 @@ def _guarded(path: Path, write: Callable[[], None]) -> None:
     except FileExistsError:
         raise InstallError(f"{path} appeared while installing; not overwritten") from None
     except PermissionError:
-        raise InstallError(f"cannot write {path}: permission denied (run as root, e.g. sudo "
-                           f"{sys.argv[0]} service install, or use --user)") from None
+        raise InstallError(
+            f"cannot write {path}: permission denied (run as root, e.g. sudo "
+            f"{sys.argv[0]} service install, or use --user)"
+        ) from None
     except OSError as exc:
         raise InstallError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # --- command line -------------------------------------------------------------------------------
 
+
 def cmd_service_install(args: argparse.Namespace) -> int:
     """``partimento service install``."""
-    p = plan(user=args.user, config=_opt_path(args.config), unit_dir=_opt_path(args.unit_dir),
-             executable=_opt_path(args.exec_path), root=_opt_path(args.root))
+    p = plan(
+        user=args.user,
+        config=_opt_path(args.config),
+        unit_dir=_opt_path(args.unit_dir),
+        executable=_opt_path(args.exec_path),
+        root=_opt_path(args.root),
+    )
     return install(p, dry_run=args.dry_run)
 
 
@@ -346,33 +417,58 @@ def _opt_path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     """Add ``service`` (with ``install``) to ``partimento``'s subcommands; returns ``service``'s
     parser. The handler is set as ``func``, as for the other subcommands."""
-    s = subparsers.add_parser("service", parents=list(parents), help="run Partimento as a systemd service",
-                              description="Set Partimento up as a systemd service; see "
-                              "docs/SERVICE.md.")
+    s = subparsers.add_parser(
+        "service",
+        parents=list(parents),
+        help="run Partimento as a systemd service",
+        description="Set Partimento up as a systemd service; see docs/SERVICE.md.",
+    )
     sub = s.add_subparsers(dest="service_command", required=True, metavar="ACTION")
-    i = sub.add_parser("install", parents=list(parents), help="write the systemd unit and the config",
-                       description="Write the systemd unit for this installation (ExecStart= "
-                       "runs its partimento program) and copy config/partimento.toml to the "
-                       "config path unless a file is there, then print the commands that "
-                       "enable and start it. System service: /etc/systemd/system/"
-                       "partimento.service and /etc/partimento/partimento.toml (as root). "
-                       "--user: ~/.config/systemd/user/partimento-user.service and "
-                       "~/.config/partimento/partimento.toml.")
-    i.add_argument("--user", action="store_true", help="a service of your own, for "
-                   "systemctl --user (default: a system service running as user partimento)")
-    i.add_argument("--config", help="the config file the service reads (copied there from "
-                   "config/partimento.toml if missing; never overwritten)")
-    i.add_argument("--unit-dir", help="where the unit goes (default /etc/systemd/system, or "
-                   "~/.config/systemd/user with --user)")
-    i.add_argument("--exec", dest="exec_path", help="the partimento program to run (default: "
-                   "this installation's)")
-    i.add_argument("--root", help="write every file under this folder instead of / (staging; "
-                   "the unit names the real paths)")
-    i.add_argument("--dry-run", action="store_true", help="print the unit and the paths, "
-                   "write nothing")
+    i = sub.add_parser(
+        "install",
+        parents=list(parents),
+        help="write the systemd unit and the config",
+        description="Write the systemd unit for this installation (ExecStart= "
+        "runs its partimento program) and copy config/partimento.toml to the "
+        "config path unless a file is there, then print the commands that "
+        "enable and start it. System service: /etc/systemd/system/"
+        "partimento.service and /etc/partimento/partimento.toml (as root). "
+        "--user: ~/.config/systemd/user/partimento-user.service and "
+        "~/.config/partimento/partimento.toml.",
+    )
+    i.add_argument(
+        "--user",
+        action="store_true",
+        help="a service of your own, for "
+        "systemctl --user (default: a system service running as user partimento)",
+    )
+    i.add_argument(
+        "--config",
+        help="the config file the service reads (copied there from "
+        "config/partimento.toml if missing; never overwritten)",
+    )
+    i.add_argument(
+        "--unit-dir",
+        help="where the unit goes (default /etc/systemd/system, or "
+        "~/.config/systemd/user with --user)",
+    )
+    i.add_argument(
+        "--exec",
+        dest="exec_path",
+        help="the partimento program to run (default: this installation's)",
+    )
+    i.add_argument(
+        "--root",
+        help="write every file under this folder instead of / (staging; "
+        "the unit names the real paths)",
+    )
+    i.add_argument(
+        "--dry-run", action="store_true", help="print the unit and the paths, write nothing"
+    )
     i.set_defaults(func=cmd_service_install)
     return s

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+
 from partimento.core.music.encoding import STEPS_PER_QUARTER, VOICES, grid_to_notes
 from partimento.core.music.melody import Melody, MelodyError, TickNote
 
@@ -21,14 +22,17 @@ def read_melody(path: Path | str) -> Melody:
     except FileNotFoundError:
         raise MelodyError(f"{path} does not exist") from None
     except EOFError:
-        raise MelodyError(f"{path} is not a readable MIDI file: it ends in the middle of a "
-                          "chunk (cut short?)") from None
+        raise MelodyError(
+            f"{path} is not a readable MIDI file: it ends in the middle of a chunk (cut short?)"
+        ) from None
     except (OSError, ValueError, KeyError, IndexError) as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise MelodyError(f"{path} is not a readable MIDI file: {reason}") from None
     if mid.ticks_per_beat <= 0:
-        raise MelodyError(f"{path} is not a readable MIDI file: its header gives "
-                          f"{mid.ticks_per_beat} ticks per beat (SMPTE timing or damage)")
+        raise MelodyError(
+            f"{path} is not a readable MIDI file: its header gives "
+            f"{mid.ticks_per_beat} ticks per beat (SMPTE timing or damage)"
+        )
     tempo, bar, parts = 500_000, 4.0, {}
     tempo_seen = bar_seen = False
     for ti, track in enumerate(mid.tracks):
@@ -45,7 +49,8 @@ def read_melody(path: Path | str) -> Melody:
                 start, vel = sounding.pop((msg.channel, msg.note))
                 if tick > start:
                     parts.setdefault((ti, msg.channel), []).append(
-                        TickNote(msg.note, start, tick, vel))
+                        TickNote(msg.note, start, tick, vel)
+                    )
     if not parts:
         raise MelodyError(f"{path} holds no notes")
     top = max(parts.values(), key=lambda ns: float(np.mean([n.pitch for n in ns])))
@@ -86,15 +91,15 @@ def write_satb(path: Path | str, melody: Melody, voices: np.ndarray) -> None:
         if v == 0:
             track.append(mido.MetaMessage("set_tempo", tempo=melody.tempo_us, time=0))
             num, den = _time_signature(melody.bar_quarters)
-            track.append(mido.MetaMessage("time_signature", numerator=num, denominator=den,
-                                          time=0))
+            track.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0))
         track.append(mido.Message("program_change", channel=v, program=VOICE_PROGRAM, time=0))
         now = 0
         # note-offs before note-ons at the same tick, so a repeated note is struck again
         for tick, pitch, vel in sorted(events, key=lambda e: (e[0], e[2] > 0)):
             kind = "note_on" if vel > 0 else "note_off"
-            track.append(mido.Message(kind, channel=v, note=pitch, velocity=vel,
-                                      time=int(tick) - now))
+            track.append(
+                mido.Message(kind, channel=v, note=pitch, velocity=vel, time=int(tick) - now)
+            )
             now = int(tick)
         track.append(mido.MetaMessage("end_of_track", time=0))
         mid.tracks.append(track)

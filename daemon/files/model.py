@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract, ContractError
 from partimento.core.players.heads import GivenHeads
@@ -43,8 +44,9 @@ def find(name_or_path: str | Path) -> Path:
         if (d / str(name_or_path) / "model.json").exists():
             return d / str(name_or_path)
     looked = ", ".join(str(d) for d in models_dirs())
-    raise ModelError(f"no model {str(name_or_path)!r}: not a model folder and not found in "
-                     f"{looked}")
+    raise ModelError(
+        f"no model {str(name_or_path)!r}: not a model folder and not found in {looked}"
+    )
 
 
 def read_contract(folder: Path) -> Contract:
@@ -71,8 +73,9 @@ class Model:
     heads: GivenHeads | None = None
     """The tenor and alto heads in numpy, when the contract has them."""
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
-            ) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
         names = outputs or [t.name for t in self.contract.outputs]
         return dict(zip(names, self.session.run(names, feeds), strict=True))  # type: ignore[attr-defined]
 
@@ -115,8 +118,12 @@ def load_heads(folder: Path, contract: Contract) -> GivenHeads:
     state = next(o for _, o in contract.states if o.name == contract.heads["source"])
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-            return GivenHeads.from_arrays(dict(arrays), state.name, units=int(state.shape[-1]),
-                                          vocabulary=len(contract.vocabulary))
+            return GivenHeads.from_arrays(
+                dict(arrays),
+                state.name,
+                units=int(state.shape[-1]),
+                vocabulary=len(contract.vocabulary),
+            )
     except ValueError as exc:
         raise ModelError(f"{path}: {str(exc).splitlines()[0]}") from None
 
@@ -139,36 +146,49 @@ def check_heads(model: Model) -> None:
     x = out[heads.source]
     bass = feeds[contract.input("given", "bass").name][:, 0]
     tenor = feeds[contract.input("given", "tenor").name][:, 0]
-    diff = max(float(np.abs(heads.tenor(x, bass) - out[names[0]][:, -1]).max()),
-               float(np.abs(heads.alto(x, bass, tenor) - out[names[1]][:, -1]).max()))
+    diff = max(
+        float(np.abs(heads.tenor(x, bass) - out[names[0]][:, -1]).max()),
+        float(np.abs(heads.alto(x, bass, tenor) - out[names[1]][:, -1]).max()),
+    )
     if not diff <= HEADS_TOLERANCE:
-        raise ModelError(f"{model.folder / str(contract.heads['file'])} does not give the "
-                         f"model's logits (off by {diff:.2g})")
+        raise ModelError(
+            f"{model.folder / str(contract.heads['file'])} does not give the "
+            f"model's logits (off by {diff:.2g})"
+        )
 
 
 def check(contract: Contract, session, onnx_path: Path) -> None:
     """The contract's tensors must be the graph's, with the same element types and ranks."""
-    for kind, declared, actual in (("input", contract.inputs, session.get_inputs()),
-                                   ("output", contract.outputs, session.get_outputs())):
+    for kind, declared, actual in (
+        ("input", contract.inputs, session.get_inputs()),
+        ("output", contract.outputs, session.get_outputs()),
+    ):
         got = {a.name: a for a in actual}
         want = {t.name: t for t in declared}
         if set(got) != set(want):
             missing = sorted(set(want) - set(got))
             extra = sorted(set(got) - set(want))
-            raise ModelError(f"model.json does not match {onnx_path}: {kind}s missing "
-                             f"{missing or 'none'}, unexpected {extra or 'none'}")
+            raise ModelError(
+                f"model.json does not match {onnx_path}: {kind}s missing "
+                f"{missing or 'none'}, unexpected {extra or 'none'}"
+            )
         for name, t in want.items():
             dtype = _ORT_TYPES.get(got[name].type, got[name].type)
             if dtype != t.dtype or len(got[name].shape) != len(t.shape):
-                raise ModelError(f"model.json does not match {onnx_path}: {kind} {name} is "
-                                 f"{dtype} of rank {len(got[name].shape)}, contract says "
-                                 f"{t.dtype} of rank {len(t.shape)}")
+                raise ModelError(
+                    f"model.json does not match {onnx_path}: {kind} {name} is "
+                    f"{dtype} of rank {len(got[name].shape)}, contract says "
+                    f"{t.dtype} of rank {len(t.shape)}"
+                )
     # the vocabulary lives in model.json only: the graph's logits must score exactly its symbols
-    # (an events model scores its own token list, encoding["tokens"]: partimento.core.players.events)
+    # (an events model scores its own token list, encoding["tokens"]:
+    # partimento.core.players.events)
     symbols = len(contract.encoding.get("tokens") or contract.vocabulary)
     graph = {o.name: o for o in session.get_outputs()}
     for t in contract.outputs:
         size = graph[t.name].shape[-1] if t.role == "logits" and graph[t.name].shape else None
         if isinstance(size, int) and size != symbols:
-            raise ModelError(f"model.json does not match {onnx_path}: its vocabulary has "
-                             f"{symbols} symbols, the graph's {t.name} logits {size}")
+            raise ModelError(
+                f"model.json does not match {onnx_path}: its vocabulary has "
+                f"{symbols} symbols, the graph's {t.name} logits {size}"
+            )

@@ -19,12 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from partimento.core import midi
+
 BACKGROUND = (250, 248, 242)
 BLACK_KEY_ROW = (238, 235, 226)
 C_LINE = (200, 195, 180)
 BEAT_LINE = (230, 226, 214)
-PALETTE = ((40, 40, 48), (214, 96, 77), (77, 140, 201), (98, 166, 93), (196, 151, 57),
-           (150, 98, 180))
+PALETTE = (
+    (40, 40, 48),
+    (214, 96, 77),
+    (77, 140, 201),
+    (98, 166, 93),
+    (196, 151, 57),
+    (150, 98, 180),
+)
 """Part colours in order: the melody first, then each voice."""
 
 
@@ -36,8 +44,9 @@ class RollNote:
     part: int  # index into the palette (0: the melody)
 
 
-def notes_from_messages(timed: Iterable[tuple[float, tuple[int, ...]]],
-                        part_of_channel: Mapping[int, int]) -> list[RollNote]:
+def notes_from_messages(
+    timed: Iterable[tuple[float, tuple[int, ...]]], part_of_channel: Mapping[int, int]
+) -> list[RollNote]:
     """Notes from timed MIDI messages (note-on/off), each channel's part as given (channels
     not given are left out); a note-on without its note-off is drawn to the last time."""
     sounding: dict[tuple[int, int], float] = {}
@@ -45,22 +54,28 @@ def notes_from_messages(timed: Iterable[tuple[float, tuple[int, ...]]],
     last = 0.0
     for t, m in sorted(timed, key=lambda e: e[0]):
         last = max(last, t)
-        if len(m) < 3 or m[0] & 0xF0 not in (0x80, 0x90):
+        if not (midi.is_note_on(m) or midi.is_note_off(m)):
             continue
-        channel, pitch = m[0] & 0x0F, m[1]
+        channel, pitch = midi.channel(m), m[1]
         if channel not in part_of_channel:
             continue
         key = (channel, pitch)
         if key in sounding:  # a note-off, or a re-strike ending the note before
             notes.append(RollNote(sounding.pop(key), t, pitch, part_of_channel[channel]))
-        if m[0] & 0xF0 == 0x90 and m[2] > 0:
+        if midi.is_note_on(m):
             sounding[key] = t
     notes += [RollNote(s, last, p, part_of_channel[c]) for (c, p), s in sounding.items()]
     return notes
 
 
-def render(notes: list[RollNote], *, width: int = 1200, row: int = 6,
-           beat: float | None = None, margin: int = 2) -> np.ndarray:
+def render(
+    notes: list[RollNote],
+    *,
+    width: int = 1200,
+    row: int = 6,
+    beat: float | None = None,
+    margin: int = 2,
+) -> np.ndarray:
     """An ``(height, width, 3)`` uint8 picture of ``notes``; ``beat`` seconds between faint
     vertical lines (None: none)."""
     if not notes:
@@ -75,7 +90,7 @@ def render(notes: list[RollNote], *, width: int = 1200, row: int = 6,
     for pitch in range(low, high + 1):
         y = (high - pitch) * row
         if pitch % 12 in (1, 3, 6, 8, 10):
-            img[y:y + row] = BLACK_KEY_ROW
+            img[y : y + row] = BLACK_KEY_ROW
         if pitch % 12 == 0:
             img[y + row - 1] = C_LINE
     if beat:
@@ -88,9 +103,9 @@ def render(notes: list[RollNote], *, width: int = 1200, row: int = 6,
         x1 = max(x0 + 2, int((n.end - t0) / span * (width - 1)))
         y0 = (high - n.pitch) * row
         colour = np.array(PALETTE[n.part % len(PALETTE)], np.int16)
-        img[y0:y0 + row, x0:x1] = colour
+        img[y0 : y0 + row, x0:x1] = colour
         img[y0, x0:x1] = img[y0 + row - 1, x0:x1] = (colour * 0.6).astype(np.uint8)
-        img[y0:y0 + row, x0] = (colour * 0.6).astype(np.uint8)
+        img[y0 : y0 + row, x0] = (colour * 0.6).astype(np.uint8)
     return img
 
 
@@ -100,11 +115,19 @@ def write_png(path: Path | str, img: np.ndarray) -> Path:
     raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))  # filter 0 on every row
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
     path = Path(path)
     path.write_bytes(png)
     return path

@@ -35,8 +35,9 @@ def read_melody(path: Path | str) -> Melody:
         if n.duration.isGrace:
             continue
         if n.isChord:
-            raise MelodyError(f"{path.name} has a chord at quarter {float(n.offset):g} where a "
-                              "melody is expected")
+            raise MelodyError(
+                f"{path.name} has a chord at quarter {float(n.offset):g} where a melody is expected"
+            )
         start = int(round(float(n.offset) * TICKS_PER_BEAT))
         end = start + max(1, int(round(float(n.quarterLength) * TICKS_PER_BEAT)))
         fermata = any(isinstance(e, expressions.Fermata) for e in n.expressions)

@@ -77,6 +77,7 @@ _SHOWN_MAX = 40
 
 # --- commands -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SetMode:
     topic: ClassVar[str] = "set/mode"
@@ -139,6 +140,7 @@ class _Refused(PartimentoError):
 
 # --- reading values -----------------------------------------------------------------------------
 
+
 def _show(value: Any) -> str:
     """A received value for a message: JSON spelling, one line, shortened."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -148,13 +150,13 @@ def _show(value: Any) -> str:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError):
             text = type(value).__name__
-    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX - 1] + "…"
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 1] + "…"
 
 
 def _topic(topic: str) -> str:
     """A received topic for a message: one line, shortened."""
     text = json.dumps(topic, ensure_ascii=False)[1:-1]
-    return text if len(text) <= 2 * _SHOWN_MAX else text[:2 * _SHOWN_MAX - 1] + "…"
+    return text if len(text) <= 2 * _SHOWN_MAX else text[: 2 * _SHOWN_MAX - 1] + "…"
 
 
 def _value(text: str) -> Any:
@@ -207,8 +209,9 @@ def _style(value: Any, text: str) -> SetStyle:
         value = text  # a name JSON reads as something else: 12, true, null
     name = value.strip() if isinstance(value, str) else ""
     if not (_STYLE_RE.fullmatch(name) and len(name) <= STYLE_MAX):
-        raise _Refused(f"expected a model name (1-{STYLE_MAX} letters, digits, - or _), "
-                       f"got {_show(value)}")
+        raise _Refused(
+            f"expected a model name (1-{STYLE_MAX} letters, digits, - or _), got {_show(value)}"
+        )
     return SetStyle(name)
 
 
@@ -227,6 +230,7 @@ TOPICS = (*_SETTERS, *_ACTIONS)
 
 # --- parsing ------------------------------------------------------------------------------------
 
+
 def _command(suffix: str, payload: bytes, retained: bool) -> Command:
     if len(payload) > MAX_PAYLOAD:
         raise _Refused(f"payload too long ({len(payload)} bytes, at most {MAX_PAYLOAD})")
@@ -241,8 +245,9 @@ def _command(suffix: str, payload: bytes, retained: bool) -> Command:
     return _SETTERS[suffix](_value(text), text)
 
 
-def parse(prefix: str, topic: str, payload: bytes | bytearray | None, *,
-          retained: bool = False) -> Command | ControlError:
+def parse(
+    prefix: str, topic: str, payload: bytes | bytearray | None, *, retained: bool = False
+) -> Command | ControlError:
     """The command a control message carries, or why it is refused. Never raises.
 
     ``prefix`` is ``mqtt.topic_prefix``; ``retained``: the broker delivered a stored
@@ -251,10 +256,9 @@ def parse(prefix: str, topic: str, payload: bytes | bytearray | None, *,
     head = prefix + "/"
     if not topic.startswith(head):
         return ControlError(topic, f"{_topic(topic)}: not a control topic (not under {head})")
-    suffix = topic[len(head):]
+    suffix = topic[len(head) :]
     if suffix not in TOPICS:
-        return ControlError(topic, f"{_topic(suffix)}: unknown topic (known: "
-                                   f"{', '.join(TOPICS)})")
+        return ControlError(topic, f"{_topic(suffix)}: unknown topic (known: {', '.join(TOPICS)})")
     try:
         return _command(suffix, bytes(payload or b""), retained)
     except _Refused as exc:
@@ -264,6 +268,7 @@ def parse(prefix: str, topic: str, payload: bytes | bytearray | None, *,
 
 
 # --- payloads -----------------------------------------------------------------------------------
+
 
 def _jsonable(value: Any) -> Any:
     """``value`` with non-finite floats as None, tuples and sets as lists, keys as strings,
@@ -289,8 +294,9 @@ def _dump(fields: Mapping[str, Any], now: float | None) -> bytes:
     data = dict(_jsonable(fields))
     if now is not None:
         data["time"] = round(now, 3)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def status_payload(status: Mapping[str, Any], *, now: float | None = None) -> bytes:

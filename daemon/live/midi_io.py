@@ -1,7 +1,7 @@
 """The MIDI edge: ports opened by name or as virtual ports, a reader thread, a writer.
 
 Everything that touches a MIDI port lives here; the rest of the daemon sees raw
-:data:`~partimento.core.timing.ledger.MidiOut` tuples and monotonic timestamps.
+:data:`~partimento.core.types.MidiOut` tuples and monotonic timestamps.
 
 * :func:`open_input` / :func:`open_output` open the port that ``[midi]`` names (a substring or a
   regex, as ``midi.match`` says, over the backend's port names) or a virtual port of the
@@ -48,9 +48,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import rtmidi
+
 from partimento.config import RTMIDI_APIS, MidiConfig
+from partimento.core import midi
 from partimento.core.errors import PartimentoError
-from partimento.core.timing.ledger import RELEASE_VELOCITY, MidiOut
+from partimento.core.types import MidiOut
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,6 @@ PORT_QUEUE_LIMIT = 16384
 the reader thread is starved of CPU for a while, a burst (a sysex dump, a controller sweep)
 must wait there rather than overflow: measured under a load of 4 on 2 cores, two 1,000-message
 bursts overflowed 1,024 ("MidiInJack: message queue limit reached!!")."""
-
-CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
-KEPT_SYSTEM = frozenset({CLOCK, START, CONTINUE, STOP})
-"""System messages the reader passes on: the beat clock and its transport, for the tempo."""
-NOTE_OFF, NOTE_ON = 0x80, 0x90
-_CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
-_SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
-                  0xFE: 1, 0xFF: 1}
 
 
 class MidiError(PartimentoError):
@@ -97,42 +91,20 @@ class RawOutput(Protocol):
 
 # --- messages: pure -----------------------------------------------------------------------------
 
+
 def clean_message(data: Sequence[int]) -> MidiOut | None:
-    """A message as the daemon takes it in, or None for junk.
-
-    Kept: channel messages whose length and data bytes are right, and the clock messages in
-    :data:`KEPT_SYSTEM`. A note-on of velocity 0 becomes a note-off of velocity
-    :data:`~partimento.core.timing.ledger.RELEASE_VELOCITY` on the same channel. Dropped: sysex, active
-    sensing, every other system message, and bytes that are not a whole MIDI message.
-    """
-    if not data:
+    """A message as the daemon takes it in, or None: :func:`partimento.core.midi.parse` (the one
+    parse of input), and of the system real-time bytes only the clock and its transport
+    (:data:`~partimento.core.midi.TRANSPORT`; active sensing would wake the engine for nothing).
+    A note-on of velocity 0 becomes a note-off on the same channel."""
+    msg = midi.parse(data)
+    if msg is None or (midi.is_realtime(msg) and msg[0] not in midi.TRANSPORT):
         return None
-    status = data[0]
-    if status in KEPT_SYSTEM:
-        return (status,) if len(data) == 1 else None
-    kind = status & 0xF0
-    if kind not in _CHANNEL_LENGTH or len(data) != _CHANNEL_LENGTH[kind]:
-        return None
-    if not all(0 <= b < 0x80 for b in data[1:]):
-        return None
-    if kind == NOTE_ON and data[2] == 0:
-        return (NOTE_OFF | (status & 0x0F), data[1], RELEASE_VELOCITY)
-    return tuple(data)
-
-
-def is_sendable(message: Sequence[int]) -> bool:
-    """Whether ``message`` is one whole MIDI message (channel, system or sysex)."""
-    if not message or not all(isinstance(b, int) and 0 <= b <= 0xFF for b in message):
-        return False
-    status = message[0]
-    if status == 0xF0:
-        return (len(message) >= 2 and message[-1] == 0xF7
-                and all(b < 0x80 for b in message[1:-1]))
-    length = _CHANNEL_LENGTH.get(status & 0xF0) or _SYSTEM_LENGTH.get(status)
-    return length == len(message) and all(b < 0x80 for b in message[1:])
+    return msg
 
 
 # --- backends -----------------------------------------------------------------------------------
+
 
 def backend_name(cfg: MidiConfig | None = None, backend: str | None = None) -> str:
     """The backend to use: ``backend`` if given, else ``midi.api`` unless ``auto``, else the
@@ -148,8 +120,10 @@ def _api(backend: str) -> int | None:
     """rtmidi's API constant for a mido backend name; None: try each compiled API."""
     module, _, api = backend.partition("/")
     if module not in (DEFAULT_BACKEND, "rtmidi"):
-        raise MidiError(f"MIDI backend {backend!r} is not supported: use "
-                        f"{DEFAULT_BACKEND} or {DEFAULT_BACKEND}/API")
+        raise MidiError(
+            f"MIDI backend {backend!r} is not supported: use "
+            f"{DEFAULT_BACKEND} or {DEFAULT_BACKEND}/API"
+        )
     if not api:
         return None
     known = sorted(RTMIDI_APIS.values())
@@ -157,8 +131,10 @@ def _api(backend: str) -> int | None:
         raise MidiError(f"unknown MIDI API {api!r} in {backend!r} (known: {', '.join(known)})")
     number = getattr(rtmidi, f"API_{api}")
     if number not in rtmidi.get_compiled_api():
-        raise MidiError(f"MIDI API {api} is not compiled into python-rtmidi "
-                        f"(compiled: {', '.join(_compiled())})")
+        raise MidiError(
+            f"MIDI API {api} is not compiled into python-rtmidi "
+            f"(compiled: {', '.join(_compiled())})"
+        )
     return number
 
 
@@ -174,8 +150,11 @@ def _client(cls: type, backend: str, client_name: str, **kwargs: object):
     """A new rtmidi ``MidiIn``/``MidiOut`` on the backend (in order of preference when the
     backend names no API: the first that starts)."""
     api = _api(backend)
-    candidates = [api] if api is not None else [
-        a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
+    candidates = (
+        [api]
+        if api is not None
+        else [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
+    )
     failures = []
     for candidate in candidates:
         try:
@@ -211,6 +190,7 @@ def list_ports(backend: str | None = None) -> tuple[list[str], list[str]]:
 
 
 # --- ports --------------------------------------------------------------------------------------
+
 
 class _Port:
     """An open rtmidi port: its name, and whether the port it was opened on is still there."""
@@ -275,12 +255,17 @@ class MidiOutput(_Port):
         try:
             self._rt.send_message(message)
         except (rtmidi.RtMidiError, OSError) as exc:
-            raise MidiError(f"cannot send to MIDI output {self.name!r}: "
-                            f"{_one_line(exc)}") from exc
+            raise MidiError(f"cannot send to MIDI output {self.name!r}: {_one_line(exc)}") from exc
 
 
-def _open(cls: type[_Port], rt_cls: type, cfg: MidiConfig, backend: str | None,
-          client_name: str, **kwargs: object) -> _Port:
+def _open(
+    cls: type[_Port],
+    rt_cls: type,
+    cfg: MidiConfig,
+    backend: str | None,
+    client_name: str,
+    **kwargs: object,
+) -> _Port:
     output = cls is MidiOutput
     direction = cls.direction
     virtual = cfg.virtual_output if output else cfg.virtual_input
@@ -316,21 +301,26 @@ def _open(cls: type[_Port], rt_cls: type, cfg: MidiConfig, backend: str | None,
         raise MidiError(f"cannot open {what}: {_one_line(exc)}") from exc
 
 
-def open_input(cfg: MidiConfig, *, backend: str | None = None, client_name: str = CLIENT_NAME,
-               queue_limit: int = PORT_QUEUE_LIMIT) -> MidiInput:
+def open_input(
+    cfg: MidiConfig,
+    *,
+    backend: str | None = None,
+    client_name: str = CLIENT_NAME,
+    queue_limit: int = PORT_QUEUE_LIMIT,
+) -> MidiInput:
     """The input ``cfg`` names (``midi.input``, or a virtual port ``midi.virtual_input``).
 
     ``backend`` overrides the one the configuration and ``MIDO_BACKEND`` choose
     (:func:`backend_name`). ``queue_limit``: messages rtmidi keeps between two polls.
     """
-    port = _open(MidiInput, rtmidi.MidiIn, cfg, backend, client_name,
-                 queue_size_limit=queue_limit)
+    port = _open(MidiInput, rtmidi.MidiIn, cfg, backend, client_name, queue_size_limit=queue_limit)
     log.info("MIDI input %r", port)
     return port  # type: ignore[return-value]
 
 
-def open_output(cfg: MidiConfig, *, backend: str | None = None,
-                client_name: str = CLIENT_NAME) -> MidiOutput:
+def open_output(
+    cfg: MidiConfig, *, backend: str | None = None, client_name: str = CLIENT_NAME
+) -> MidiOutput:
     """The output ``cfg`` names (``midi.output``, or a virtual port ``midi.virtual_output``)."""
     port = _open(MidiOutput, rtmidi.MidiOut, cfg, backend, client_name)
     log.info("MIDI output %r", port)
@@ -365,12 +355,19 @@ class InputReader:
     :class:`MidiError` and ``on_error(error)`` is called on the loop.
     """
 
-    def __init__(self, port: RawInput, queue: asyncio.Queue[Arrival] | None = None, *,
-                 handler: Handler | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None, channel: int | None = None,
-                 poll_interval: float = POLL_INTERVAL, check_interval: float = CHECK_INTERVAL,
-                 on_error: Callable[[MidiError], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        port: RawInput,
+        queue: asyncio.Queue[Arrival] | None = None,
+        *,
+        handler: Handler | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        channel: int | None = None,
+        poll_interval: float = POLL_INTERVAL,
+        check_interval: float = CHECK_INTERVAL,
+        on_error: Callable[[MidiError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if channel is not None and not 0 <= channel <= 15:
             raise ValueError(f"channel must be 0-15 or None, got {channel!r}")
         if (queue is None) == (handler is None):
@@ -473,6 +470,7 @@ class InputReader:
 
 # --- the writer ---------------------------------------------------------------------------------
 
+
 class OutputWriter:
     """Sends raw messages to ``port``; ``sent`` counts them. Safe to call from any thread.
 
@@ -488,7 +486,7 @@ class OutputWriter:
 
     def send(self, message: MidiOut) -> None:
         data = list(message)
-        if not is_sendable(data):
+        if not midi.is_sendable(data):
             raise ValueError(f"not a MIDI message: {tuple(message)!r}")
         with self._lock:
             try:

@@ -56,6 +56,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+
 from partimento.config import ConfigError, MqttConfig
 from partimento.live import control
 from partimento.live.control import Command, ControlError
@@ -118,8 +119,13 @@ class Backoff:
         self.failures = 0
 
 
-_SETTINGS = (control.SetMode, control.SetStyle, control.SetTemperature, control.SetTempo,
-             control.SetBars)
+_SETTINGS = (
+    control.SetMode,
+    control.SetStyle,
+    control.SetTemperature,
+    control.SetTempo,
+    control.SetBars,
+)
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -160,8 +166,7 @@ async def _end(tasks: Iterable[asyncio.Task[Any]]) -> None:
     _, pending = await asyncio.wait(tasks, timeout=STOP_SECONDS)
     for task in tasks:
         if task in pending:
-            log.warning("MQTT: the %s task did not stop within %g s", task.get_name(),
-                        STOP_SECONDS)
+            log.warning("MQTT: the %s task did not stop within %g s", task.get_name(), STOP_SECONDS)
         elif not task.cancelled():
             task.exception()
 
@@ -169,8 +174,14 @@ async def _end(tasks: Iterable[asyncio.Task[Any]]) -> None:
 class MqttLink:
     """Control and telemetry over the broker ``config`` names, for ``target``."""
 
-    def __init__(self, config: MqttConfig, target: Controlled, *, keepalive: int = KEEPALIVE,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        target: Controlled,
+        *,
+        keepalive: int = KEEPALIVE,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.config = config
         self.target = target
         self.keepalive = keepalive
@@ -231,13 +242,22 @@ class MqttLink:
         tls = None
         if cfg.tls:
             tls = aiomqtt.TLSParameters(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
-        will = aiomqtt.Will(self.topic("status"), control.offline_payload(control.OFFLINE_LOST),
-                            qos=1, retain=True)
-        return aiomqtt.Client(cfg.host, cfg.port, identifier=self.client_id,
-                              username=cfg.username or None, password=password, will=will,
-                              keepalive=self.keepalive, timeout=CALL_SECONDS, tls_params=tls,
-                              max_queued_incoming_messages=INCOMING_LIMIT,
-                              logger=log.getChild("client"))
+        will = aiomqtt.Will(
+            self.topic("status"), control.offline_payload(control.OFFLINE_LOST), qos=1, retain=True
+        )
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=self.client_id,
+            username=cfg.username or None,
+            password=password,
+            will=will,
+            keepalive=self.keepalive,
+            timeout=CALL_SECONDS,
+            tls_params=tls,
+            max_queued_incoming_messages=INCOMING_LIMIT,
+            logger=log.getChild("client"),
+        )
 
     async def _session(self) -> None:
         """One connection, from connecting to its loss (raised) or a cancellation."""
@@ -285,20 +305,30 @@ class MqttLink:
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """The retained offline status, at a stop; best effort."""
         try:
-            await client.publish(self.topic("status"),
-                                 control.offline_payload(control.OFFLINE_STOPPED), qos=1,
-                                 retain=True, timeout=STOP_SECONDS)
+            await client.publish(
+                self.topic("status"),
+                control.offline_payload(control.OFFLINE_STOPPED),
+                qos=1,
+                retain=True,
+                timeout=STOP_SECONDS,
+            )
         except Exception as exc:
-            log.warning("MQTT: the offline status was not published at the stop (%s)",
-                        self._clean(_reason(exc)))
+            log.warning(
+                "MQTT: the offline status was not published at the stop (%s)",
+                self._clean(_reason(exc)),
+            )
 
     def _up(self) -> None:
         now = time.monotonic()
         if self._connected_once:
             self.reconnects += 1
         if self._down_since is not None:
-            log.info("MQTT: connected to %s as %s after %.1f s", self.where, self.client_id,
-                     now - self._down_since)
+            log.info(
+                "MQTT: connected to %s as %s after %.1f s",
+                self.where,
+                self.client_id,
+                now - self._down_since,
+            )
         else:
             log.info("MQTT: connected to %s as %s", self.where, self.client_id)
         self._connected_once = True
@@ -312,9 +342,15 @@ class MqttLink:
         if self._down_since is None:
             self._down_since = time.monotonic()
             lost = self._connected_once
-            log.warning("MQTT: %s %s (%s%s); %s every %g s at most",
-                        "lost the connection to" if lost else "cannot connect to", self.where,
-                        kind, reason, "reconnecting" if lost else "retrying", BACKOFF_CAP)
+            log.warning(
+                "MQTT: %s %s (%s%s); %s every %g s at most",
+                "lost the connection to" if lost else "cannot connect to",
+                self.where,
+                kind,
+                reason,
+                "reconnecting" if lost else "retrying",
+                BACKOFF_CAP,
+            )
         elif reason != self._last_reason and (unexpected or isinstance(exc, MqttConnectError)):
             log.warning("MQTT: %s refused the connection (%s%s)", self.where, kind, reason)
         else:
@@ -333,8 +369,10 @@ class MqttLink:
         await self._publish_status(client)
         await self._subscribe(client)
         _cancel_check()
-        tasks = (asyncio.create_task(self._receive(client), name="mqtt-control"),
-                 asyncio.create_task(self._telemetry(client), name="mqtt-telemetry"))
+        tasks = (
+            asyncio.create_task(self._receive(client), name="mqtt-control"),
+            asyncio.create_task(self._telemetry(client), name="mqtt-telemetry"),
+        )
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -346,20 +384,28 @@ class MqttLink:
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         filters = [(self.topic(f), 1) for f in control.SUBSCRIPTIONS]
         granted = await client.subscribe(filters)
-        refused = [f for (f, _), g in zip(filters, granted, strict=False)
-                   if int(getattr(g, "value", g)) >= 0x80]
+        refused = [
+            f
+            for (f, _), g in zip(filters, granted, strict=False)
+            if int(getattr(g, "value", g)) >= 0x80
+        ]
         if refused:
-            log.warning("MQTT: %s refused the subscription to %s: no control from it",
-                        self.where, ", ".join(refused))
+            log.warning(
+                "MQTT: %s refused the subscription to %s: no control from it",
+                self.where,
+                ", ".join(refused),
+            )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            await self._handle(client, message.topic.value, _payload_bytes(message.payload),
-                               bool(message.retain))
+            await self._handle(
+                client, message.topic.value, _payload_bytes(message.payload), bool(message.retain)
+            )
             _cancel_check()
 
-    async def _handle(self, client: aiomqtt.Client, topic: str, payload: bytes,
-                      retained: bool) -> None:
+    async def _handle(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, retained: bool
+    ) -> None:
         command = control.parse(self._prefix, topic, payload, retained=retained)
         if isinstance(command, ControlError):
             await self._refuse(client, topic, command.message)
@@ -379,15 +425,20 @@ class MqttLink:
             if inspect.isawaitable(outcome):
                 outcome = await outcome
         except Exception as exc:
-            log.error("MQTT control: applying %s failed: %s: %s", command, type(exc).__name__,
-                      control.one_line(str(exc)))
+            log.error(
+                "MQTT control: applying %s failed: %s: %s",
+                command,
+                type(exc).__name__,
+                control.one_line(str(exc)),
+            )
             return f"failed ({type(exc).__name__})"
         return None if outcome is None else str(outcome)
 
     async def _refuse(self, client: aiomqtt.Client, topic: str, message: str) -> None:
         log.warning("MQTT control refused: %s", message)
-        await client.publish(self.topic("error"),
-                             control.error_payload(topic, message, now=time.time()), qos=1)
+        await client.publish(
+            self.topic("error"), control.error_payload(topic, message, now=time.time()), qos=1
+        )
 
     # -- telemetry ---------------------------------------------------------------------------
 
@@ -400,8 +451,9 @@ class MqttLink:
             wait = due - time.monotonic()
             if wait > 0 and not self._status_wanted.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._status_wanted.wait(),
-                                           None if math.isinf(wait) else wait)
+                    await asyncio.wait_for(
+                        self._status_wanted.wait(), None if math.isinf(wait) else wait
+                    )
                 _cancel_check()
             now = time.monotonic()
             if now >= due:
@@ -414,20 +466,23 @@ class MqttLink:
     async def _publish_status(self, client: aiomqtt.Client) -> None:
         self._status_wanted.clear()
         status = self._call(self.target.status, "status") or {}
-        await client.publish(self.topic("status"),
-                             control.status_payload(status, now=time.time()), qos=1,
-                             retain=True)
+        await client.publish(
+            self.topic("status"),
+            control.status_payload(status, now=time.time()),
+            qos=1,
+            retain=True,
+        )
 
     async def _publish_metrics(self, client: aiomqtt.Client) -> None:
         metrics = self._call(self.target.metrics, "metrics")
         if metrics is None:
             return
-        payload = control.metrics_payload({**metrics, "reconnects": self.reconnects},
-                                          now=time.time())
+        payload = control.metrics_payload(
+            {**metrics, "reconnects": self.reconnects}, now=time.time()
+        )
         await client.publish(self.topic("metrics"), payload, qos=0)
 
-    def _call(self, fn: Callable[[], Mapping[str, Any]], what: str
-              ) -> Mapping[str, Any] | None:
+    def _call(self, fn: Callable[[], Mapping[str, Any]], what: str) -> Mapping[str, Any] | None:
         """``fn()``, or None when it raised or gave no mapping (logged once per distinct
         error)."""
         try:

@@ -118,8 +118,9 @@ class Notifier:
     (default :data:`os.environ`).
     """
 
-    def __init__(self, address: str | None = None, *,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
         self._environ = os.environ if environ is None else environ
         raw = self._environ.get(NOTIFY_SOCKET) if address is None else address
         self._address = socket_address(raw)
@@ -141,8 +142,7 @@ class Notifier:
 
     def reloading(self, status: str = "") -> bool:
         """``RELOADING=1`` with ``MONOTONIC_USEC=`` now: a reload has begun."""
-        return self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}",
-                         *self._status(status))
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", *self._status(status))
 
     def stopping(self, status: str = "") -> bool:
         """``STOPPING=1``: shutdown has begun."""
@@ -210,8 +210,11 @@ class Notifier:
 
     def _shown(self) -> str:
         address = self._address
-        return "@" + address[1:].decode(errors="replace") if isinstance(address, bytes) \
+        return (
+            "@" + address[1:].decode(errors="replace")
+            if isinstance(address, bytes)
             else str(address)
+        )
 
     def _warn(self, message: str) -> None:
         if self._warned:
@@ -234,8 +237,9 @@ async def watchdog_task(notifier: Notifier, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def reload_with(notifier: Notifier, reload: Callable[[], Awaitable[object] | object],
-                      status: str = "") -> bool:
+async def reload_with(
+    notifier: Notifier, reload: Callable[[], Awaitable[object] | object], status: str = ""
+) -> bool:
     """One SIGHUP reload: ``RELOADING=1`` + ``MONOTONIC_USEC``, ``await reload()`` (or call it,
     if it is not a coroutine function), then ``READY=1``. True when it worked; False when
     ``reload`` raised: the error is logged as one line, ``READY=1`` is still sent (with a
@@ -251,22 +255,26 @@ async def reload_with(notifier: Notifier, reload: Callable[[], Awaitable[object]
     return True
 
 
-async def _after(previous: asyncio.Task[bool] | None, notifier: Notifier,
-                 reload: Callable[[], Awaitable[object] | object], status: str) -> bool:
+async def _after(
+    previous: asyncio.Task[bool] | None,
+    notifier: Notifier,
+    reload: Callable[[], Awaitable[object] | object],
+    status: str,
+) -> bool:
     if previous is not None:
         with contextlib.suppress(BaseException):
             await previous
     return await reload_with(notifier, reload, status)
 
 
-def schedule_reload(notifier: Notifier, reload: Callable[[], Awaitable[object] | object],
-                    status: str = "") -> asyncio.Task[bool]:
+def schedule_reload(
+    notifier: Notifier, reload: Callable[[], Awaitable[object] | object], status: str = ""
+) -> asyncio.Task[bool]:
     """:func:`reload_with` as a task on the running loop, for ``loop.add_signal_handler(SIGHUP,
     ...)`` (a signal handler cannot await). A SIGHUP during a reload runs another one after it,
     never two at once. The task is kept referenced until it ends."""
     loop = asyncio.get_running_loop()
-    previous = next((t for t in reversed(_pending) if t.get_loop() is loop and not t.done()),
-                    None)
+    previous = next((t for t in reversed(_pending) if t.get_loop() is loop and not t.done()), None)
     task = loop.create_task(_after(previous, notifier, reload, status), name="reload")
     _pending[task] = None
     task.add_done_callback(lambda t: _pending.pop(t, None))

@@ -6,10 +6,10 @@ loop), sends a panic to the output (a previous run may have left notes hanging),
 (or ``stop_event``):
 
 The input is answered in the MIDI reader thread itself, not on the loop: the
-:class:`~partimento.live.midi_io.InputReader` stamps each message with :func:`time.monotonic` where it
-arrives and calls :meth:`Service.on_message`, which runs :meth:`Engine.handle(message, t)
-<partimento.engine.engine.Engine.handle>` and sends what it returns at once, then wakes the loop's tasks.
-When ``prepare`` has answered the step in advance, ``handle`` only looks the answer up (about
+:class:`~partimento.live.midi_io.InputReader` stamps each message with :func:`time.monotonic` where
+it arrives and calls :meth:`Service.on_message`, which runs :meth:`Engine.handle(message, t)
+<partimento.engine.engine.Engine.handle>` and sends what it returns at once, then wakes the loop's
+tasks. When ``prepare`` has answered the step in advance, ``handle`` only looks the answer up (about
 0.1 ms of Python); otherwise inference runs inside it (one model call per step, about 0.6 ms).
 The engine and the output are shared by that thread and the loop, so every use of either
 holds :attr:`Service.lock` (never across an ``await``). Measured over real JACK ports, the
@@ -22,15 +22,15 @@ its replies were sent, and how long ``handle`` alone took.
     Waits for a failure of :meth:`Service.on_message` (an error in the engine, which the
     reader thread cannot raise) and raises it, ending the daemon as any task's error does.
 ``scheduler``
-    Sleeps until :meth:`Engine.next_time <partimento.engine.engine.Engine.next_time>` (woken early by
-    every input message, which may change it), then calls ``tick`` and sends what is due. The
+    Sleeps until :meth:`Engine.next_time <partimento.engine.engine.Engine.next_time>` (woken early
+    by every input message, which may change it), then calls ``tick`` and sends what is due. The
     last :data:`PRECISE_SECONDS` are slept in a worker thread, which ticks and sends itself
     when it wakes (under the lock). Lateness, the moment after sending minus the time it was
     due, is recorded per tick that sent something.
 ``prepare``
     After every message and tick (:data:`PREPARE_DELAY` later, once the reply has gone out),
-    :meth:`Engine.prepare <partimento.engine.engine.Engine.prepare>` in a worker thread answers the next
-    grid step for every melody note it could bring (2-3 ms of model time per sixteenth,
+    :meth:`Engine.prepare <partimento.engine.engine.Engine.prepare>` in a worker thread answers the
+    next grid step for every melody note it could bring (2-3 ms of model time per sixteenth,
     onnxruntime releasing the GIL), and makes the key and tempo estimates due. An answer
     made for a state that has moved on is never used.
 ``ports``
@@ -47,8 +47,8 @@ its replies were sent, and how long ``handle`` alone took.
     changed, the MQTT link restarted if ``[mqtt]`` did. A file or model that does not load
     changes nothing (one error line). Under systemd: ``RELOADING=1``, then ``READY=1``.
 ``mqtt``
-    While ``[mqtt]`` is enabled, :class:`partimento.live.mqtt.MqttLink`: control commands are applied
-    by :meth:`Service.apply`, the retained status is :meth:`Service.status` (republished
+    While ``[mqtt]`` is enabled, :class:`partimento.live.mqtt.MqttLink`: control commands are
+    applied by :meth:`Service.apply`, the retained status is :meth:`Service.status` (republished
     when the mode, model or a port changes), telemetry :meth:`Service.metrics`. The link
     reconnects by itself; the music never waits for it.
 ``watchdog``
@@ -91,8 +91,9 @@ from typing import Any, TypeVar
 
 from partimento import config as config_files
 from partimento.config import Config, ConfigError
-from partimento.core.timing.ledger import MidiOut, is_note_off
-from partimento.core.types import ModelLike
+from partimento.core import midi
+from partimento.core.midi import is_note_off
+from partimento.core.types import MidiOut, ModelLike
 from partimento.engine.engine import Engine, EngineError
 from partimento.files import model as model_files
 from partimento.live import control
@@ -144,6 +145,7 @@ T = TypeVar("T")
 
 # --- measurements -------------------------------------------------------------------------------
 
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank ``q``-th percentile (0-100) of ``values`` (NaN when empty)."""
     if not values:
@@ -158,8 +160,12 @@ def _to_ms(seconds: float) -> float | None:
 
 
 def _ms(values: Sequence[float]) -> str:
-    return (f"p50 {percentile(values, 50) * 1e3:.2f} ms, p99 {percentile(values, 99) * 1e3:.2f} "
-            f"ms, max {max(values) * 1e3:.2f} ms" if values else "none")
+    return (
+        f"p50 {percentile(values, 50) * 1e3:.2f} ms, p99 {percentile(values, 99) * 1e3:.2f} "
+        f"ms, max {max(values) * 1e3:.2f} ms"
+        if values
+        else "none"
+    )
 
 
 class Timings:
@@ -183,15 +189,15 @@ class Timings:
         self.lateness: deque[float] = deque(maxlen=window)
         self.tick: deque[float] = deque(maxlen=window)
 
-    def record_message(self, message: Sequence[int], arrived: float, started: float,
-                       handled: float, sent: float) -> None:
+    def record_message(
+        self, message: Sequence[int], arrived: float, started: float, handled: float, sent: float
+    ) -> None:
         self.message.append(sent - arrived)
-        if len(message) == 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
+        if midi.is_note_on(message):
             self.note_on.append(sent - arrived)
             self.handle.append(handled - started)
 
-    def record_tick(self, due: float, started: float, ticked: float, sent: float | None
-                    ) -> None:
+    def record_tick(self, due: float, started: float, ticked: float, sent: float | None) -> None:
         """A tick due at ``due``, run from ``started`` to ``ticked``; ``sent``: when what it
         returned had been sent (None: it returned nothing)."""
         self.tick.append(ticked - started)
@@ -201,15 +207,19 @@ class Timings:
     def summary(self) -> str:
         """One line: note-on arrival to sent, handle alone, tick lateness."""
         longest = max(self.tick, default=0.0) * 1e3
-        return (f"{len(self.note_on)} note-ons, arrival to sent {_ms(self.note_on)} "
-                f"(Engine.handle {_ms(self.handle)}); {len(self.lateness)} ticks sent, "
-                f"lateness {_ms(self.lateness)}; longest Engine.tick {longest:.2f} ms")
+        return (
+            f"{len(self.note_on)} note-ons, arrival to sent {_ms(self.note_on)} "
+            f"(Engine.handle {_ms(self.handle)}); {len(self.lateness)} ticks sent, "
+            f"lateness {_ms(self.lateness)}; longest Engine.tick {longest:.2f} ms"
+        )
 
 
 # --- threads ------------------------------------------------------------------------------------
 
-async def off_loop(fn: Callable[..., T], *args: Any,
-                   orphan: Callable[[T], object] | None = None) -> T:
+
+async def off_loop(
+    fn: Callable[..., T], *args: Any, orphan: Callable[[T], object] | None = None
+) -> T:
     """``fn(*args)`` in a daemon thread of its own, awaited.
 
     The result comes back with ``loop.call_soon_threadsafe``. If the caller was cancelled
@@ -275,6 +285,7 @@ def _close(port: MidiInput | MidiOutput) -> None:
 
 # --- the service --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Ready:
     """What :func:`serve` tells ``on_ready`` once models are loaded and ports open."""
@@ -286,13 +297,16 @@ class Ready:
 
     @property
     def line(self) -> str:
-        return (f"partimento: ready (mode {self.mode}, model {self.model}, in {self.input}, "
-                f"out {self.output})")
+        return (
+            f"partimento: ready (mode {self.mode}, model {self.model}, in {self.input}, "
+            f"out {self.output})"
+        )
 
 
 def model_loader(config: Config) -> Callable[[str], ModelLike]:
     """Load a model by name: from ``models_dir`` first when configured, then as
     :func:`partimento.files.model.load` finds it."""
+
     def load(name: str) -> ModelLike:
         folder = config.models_dir
         if folder is not None and (folder / name / "model.json").exists():
@@ -303,15 +317,23 @@ def model_loader(config: Config) -> Callable[[str], ModelLike]:
             if folder is None or not str(exc).startswith("no model"):
                 raise
             raise model_files.ModelError(f"{exc}, nor in models_dir {folder}") from None
+
     return load
 
 
 class Service:
     """The running daemon's state: the engine, the ports, the tasks' shared events."""
 
-    def __init__(self, config: Config, engine: Engine, stop: asyncio.Event, *,
-                 config_path: Path | None = None, notifier: Notifier | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        stop: asyncio.Event,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.config_path = config_path
@@ -334,6 +356,8 @@ class Service:
         """Messages dropped because the output was lost."""
         self.dropped_before = 0
         """Input messages the readers of earlier connections dropped (their queue was full)."""
+        self.rejected_before = 0
+        """Input that was no MIDI message the daemon reads, at earlier connections."""
         self._stop = stop
         self._wake = asyncio.Event()
         self._trouble = asyncio.Event()
@@ -347,7 +371,6 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine_failed: asyncio.Future[BaseException] | None = None
         self._broken = False  # the engine raised in the reader thread: input is ignored
-        self._replied: tuple[float, float, MidiError | None] | None = None
 
     # -- start -------------------------------------------------------------------------------
 
@@ -366,8 +389,9 @@ class Service:
         self._loop = asyncio.get_running_loop()
         if self._engine_failed is None:
             self._engine_failed = self._loop.create_future()
-        self.reader = InputReader(self.input, handler=self.on_message,
-                                  on_error=self._on_input_error)
+        self.reader = InputReader(
+            self.input, handler=self.on_message, on_error=self._on_input_error
+        )
         self.reader.start()
 
     def on_message(self, message: MidiOut, arrived: float) -> None:
@@ -379,27 +403,19 @@ class Service:
         clock = time.monotonic
         try:
             with self.lock:
-                self._replied = None
+                engine = self.engine
                 started = clock()
-                out = self.engine.handle(message, arrived, self._reply)
+                out = engine.handle(message, arrived)
                 handled = clock()
                 lost = self._write(out)
                 sent = clock()
-                if self._replied is not None:  # a melody note's harmony went out early
-                    handled, sent, early = self._replied
-                    lost = lost or early
+                engine.settle()  # the note's bookkeeping, once its reply has gone
                 self.timings.record_message(message, arrived, started, handled, sent)
         except Exception as exc:
             self._broken = True
             self._to_loop(self._engine_error, exc)
             return
         self._to_loop(self._after_input, lost)
-
-    def _reply(self, out: list[MidiOut]) -> None:
-        """``Engine.handle``'s early ``send``, in the reader thread under the lock."""
-        handled = time.monotonic()
-        lost = self._write(out)
-        self._replied = (handled, time.monotonic(), lost)
 
     def _to_loop(self, fn: Callable[..., object], *args: Any) -> None:
         if self._loop is not None:
@@ -420,6 +436,7 @@ class Service:
         reader, port = self.reader, self.input
         if reader is not None:
             self.dropped_before += reader.dropped
+            self.rejected_before += reader.rejected
         self.reader = self.input = None
         return reader, port
 
@@ -437,16 +454,19 @@ class Service:
         """The tasks, until the stop event; an error in one is raised again here."""
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._midi_in(), name="midi-in"),
-                         tg.create_task(self._scheduler(), name="scheduler"),
-                         tg.create_task(self._ports(), name="ports"),
-                         tg.create_task(self._prepare(), name="prepare"),
-                         tg.create_task(self._reloader(), name="reload"),
-                         tg.create_task(self._mqtt(), name="mqtt")]
+                tasks = [
+                    tg.create_task(self._midi_in(), name="midi-in"),
+                    tg.create_task(self._scheduler(), name="scheduler"),
+                    tg.create_task(self._ports(), name="ports"),
+                    tg.create_task(self._prepare(), name="prepare"),
+                    tg.create_task(self._reloader(), name="reload"),
+                    tg.create_task(self._mqtt(), name="mqtt"),
+                ]
                 interval = self.notifier.watchdog_interval()
                 if interval:
-                    tasks.append(tg.create_task(watchdog_task(self.notifier, interval),
-                                                name="watchdog"))
+                    tasks.append(
+                        tg.create_task(watchdog_task(self.notifier, interval), name="watchdog")
+                    )
                 tg.create_task(self._signals(tasks), name="signals")
         except Exception as exc:
             errors = list(_leaves(exc))
@@ -541,7 +561,8 @@ class Service:
         again from disk, every sounding note of the old one released first), the ports
         reopened if ``[midi]`` changed, the MQTT link restarted if ``[mqtt]`` changed. A file
         that does not load, or a model that does not, changes nothing: raises
-        :class:`~partimento.config.ConfigError` or :class:`~partimento.engine.engine.EngineError` (logged).
+        :class:`~partimento.config.ConfigError` or :class:`~partimento.engine.engine.EngineError`
+        (logged).
         """
         with self.notifier.reload(f"reloading {self.config_path}"):
             try:
@@ -570,8 +591,12 @@ class Service:
         if config.mqtt != old.mqtt:
             self._mqtt_changed.set()
         self.reloads += 1
-        log.info("reloaded %s: mode %s, model %s", self.config_path, engine.mode,
-                 engine.model_names[engine.mode])
+        log.info(
+            "reloaded %s: mode %s, model %s",
+            self.config_path,
+            engine.mode,
+            engine.model_names[engine.mode],
+        )
 
     async def _reopen_ports(self) -> None:
         """Close both ports and open them as ``[midi]`` now says (a failure: the ``ports``
@@ -629,8 +654,10 @@ class Service:
         if isinstance(command, control.SetMode):
             self._send(engine.set_mode(command.mode, now))
             if engine.mode != command.mode:
-                return (f"cannot switch to {command.mode}: model "
-                        f"{engine.model_names[command.mode]!r} does not load")
+                return (
+                    f"cannot switch to {command.mode}: model "
+                    f"{engine.model_names[command.mode]!r} does not load"
+                )
         elif isinstance(command, control.SetStyle):
             self._send(engine.swap_model(command.name, now))
             if engine.model_names[engine.mode] != command.name:
@@ -658,12 +685,20 @@ class Service:
             release = version("partimento")
         except PackageNotFoundError:
             release = "unknown"
-        return {"mode": stats["mode"], "style": stats["model"], "model": stats["model"],
-                "models": stats["models"], "temperature": stats["temperature"],
-                "tempo": stats["bpm"], "tempo_source": stats["tempo_source"],
-                "bars": self.engine.config.continue_.bars, "ports": self.ports(),
-                "version": release, "uptime": round(time.monotonic() - self.started, 1),
-                "reloads": self.reloads}
+        return {
+            "mode": stats["mode"],
+            "style": stats["model"],
+            "model": stats["model"],
+            "models": stats["models"],
+            "temperature": stats["temperature"],
+            "tempo": stats["bpm"],
+            "tempo_source": stats["tempo_source"],
+            "bars": self.engine.config.continue_.bars,
+            "ports": self.ports(),
+            "version": release,
+            "uptime": round(time.monotonic() - self.started, 1),
+            "reloads": self.reloads,
+        }
 
     def metrics(self) -> dict[str, Any]:
         """For MQTT telemetry: counts since the start, latencies over the latest notes."""
@@ -671,25 +706,42 @@ class Service:
             stats, note_on = self.engine.stats(), list(self.timings.note_on)
             lateness = list(self.timings.lateness)
         dropped = (self.reader.dropped if self.reader is not None else 0) + self.dropped_before
-        return {"notes_in": stats["notes_in"], "notes_out": stats["notes_out"],
-                "messages_in": stats["messages_in"], "invalid": stats["invalid"],
-                "dropped": dropped, "unsent": self.unsent,
-                "latency_ms": {"p50": _to_ms(percentile(note_on, 50)),
-                               "p99": _to_ms(percentile(note_on, 99)),
-                               "max": _to_ms(max(note_on, default=math.nan))},
-                "lateness_ms": {"p50": _to_ms(percentile(lateness, 50)),
-                                "p99": _to_ms(percentile(lateness, 99))},
-                "answered_ahead": stats["answered_ahead"],
-                "harmony_steps": stats["harmony_steps"], "sounding": stats["sounding"]}
+        return {
+            "notes_in": stats["notes_in"],
+            "notes_out": stats["notes_out"],
+            "messages_in": stats["messages_in"],
+            "invalid": self.rejected_before + (self.reader.rejected if self.reader else 0),
+            "dropped": dropped,
+            "unsent": self.unsent,
+            "latency_ms": {
+                "p50": _to_ms(percentile(note_on, 50)),
+                "p99": _to_ms(percentile(note_on, 99)),
+                "max": _to_ms(max(note_on, default=math.nan)),
+            },
+            "lateness_ms": {
+                "p50": _to_ms(percentile(lateness, 50)),
+                "p99": _to_ms(percentile(lateness, 99)),
+            },
+            "answered_ahead": stats["answered_ahead"],
+            "harmony_steps": stats["harmony_steps"],
+            "sounding": stats["sounding"],
+        }
 
     def ports(self) -> dict[str, Any]:
         """Each port's configured pattern, the port open for it, and whether it is there."""
         midi = self.config.midi
-        return {"input": {"wanted": midi.input, "open": self.input.name if self.input else None,
-                          "state": "open" if self.reader is not None else "lost"},
-                "output": {"wanted": midi.output,
-                           "open": self.output.name if self.output else None,
-                           "state": "open" if self.writer is not None else "lost"}}
+        return {
+            "input": {
+                "wanted": midi.input,
+                "open": self.input.name if self.input else None,
+                "state": "open" if self.reader is not None else "lost",
+            },
+            "output": {
+                "wanted": midi.output,
+                "open": self.output.name if self.output else None,
+                "state": "open" if self.writer is not None else "lost",
+            },
+        }
 
     def _changed(self) -> None:
         """Mode, style, settings or ports changed: tell MQTT and systemd."""
@@ -698,8 +750,10 @@ class Service:
         engine = self.engine
         ports = self.ports()
         lost = [d for d in ("input", "output") if ports[d]["state"] == "lost"]
-        self.notifier.status(f"{engine.mode} with {engine.model_names[engine.mode]}" +
-                             (f"; MIDI {' and '.join(lost)} lost" if lost else ""))
+        self.notifier.status(
+            f"{engine.mode} with {engine.model_names[engine.mode]}"
+            + (f"; MIDI {' and '.join(lost)} lost" if lost else "")
+        )
 
     # -- ports -------------------------------------------------------------------------------
 
@@ -736,14 +790,16 @@ class Service:
                 self._start_reader()
                 self._changed()
 
-    async def _reopen(self, direction: str, opener: Callable[..., Any]
-                      ) -> MidiInput | MidiOutput | None:
+    async def _reopen(
+        self, direction: str, opener: Callable[..., Any]
+    ) -> MidiInput | MidiOutput | None:
         try:
             port = await off_loop(opener, self.config.midi, orphan=_close)
         except MidiError as exc:
             if not self._tried[direction]:  # one line per loss, not one per attempt
-                log.info("MIDI %s not back yet (%s); trying every %g s", direction, exc,
-                         REOPEN_SECONDS)
+                log.info(
+                    "MIDI %s not back yet (%s); trying every %g s", direction, exc, REOPEN_SECONDS
+                )
                 self._tried[direction] = True
             return None
         self._tried[direction] = False
@@ -755,8 +811,11 @@ class Service:
         with self.lock:
             if self.output is None:
                 return
-            log.warning("%s: its notes are forgotten, reopening it by name every %g s",
-                        error, REOPEN_SECONDS)
+            log.warning(
+                "%s: its notes are forgotten, reopening it by name every %g s",
+                error,
+                REOPEN_SECONDS,
+            )
             self._lost.append(self.output)
             self.output = self.writer = None
             self.engine.panic(time.monotonic())  # the ledger forgets what the lost port held
@@ -804,8 +863,11 @@ class Service:
                     self._send(last)
             if self.writer is not None:
                 released = sum(1 for m in last if is_note_off(m))
-                log.info("released %d sounding notes, all notes off on %d channels",
-                         released, sum(1 for m in last if m[0] & 0xF0 == 0xB0) // 2)
+                log.info(
+                    "released %d sounding notes, all notes off on %d channels",
+                    released,
+                    sum(1 for m in last if midi.kind(m) == midi.CONTROL_CHANGE) // 2,
+                )
                 await asyncio.sleep(FLUSH_SECONDS)
         except Exception as exc:  # the ports must close whatever went wrong here
             log.error("releasing the notes failed: %s: %s", type(exc).__name__, exc)
@@ -815,21 +877,30 @@ class Service:
         self.reader = self.input = self.output = self.writer = None
         self._lost = []
         try:
-            results = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True),
-                                             CLOSE_SECONDS)
+            results = await asyncio.wait_for(
+                asyncio.gather(*jobs, return_exceptions=True), CLOSE_SECONDS
+            )
         except TimeoutError:
-            log.warning("MIDI ports not closed within %g s; leaving them to the exit",
-                        CLOSE_SECONDS)
+            log.warning(
+                "MIDI ports not closed within %g s; leaving them to the exit", CLOSE_SECONDS
+            )
         else:
             for result in results:
                 if isinstance(result, BaseException):
                     log.warning("closing a MIDI port failed: %s", result)
         with self.lock:
             stats = self.engine.stats()
-        log.info("stopped: %d notes in, %d out, %d dropped unsent, %d input messages dropped "
-                 "(queue full); %d of %d harmony steps answered ahead; %s", stats["notes_in"],
-                 stats["notes_out"], self.unsent, dropped, stats["answered_ahead"],
-                 stats["harmony_steps"], self.timings.summary())
+        log.info(
+            "stopped: %d notes in, %d out, %d dropped unsent, %d input messages dropped "
+            "(queue full); %d of %d harmony steps answered ahead; %s",
+            stats["notes_in"],
+            stats["notes_out"],
+            self.unsent,
+            dropped,
+            stats["answered_ahead"],
+            stats["harmony_steps"],
+            self.timings.summary(),
+        )
 
 
 def _leaves(exc: BaseException) -> Iterable[BaseException]:
@@ -842,12 +913,12 @@ def _leaves(exc: BaseException) -> Iterable[BaseException]:
         yield from _leaves(e)
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
-                     reload: Callable[[], object]) -> list[int]:
+def _install_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, reload: Callable[[], object]
+) -> list[int]:
     installed = []
     hangup = getattr(signal, "SIGHUP", None)  # not on Windows
-    for sig, handler in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set),
-                         (hangup, reload)):
+    for sig, handler in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set), (hangup, reload)):
         if sig is None:
             continue
         try:
@@ -858,10 +929,15 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
     return installed
 
 
-async def serve(config: Config, *, config_path: Path | None = None,
-                stop_event: asyncio.Event | None = None,
-                on_ready: Callable[[Ready], object] | None = None,
-                seed: int | None = None, notifier: Notifier | None = None) -> int:
+async def serve(
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    stop_event: asyncio.Event | None = None,
+    on_ready: Callable[[Ready], object] | None = None,
+    seed: int | None = None,
+    notifier: Notifier | None = None,
+) -> int:
     """Run the daemon until SIGINT, SIGTERM or ``stop_event``; 0 after a stop. SIGHUP reloads
     ``config_path``. Under systemd (``NOTIFY_SOCKET``), ``READY=1`` once the models are loaded
     and the ports open, watchdog pings from the loop, ``RELOADING=1`` and ``STOPPING=1``.
@@ -885,8 +961,9 @@ async def serve(config: Config, *, config_path: Path | None = None,
             log.warning("%s; switching to it will fail", exc)
         if stop.is_set():
             return 0
-        service = Service(config, engine, stop, config_path=config_path, notifier=notifier,
-                          seed=seed)
+        service = Service(
+            config, engine, stop, config_path=config_path, notifier=notifier, seed=seed
+        )
         await service.open()
         if stop.is_set():
             return 0

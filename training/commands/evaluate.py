@@ -16,17 +16,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     v = subparsers.add_parser(
-        "evaluate", parents=list(parents), help="evaluate a model on the test split",
+        "evaluate",
+        parents=list(parents),
+        help="evaluate a model on the test split",
         description="NLL and accuracy on the test split next to a baseline; for bach models "
         "also harmonize every test soprano and measure voice leading next to Bach's own "
-        "chorales. Figures go into model.json.")
+        "chorales. Figures go into model.json.",
+    )
     v.add_argument("model", help="model name or folder")
     v.add_argument("--limit", type=int, default=0, help="only the first N test pieces")
-    v.add_argument("--seed", type=int, default=0, help="random seed of the sampling that "
-                   "harmonizes the test sopranos (default 0)")
+    v.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the sampling that harmonizes the test sopranos (default 0)",
+    )
     v.add_argument("--no-write", action="store_true", help="print, but leave model.json as is")
     v.set_defaults(func=cmd_evaluate)
     return v

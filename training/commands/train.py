@@ -19,33 +19,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/{args.style}")
     train(cfg, run_dir, resume=args.resume)
     if not args.export:
-        print(f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
-              f"-o exported_models/{args.style}")
+        print(
+            f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
+            f"-o exported_models/{args.style}"
+        )
         return 0
     from partimento.training.export import export
 
     out = Path(args.export if "/" in args.export else f"exported_models/{args.export}")
     contract = export(run_dir, out)
-    print(f"trained {args.style} (run folder {run_dir}) and exported it to {out}: play it with "
-          f"[continue] model = \"{out}\" (or set/style over MQTT), or partimento sample "
-          f"{out} -o sample.mid" if contract.kind == "continuation" else
-          f"trained {args.style} (run folder {run_dir}) and exported it to {out}")
+    print(
+        f"trained {args.style} (run folder {run_dir}) and exported it to {out}: play it with "
+        f'[continue] model = "{out}" (or set/style over MQTT), or partimento sample '
+        f"{out} -o sample.mid"
+        if contract.kind == "continuation"
+        else f"trained {args.style} (run folder {run_dir}) and exported it to {out}"
+    )
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction,
-               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     t = subparsers.add_parser(
-        "train", parents=list(parents), help="train a style (needs the training extra)",
+        "train",
+        parents=list(parents),
+        help="train a style (needs the training extra)",
         description="Train a style. Defaults per style, then --config FILE.toml ([train] "
-        "table), then these flags.")
+        "table), then these flags.",
+    )
     t.add_argument("style", choices=STYLES)
     t.add_argument("--config", help="a TOML file with a [train] table of the keys below")
     t.add_argument("--run-dir", help="the run folder (default runs/STYLE)")
     t.add_argument("--resume", action="store_true", help="go on with an interrupted run")
-    t.add_argument("--export", metavar="NAME", help="then export the run as "
-                   "exported_models/NAME (or to the folder NAME if it contains a /), ready "
-                   "for partimento run, sample and evaluate")
+    t.add_argument(
+        "--export",
+        metavar="NAME",
+        help="then export the run as "
+        "exported_models/NAME (or to the folder NAME if it contains a /), ready "
+        "for partimento run, sample and evaluate",
+    )
     add_flags(t)
     t.set_defaults(func=cmd_train)
     return t

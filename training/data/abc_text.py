@@ -61,8 +61,9 @@ def nottingham_files(cfg: TrainConfig) -> list[Path]:
         files = sorted(folder.glob("*.abc")) if folder.is_dir() else []
         if files:
             return files
-    log.warning("abc: no ABC files in %s or %s; training on music21's books alone",
-                root / NOTTINGHAM, root)
+    log.warning(
+        "abc: no ABC files in %s or %s; training on music21's books alone", root / NOTTINGHAM, root
+    )
     return []
 
 
@@ -149,9 +150,13 @@ def load(cfg: TrainConfig) -> dict:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(path)
-        log.info("abc: %s tunes (%d duplicates dropped) cached in %s",
-                 {k: len(v) for k, v in data["splits"].items()}, data["duplicates"], path)
+        log.info(
+            "abc: %s tunes (%d duplicates dropped) cached in %s",
+            {k: len(v) for k, v in data["splits"].items()},
+            data["duplicates"],
+            path,
+        )
     data = json.loads(path.read_text())
     if cfg.limit:
-        data["splits"] = {k: v[:cfg.limit] for k, v in data["splits"].items()}
+        data["splits"] = {k: v[: cfg.limit] for k, v in data["splits"].items()}
     return data

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.music.encoding import (
     HOLD_CODE,
     MAJOR,
@@ -100,7 +101,7 @@ def _voice_grid(part, n_steps: int) -> np.ndarray | None:
             continue
         pitch = max(p.midi for p in n.pitches) if n.isChord else n.pitch.midi
         grid[start] = pitch
-        grid[start + 1:min(start + length, n_steps)] = HOLD_CODE
+        grid[start + 1 : min(start + length, n_steps)] = HOLD_CODE
     return grid
 
 
@@ -124,7 +125,7 @@ def read_chorale(path: Path | str, name: str | None = None) -> Chorale | None:
             if any(isinstance(e, expressions.Fermata) for e in n.expressions):
                 start = int(round(float(n.offset) * STEPS_PER_QUARTER))
                 length = max(1, int(round(float(n.quarterLength) * STEPS_PER_QUARTER)))
-                fermata[start:start + length] = 1
+                fermata[start : start + length] = 1
 
     position = np.zeros(n_steps, np.int8)
     for m in parts[0].getElementsByClass("Measure"):
@@ -183,13 +184,21 @@ def save(chorales: list[Chorale], path: Path) -> None:
 
 def load(path: Path) -> list[Chorale]:
     with np.load(path) as z:
-        return [Chorale(str(z[f"{i}/name"]), z[f"{i}/voices"], z[f"{i}/position"],
-                        z[f"{i}/fermata"], int(z[f"{i}/mode"]))
-                for i in range(int(z["count"]))]
+        return [
+            Chorale(
+                str(z[f"{i}/name"]),
+                z[f"{i}/voices"],
+                z[f"{i}/position"],
+                z[f"{i}/fermata"],
+                int(z[f"{i}/mode"]),
+            )
+            for i in range(int(z["count"]))
+        ]
 
 
-def load_corpus(cache_dir: Path, *, rebuild: bool = False, limit: int | None = None
-                ) -> dict[str, list[Chorale]]:
+def load_corpus(
+    cache_dir: Path, *, rebuild: bool = False, limit: int | None = None
+) -> dict[str, list[Chorale]]:
     """Every usable chorale, deduplicated and split; parsed once, then read from the cache."""
     cache = cache_dir / (f"chorales-{limit}.npz" if limit else "chorales.npz")
     if rebuild or not cache.exists():

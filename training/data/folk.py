@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.music.encoding import (
     FOLK_DURATIONS,
     MAJOR,
@@ -73,6 +74,7 @@ class Source:
 
 # --- sources --------------------------------------------------------------------------------
 
+
 def corpus_dir() -> Path:
     import music21
 
@@ -105,6 +107,7 @@ def _abc_loader(text: str) -> Callable[[], object]:
         from music21 import converter
 
         return converter.parse(text, format="abc")
+
     return load
 
 
@@ -113,6 +116,7 @@ def _file_loader(path: Path) -> Callable[[], object]:
         from music21 import converter
 
         return converter.parse(str(path))
+
     return load
 
 
@@ -145,6 +149,7 @@ def iter_sources(cfg: TrainConfig) -> Iterator[Source]:
 
 
 # --- one tune ------------------------------------------------------------------------------------
+
 
 def melody_part(score):
     """The top part of a score (the score itself when it has no parts), ties joined."""
@@ -221,6 +226,7 @@ def read_tune(score, name: str) -> Tune | None:
 
 # --- the corpus ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Stats:
     """What a parse did: tunes read, kept, dropped for their lengths (or for holding no note),
@@ -257,8 +263,12 @@ def read_sources(sources: Iterator[Source], limit: int | None, stats: Stats) -> 
             seen.add(tune.grid.tobytes())
             tunes.append(tune)
         if stats.read % 500 == 0:
-            log.info("folk: %d tunes read, %d kept, %.0f s", stats.read, len(tunes),
-                     time.monotonic() - t0)
+            log.info(
+                "folk: %d tunes read, %d kept, %.0f s",
+                stats.read,
+                len(tunes),
+                time.monotonic() - t0,
+            )
     stats.kept = len(tunes)
     stats.seconds = round(time.monotonic() - t0, 1)
     return tunes
@@ -266,12 +276,16 @@ def read_sources(sources: Iterator[Source], limit: int | None, stats: Stats) -> 
 
 def cache_file(cfg: TrainConfig) -> Path:
     """``folk-<hash of the sources and rules>[-<limit>].npz`` in the cache folder."""
-    options = {"essen": cfg.essen, "oneill": cfg.oneill, "rules": RULES_VERSION,
-               "kern_dir": str(Path(cfg.kern_dir).expanduser().resolve()) if cfg.kern_dir
-               else ""}
+    options = {
+        "essen": cfg.essen,
+        "oneill": cfg.oneill,
+        "rules": RULES_VERSION,
+        "kern_dir": str(Path(cfg.kern_dir).expanduser().resolve()) if cfg.kern_dir else "",
+    }
     digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    return cfg.cache_path / (f"folk-{digest}-{cfg.limit}.npz" if cfg.limit
-                             else f"folk-{digest}.npz")
+    return cfg.cache_path / (
+        f"folk-{digest}-{cfg.limit}.npz" if cfg.limit else f"folk-{digest}.npz"
+    )
 
 
 def save(tunes: list[Tune], stats: Stats, path: Path) -> None:
@@ -285,7 +299,8 @@ def save(tunes: list[Tune], stats: Stats, path: Path) -> None:
         names=np.array([t.name for t in tunes], dtype=str),
         modes=np.array([t.mode for t in tunes], np.int8),
         shifts=np.array([t.shift for t in tunes], np.int8),
-        stats=np.array(json.dumps(stats.__dict__)))
+        stats=np.array(json.dumps(stats.__dict__)),
+    )
     tmp.replace(path)
 
 
@@ -293,9 +308,12 @@ def load(path: Path) -> tuple[list[Tune], Stats]:
     with np.load(path) as z:
         bounds = np.concatenate([[0], np.cumsum(z["lengths"])])
         grids = z["grids"].astype(np.int16)
-        tunes = [Tune(str(name), grids[bounds[i]:bounds[i + 1]], int(mode), int(shift))
-                 for i, (name, mode, shift) in enumerate(zip(z["names"], z["modes"],
-                                                               z["shifts"], strict=True))]
+        tunes = [
+            Tune(str(name), grids[bounds[i] : bounds[i + 1]], int(mode), int(shift))
+            for i, (name, mode, shift) in enumerate(
+                zip(z["names"], z["modes"], z["shifts"], strict=True)
+            )
+        ]
         stats = Stats(**json.loads(str(z["stats"])))
     return tunes, stats
 
@@ -307,9 +325,15 @@ def load_tunes(cfg: TrainConfig) -> tuple[list[Tune], Stats]:
         log.info("parsing folk tunes into %s (minutes for all of Essen, once)", cache)
         stats = Stats()
         tunes = read_sources(iter_sources(cfg), cfg.limit or None, stats)
-        log.info("folk: %d of %d tunes kept (%d with other lengths, %d failed, %d duplicates) "
-                 "in %.0f s", stats.kept, stats.read, stats.odd_durations, stats.failed,
-                 stats.duplicates, stats.seconds)
+        log.info(
+            "folk: %d of %d tunes kept (%d with other lengths, %d failed, %d duplicates) in %.0f s",
+            stats.kept,
+            stats.read,
+            stats.odd_durations,
+            stats.failed,
+            stats.duplicates,
+            stats.seconds,
+        )
         save(tunes, stats, cache)
     return load(cache)
 

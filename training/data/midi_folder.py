@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from partimento.training.data.chorales import split_of
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ def to_grid(pitch, start_q, length_q, velocity) -> np.ndarray:
     start = np.rint(np.asarray(start_q, float) * 4).astype(np.int64)
     end = np.rint((np.asarray(start_q, float) + np.asarray(length_q, float)) * 4)
     length = np.maximum(1, end.astype(np.int64) - start)
-    arr = np.stack([np.asarray(pitch, np.int64), start, length,
-                    np.asarray(velocity, np.int64)], 1).astype(np.int32)
+    arr = np.stack(
+        [np.asarray(pitch, np.int64), start, length, np.asarray(velocity, np.int64)], 1
+    ).astype(np.int32)
     arr = arr[(arr[:, 0] >= 0) & (arr[:, 0] <= 127) & (arr[:, 1] >= 0)]
     return arr[np.lexsort((arr[:, 0], arr[:, 1]))] if len(arr) else arr.reshape(0, 4)
 
@@ -110,9 +112,11 @@ def save(pieces: list[Piece], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(
-        tmp, notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4)),
+        tmp,
+        notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4)),
         lengths=np.array([len(p.notes) for p in pieces], np.int64),
-        names=np.array([p.name for p in pieces], dtype=str))
+        names=np.array([p.name for p in pieces], dtype=str),
+    )
     tmp.replace(path)
 
 
@@ -120,7 +124,7 @@ def load(path: Path) -> list[Piece]:
     with np.load(path) as z:
         bounds = np.concatenate([[0], np.cumsum(z["lengths"])])
         notes = z["notes"].astype(np.int32)
-        return [Piece(str(n), notes[bounds[i]:bounds[i + 1]]) for i, n in enumerate(z["names"])]
+        return [Piece(str(n), notes[bounds[i] : bounds[i + 1]]) for i, n in enumerate(z["names"])]
 
 
 def cached(cfg, source: str, folder: Path, read) -> list[Piece]:

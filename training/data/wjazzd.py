@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
 from partimento.training.data.midi_folder import Piece, to_grid
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,22 @@ def tempos(folder: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     with path.open(newline="") as f:
-        return {r["base_name"]: float(r["avgtempo"]) for r in csv.DictReader(f)
-                if r.get("avgtempo")}
+        return {
+            r["base_name"]: float(r["avgtempo"]) for r in csv.DictReader(f) if r.get("avgtempo")
+        }
 
 
 def solo_notes(text: str, bpm: float) -> np.ndarray:
     """One CSV's rows as sixteenth-step notes."""
-    rows = np.array([[float(x) for x in line.split(",")[:3]]
-                     for line in text.splitlines() if line.strip()], float)
+    rows = np.array(
+        [[float(x) for x in line.split(",")[:3]] for line in text.splitlines() if line.strip()],
+        float,
+    )
     if not len(rows):
         return np.zeros((0, 4), np.int32)
     beats = bpm / 60.0
     onset = (rows[:, 1] - rows[:, 1].min()) * beats
-    return to_grid(np.rint(rows[:, 0]), onset, rows[:, 2] * beats,
-                   np.full(len(rows), VELOCITY))
+    return to_grid(np.rint(rows[:, 0]), onset, rows[:, 2] * beats, np.full(len(rows), VELOCITY))
 
 
 def _csvs(folder: Path) -> Iterator[tuple[str, str]]:

@@ -12,9 +12,14 @@ from types import ModuleType
 
 import numpy as np
 
-MODULES = {"bach": "partimento.training.styles.bach", "bach-offline": "partimento.training.styles.bach_offline",
-           "folk": "partimento.training.styles.folk", "jazz": "partimento.training.styles.jazz",
-           "piano": "partimento.training.styles.piano", "abc": "partimento.training.styles.abc"}
+MODULES = {
+    "bach": "partimento.training.styles.bach",
+    "bach-offline": "partimento.training.styles.bach_offline",
+    "folk": "partimento.training.styles.folk",
+    "jazz": "partimento.training.styles.jazz",
+    "piano": "partimento.training.styles.piano",
+    "abc": "partimento.training.styles.abc",
+}
 
 
 @dataclass(frozen=True)

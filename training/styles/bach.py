@@ -9,6 +9,7 @@ the state, so a step costs the same at bar 1 and bar 100.
 from __future__ import annotations
 
 import numpy as np
+
 from partimento.core.music.encoding import REST_CODE
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
@@ -28,8 +29,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
     vocab = data.vocabulary
     splits = {}
     for name in ("train", "valid", "test"):
-        pieces = bach_data.transposed(data.splits[name], data.ranges,
-                                      cfg.transpose and name == "train")
+        pieces = bach_data.transposed(
+            data.splits[name], data.ranges, cfg.transpose and name == "train"
+        )
         splits[name] = _arrays(pieces, vocab, cfg.seq_len, cfg.window_stride)
     return Prepared(encoding=encoding, splits=splits, data=data.describe())
 
@@ -39,12 +41,21 @@ def piece_arrays(c, vocab) -> dict[str, np.ndarray]:
     tok = np.stack([vocab.encode(c.voices[v]) for v in range(4)])  # S A T B
     rest = vocab.code_to_token(REST_CODE)
     prev = np.concatenate([np.full((4, 1), rest, np.int32), tok[:, :-1]], axis=1)
-    return {"soprano": tok[0], "alto_prev": prev[1], "tenor_prev": prev[2], "bass_prev": prev[3],
-            "position": c.position.astype(np.int32), "fermata": c.fermata.astype(np.int32),
-            "mode": np.full(c.steps, c.mode, np.int32),
-            "bass_given": tok[3], "tenor_given": tok[2],
-            "bass": tok[3], "tenor": tok[2], "alto": tok[1],
-            "weight": np.ones(c.steps, np.float32)}
+    return {
+        "soprano": tok[0],
+        "alto_prev": prev[1],
+        "tenor_prev": prev[2],
+        "bass_prev": prev[3],
+        "position": c.position.astype(np.int32),
+        "fermata": c.fermata.astype(np.int32),
+        "mode": np.full(c.steps, c.mode, np.int32),
+        "bass_given": tok[3],
+        "tenor_given": tok[2],
+        "bass": tok[3],
+        "tenor": tok[2],
+        "alto": tok[1],
+        "weight": np.ones(c.steps, np.float32),
+    }
 
 
 def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
@@ -54,10 +65,9 @@ def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
         full = piece_arrays(c, vocab)
         for s in bach_data.windows(c.steps, seq_len, stride):
             for k, arr in full.items():
-                w = arr[s:s + seq_len]
+                w = arr[s : s + seq_len]
                 if len(w) < seq_len:  # a short piece: pad with rests that weigh nothing
-                    pad = 0.0 if k == "weight" else (rest if k in (*TOKENS, *GIVEN, *HEADS)
-                                                     else 0)
+                    pad = 0.0 if k == "weight" else (rest if k in (*TOKENS, *GIVEN, *HEADS) else 0)
                     w = np.concatenate([w, np.full(seq_len - len(w), pad, w.dtype)])
                 cols.setdefault(k, []).append(w)
     arrays = {k: np.stack(v) for k, v in cols.items()}
@@ -74,16 +84,19 @@ def build(cfg: TrainConfig, encoding: dict):
 
     V = len(encoding["vocabulary"])
     pitch = layers.Embedding(V, cfg.embedding, name="pitch_embedding")
-    cond = {k: layers.Embedding(n, 8 if k == "position" else 4, name=f"{k}_embedding")
-            for k, n in CONDITIONS.items()}
+    cond = {
+        k: layers.Embedding(n, 8 if k == "position" else 4, name=f"{k}_embedding")
+        for k, n in CONDITIONS.items()
+    }
     project = layers.Dense(cfg.units, activation="relu", name="input_projection")
     stack = LSTMStack(cfg)
     hidden = {h: layers.Dense(cfg.dense, activation="relu", name=f"{h}_hidden") for h in HEADS}
     out = {h: layers.Dense(V, name=h) for h in HEADS}
 
     def forward(inp: dict, states: list | None):
-        x = layers.Concatenate(axis=-1)([pitch(inp[k]) for k in TOKENS] +
-                                        [cond[k](inp[k]) for k in CONDITIONS])
+        x = layers.Concatenate(axis=-1)(
+            [pitch(inp[k]) for k in TOKENS] + [cond[k](inp[k]) for k in CONDITIONS]
+        )
         x, new_states = stack(project(x), states)
         gb, gt = pitch(inp["bass_given"]), pitch(inp["tenor_given"])
         logits = {
@@ -94,8 +107,9 @@ def build(cfg: TrainConfig, encoding: dict):
         return logits, new_states
 
     def inputs():
-        return {k: keras.Input((None,), dtype="int32", name=k)
-                for k in (*TOKENS, *CONDITIONS, *GIVEN)}
+        return {
+            k: keras.Input((None,), dtype="int32", name=k) for k in (*TOKENS, *CONDITIONS, *GIVEN)
+        }
 
     inp = inputs()
     logits, _ = forward(inp, None)
@@ -106,14 +120,17 @@ def build(cfg: TrainConfig, encoding: dict):
     logits2, states_out = forward(inp2, states_in)
     named_states = stack.state_outputs(states_in, states_out)
     # lists, in the order of tensors(): tf2onnx passes inputs positionally
-    step_model = keras.Model([*inp2.values(), *states_in],
-                             [*(logits2[h] for h in HEADS), *named_states], name="bach_step")
+    step_model = keras.Model(
+        [*inp2.values(), *states_in],
+        [*(logits2[h] for h in HEADS), *named_states],
+        name="bach_step",
+    )
     return train_model, step_model
 
 
 def given_heads(cfg: TrainConfig, step_model) -> tuple[str, dict[str, np.ndarray]]:
-    """The tenor and alto heads' weights for ``heads.npz`` (:mod:`partimento.core.players.heads`), and the
-    state output they read: the top LSTM's ``h`` is its output for a one-step input."""
+    """The tenor and alto heads' weights for ``heads.npz`` (:mod:`partimento.core.players.heads`),
+    and the state output they read: the top LSTM's ``h`` is its output for a one-step input."""
     from partimento.core.players.heads import EMBEDDING, LAYERS
 
     arrays = {EMBEDDING: step_model.get_layer(EMBEDDING).get_weights()[0]}
@@ -125,8 +142,14 @@ def given_heads(cfg: TrainConfig, step_model) -> tuple[str, dict[str, np.ndarray
 
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
     seq = ("batch", "time")
-    voice_of = {"soprano": "soprano", "alto_prev": "alto", "tenor_prev": "tenor",
-                "bass_prev": "bass", "bass_given": "bass", "tenor_given": "tenor"}
+    voice_of = {
+        "soprano": "soprano",
+        "alto_prev": "alto",
+        "tenor_prev": "tenor",
+        "bass_prev": "bass",
+        "bass_given": "bass",
+        "tenor_given": "tenor",
+    }
     ins = [Tensor(k, seq, "int32", "token", voice=voice_of[k]) for k in TOKENS]
     ins += [Tensor(k, seq, "int32", "condition") for k in CONDITIONS]
     ins += [Tensor(k, seq, "int32", "given", voice=voice_of[k]) for k in GIVEN]

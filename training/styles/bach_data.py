@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from partimento.core.music.encoding import VOICES, Vocabulary, fits_range
 from partimento.training.config import TrainConfig
 from partimento.training.data import chorales as corpus
@@ -27,18 +28,21 @@ class BachData:
             "voices": list(VOICES),
             "voice_ranges": {v: list(r) for v, r in self.ranges.items()},
             "transposition": "training chorales transposed by -6..+6 semitones where every "
-                             "voice stays in its range; live input is played as it comes",
-            "conditions": {"position": {"size": 16, "meaning": "sixteenths since the bar line, "
-                                                                "modulo 16"},
-                           "fermata": {"size": 2, "meaning": "1 under a fermata"},
-                           "mode": {"size": 2, "meaning": "0 major, 1 minor"}},
+            "voice stays in its range; live input is played as it comes",
+            "conditions": {
+                "position": {"size": 16, "meaning": "sixteenths since the bar line, modulo 16"},
+                "fermata": {"size": 2, "meaning": "1 under a fermata"},
+                "mode": {"size": 2, "meaning": "0 major, 1 minor"},
+            },
         }
 
     def describe(self) -> dict:
-        return {"corpus": "music21 bundled Bach chorales (SATB parts, deduplicated)",
-                "split": "by tune: sha1(soprano intervals) mod 10 = 0 test, 1 valid, else train",
-                "pieces": {k: len(v) for k, v in self.splits.items()},
-                "test_pieces": [c.name for c in self.splits["test"]]}
+        return {
+            "corpus": "music21 bundled Bach chorales (SATB parts, deduplicated)",
+            "split": "by tune: sha1(soprano intervals) mod 10 = 0 test, 1 valid, else train",
+            "pieces": {k: len(v) for k, v in self.splits.items()},
+            "test_pieces": [c.name for c in self.splits["test"]],
+        }
 
 
 def load(cfg: TrainConfig) -> BachData:
@@ -53,14 +57,17 @@ def load(cfg: TrainConfig) -> BachData:
         pitches = np.concatenate([c.voices[v][c.voices[v] >= 0] for c in splits["train"]])
         ranges[voice] = (int(pitches.min()), int(pitches.max()))
     everything = [c for s in splits.values() for c in s]
-    low = min(min(r[0] for r in ranges.values()),
-              min(int(c.voices[c.voices >= 0].min()) for c in everything))
+    low = min(
+        min(r[0] for r in ranges.values()),
+        min(int(c.voices[c.voices >= 0].min()) for c in everything),
+    )
     high = max(max(r[1] for r in ranges.values()), max(int(c.voices.max()) for c in everything))
     return BachData(splits, ranges, Vocabulary.for_pitches(low, high))
 
 
-def transposed(chorales: list[Chorale], ranges: dict[str, tuple[int, int]], enabled: bool
-               ) -> list[Chorale]:
+def transposed(
+    chorales: list[Chorale], ranges: dict[str, tuple[int, int]], enabled: bool
+) -> list[Chorale]:
     """Every chorale in every key where each voice stays in its range."""
     if not enabled:
         return list(chorales)

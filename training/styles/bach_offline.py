@@ -11,8 +11,8 @@ voices and the conditions, plus the other three voices and the conditions at ``t
 * the three summaries are concatenated, then ``Dense(middle, relu)`` and ``Dense(V)`` logits.
 
 The window layout and padding (the vocabulary's ``START`` token and 0 conditions outside the
-piece) live in :mod:`partimento.core.players.gibbs`, which the sampler uses too. Training samples ``t``
-every ``gap`` steps from a random offset in each (transposed) chorale; one example trains all
+piece) live in :mod:`partimento.core.players.gibbs`, which the sampler uses too. Training samples
+``t`` every ``gap`` steps from a random offset in each (transposed) chorale; one example trains all
 three voices. The training model reads one shared window pair; the step model exported to ONNX
 reads a window pair per voice, so one call can resample a different step in each voice.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from partimento.core.music.encoding import HARMONY_VOICES, START, VOICES, Vocabulary
 from partimento.core.players.contract import Contract, Tensor
 from partimento.core.players.gibbs import (
@@ -50,24 +51,29 @@ def prepare(cfg: TrainConfig) -> Prepared:
     rng = np.random.default_rng(cfg.seed)
     splits = {}
     for name in ("train", "valid", "test"):
-        pieces = bach_data.transposed(data.splits[name], data.ranges,
-                                      cfg.transpose and name == "train")
+        pieces = bach_data.transposed(
+            data.splits[name], data.ranges, cfg.transpose and name == "train"
+        )
         splits[name] = examples(pieces, data.vocabulary, cfg.timesteps, cfg.gap, rng)
     return Prepared(encoding=encoding, splits=splits, data=data.describe())
 
 
 def window_spec(dt: int) -> dict:
     """What ``model.json`` says about the input windows."""
-    return {"timesteps": dt, "rows": 2 * dt + 1,
-            "layout": "rows 0..dt-1 steps t-dt..t-1; row dt step t; rows dt+1..2dt steps "
-                      "t+dt..t+1 (future reversed); columns soprano, alto, tenor, bass",
-            "conditions": list(CONDITIONS),
-            "padding": f"outside the piece every voice is {START!r} and every condition 0",
-            "own_voice": "a voice's network ignores its own token at row dt"}
+    return {
+        "timesteps": dt,
+        "rows": 2 * dt + 1,
+        "layout": "rows 0..dt-1 steps t-dt..t-1; row dt step t; rows dt+1..2dt steps "
+        "t+dt..t+1 (future reversed); columns soprano, alto, tenor, bass",
+        "conditions": list(CONDITIONS),
+        "padding": f"outside the piece every voice is {START!r} and every condition 0",
+        "own_voice": "a voice's network ignores its own token at row dt",
+    }
 
 
-def examples(pieces: list[Chorale], vocab: Vocabulary, dt: int, gap: int,
-             rng: np.random.Generator) -> Split:
+def examples(
+    pieces: list[Chorale], vocab: Vocabulary, dt: int, gap: int, rng: np.random.Generator
+) -> Split:
     """Token and condition windows at every ``gap``-th step (random phase per piece)."""
     pad = vocab.index(START)
     toks, conds, targets = [], [], []
@@ -89,18 +95,22 @@ def _voice_layers(cfg: TrainConfig, V: int, sizes: dict[str, int], voice: str) -
 
     def lstms(side: str) -> list:
         depth = 2 if cfg.second_lstm else 1
-        return [layers.LSTM(cfg.lstm1, return_sequences=i < depth - 1,
-                            name=f"{voice}_{side}_lstm{i}") for i in range(depth)]
+        return [
+            layers.LSTM(cfg.lstm1, return_sequences=i < depth - 1, name=f"{voice}_{side}_lstm{i}")
+            for i in range(depth)
+        ]
 
     return {
-        "tokens": [layers.Embedding(V, cfg.embedding, name=f"{voice}_embed_{v}")
-                   for v in VOICES],
-        "conditions": [layers.Embedding(sizes[k], CONDITION_EMBEDDING[k],
-                                        name=f"{voice}_embed_{k}") for k in CONDITIONS],
+        "tokens": [layers.Embedding(V, cfg.embedding, name=f"{voice}_embed_{v}") for v in VOICES],
+        "conditions": [
+            layers.Embedding(sizes[k], CONDITION_EMBEDDING[k], name=f"{voice}_embed_{k}")
+            for k in CONDITIONS
+        ],
         "past": lstms("past"),
         "future": lstms("future"),
-        "centre": [layers.Dense(cfg.middle, activation="relu", name=f"{voice}_centre{i}")
-                   for i in range(2)],
+        "centre": [
+            layers.Dense(cfg.middle, activation="relu", name=f"{voice}_centre{i}") for i in range(2)
+        ],
         "dropout": layers.Dropout(cfg.dropout, name=f"{voice}_dropout"),
         "hidden": layers.Dense(cfg.middle, activation="relu", name=f"{voice}_hidden"),
         "logits": layers.Dense(V, name=voice),
@@ -114,7 +124,7 @@ def _voice_forward(net: dict, voice: str, tokens, conds, dt: int):
     toks = [emb(tokens[:, :, i]) for i, emb in enumerate(net["tokens"])]
     cnds = [emb(conds[:, :, i]) for i, emb in enumerate(net["conditions"])]
     rows = layers.Concatenate(name=f"{voice}_rows")(toks + cnds)
-    past, future = rows[:, :dt], rows[:, dt + 1:]
+    past, future = rows[:, :dt], rows[:, dt + 1 :]
     for lstm in net["past"]:
         past = lstm(past)
     for lstm in net["future"]:
@@ -142,7 +152,8 @@ def build(cfg: TrainConfig, encoding: dict):
     train_model = keras.Model(
         {"tokens": tokens, "conditions": conds},
         {v: _voice_forward(nets[v], v, tokens, conds, dt) for v in HARMONY_VOICES},
-        name="deepbach")
+        name="deepbach",
+    )
 
     inputs, outputs = [], []
     for v in HARMONY_VOICES:
@@ -161,8 +172,9 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     ins: list[Tensor] = []
     for v in HARMONY_VOICES:
         ins.append(Tensor(token_input(v), ("batch", W, 4), "int32", "token", voice=v))
-        ins.append(Tensor(condition_input(v), ("batch", W, len(CONDITIONS)), "int32",
-                          "condition", voice=v))
+        ins.append(
+            Tensor(condition_input(v), ("batch", W, len(CONDITIONS)), "int32", "condition", voice=v)
+        )
     V = len(encoding["vocabulary"])
     outs = [Tensor(v, ("batch", V), "float32", "logits", voice=v) for v in HARMONY_VOICES]
     return ins, outs
@@ -178,8 +190,9 @@ def random_feeds(contract: Contract, batch: int, seed: int = 0) -> dict[str, np.
         if t.role == "token":
             feeds[t.name] = rng.integers(0, len(contract.vocabulary), shape, dtype=np.int32)
         else:
-            feeds[t.name] = np.stack([rng.integers(0, n, shape[:-1], dtype=np.int32)
-                                      for n in sizes], axis=-1)
+            feeds[t.name] = np.stack(
+                [rng.integers(0, n, shape[:-1], dtype=np.int32) for n in sizes], axis=-1
+            )
     return feeds
 
 
@@ -194,8 +207,10 @@ def parity(cfg: TrainConfig, contract: Contract, train_model, session, batch: in
     got = dict(zip(names, session.run(names, feeds), strict=True))
     worst = 0.0
     for v in HARMONY_VOICES:
-        ref = train_model({"tokens": feeds[token_input(v)],
-                           "conditions": feeds[condition_input(v)]}, training=False)[v]
+        ref = train_model(
+            {"tokens": feeds[token_input(v)], "conditions": feeds[condition_input(v)]},
+            training=False,
+        )[v]
         worst = max(worst, float(np.abs(np.asarray(ref) - got[v]).max()))
     return worst
 
@@ -221,13 +236,14 @@ def test_nll(m, cfg: TrainConfig, pieces: list[Chorale]) -> dict:
                 feeds[condition_input(v)] = cond.astype(np.int32)
             out = m.run(feeds)
             for i, v in enumerate(HARMONY_VOICES):
-                nll, hits, n = nll_and_hits(np.asarray(out[v], np.float64),
-                                            tokens[1 + i, times])
+                nll, hits, n = nll_and_hits(np.asarray(out[v], np.float64), tokens[1 + i, times])
                 sums[v][0] += nll
                 sums[v][1] += hits
                 sums[v][2] += n
     nll = {v: round(s[0] / s[2], 4) for v, s in sums.items()}
     nll["mean"] = round(sum(s[0] for s in sums.values()) / sum(s[2] for s in sums.values()), 4)
-    return {"nll_per_token": nll,
-            "accuracy": {v: round(s[1] / s[2], 4) for v, s in sums.items()},
-            "context": "every other voice known at every step (DeepBach's conditional)"}
+    return {
+        "nll_per_token": nll,
+        "accuracy": {v: round(s[1] / s[2], 4) for v, s in sums.items()},
+        "context": "every other voice known at every step (DeepBach's conditional)",
+    }

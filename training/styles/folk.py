@@ -10,6 +10,7 @@ state, so the step model answers one token at a time at constant cost.
 from __future__ import annotations
 
 import numpy as np
+
 from partimento.core.music.encoding import FOLK_DURATIONS, START, Vocabulary
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
@@ -22,9 +23,11 @@ from partimento.training.styles.recurrent import state_tensors, token_lstm
 KIND = "continuation"
 INPUT = "token"
 OUTPUT = "next"
-TRANSPOSITION = ("to C major / A minor: tonic from the file's key (else music21's key "
-                 "analysis), minor when the minor third above the tonic sounds longer than the "
-                 "major third; moved the nearer way (at most 6 semitones)")
+TRANSPOSITION = (
+    "to C major / A minor: tonic from the file's key (else music21's key "
+    "analysis), minor when the minor third above the tonic sounds longer than the "
+    "major third; moved the nearer way (at most 6 semitones)"
+)
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -39,10 +42,14 @@ def prepare(cfg: TrainConfig) -> Prepared:
     encoding = encoding_of(vocab, cfg.seq_len)
     if cfg.model == "gan":  # a phrase generator: the daemon plays it by phrases
         from partimento.training.styles import gan
+
         encoding = {**encoding, **gan.encoding(cfg)}
-    arrays = {name: _arrays(tunes, vocab, cfg.seq_len,
-                            cfg.window_stride if name == "train" else cfg.seq_len)
-              for name, tunes in splits.items()}
+    arrays = {
+        name: _arrays(
+            tunes, vocab, cfg.seq_len, cfg.window_stride if name == "train" else cfg.seq_len
+        )
+        for name, tunes in splits.items()
+    }
     return Prepared(encoding=encoding, splits=arrays, data=describe(counts))
 
 
@@ -61,22 +68,26 @@ def encoding_of(vocab: Vocabulary, seq_len: int) -> dict:
         "durations": list(FOLK_DURATIONS),
         "durations_meaning": "note and rest lengths in quarters a training tune may have",
         "transposition": TRANSPOSITION,
-        "start": {"symbol": START,
-                  "prime": f"feed {seq_len} START tokens before the first note of a melody",
-                  "end": "the model predicts START after a tune's last step"},
+        "start": {
+            "symbol": START,
+            "prime": f"feed {seq_len} START tokens before the first note of a melody",
+            "end": "the model predicts START after a tune's last step",
+        },
         "seq_len": seq_len,
     }
 
 
 def describe(counts: dict[str, int]) -> dict:
     """The corpus and split, for the contract."""
-    return {"corpus": "music21 bundled Essen folk songs (ABC), optionally O'Neill, Ryan and "
-                      "Aird ABC books and a folder of **kern files; top line, ties joined, "
-                      "chords read as their highest note, deduplicated",
-            "filter": f"every note and rest lasts one of {list(FOLK_DURATIONS)} quarters",
-            "split": "by tune: sha1(interval sequence) mod 10 = 0 test, 1 valid, else train",
-            "tunes": counts,
-            "test_tunes": counts["test"]}
+    return {
+        "corpus": "music21 bundled Essen folk songs (ABC), optionally O'Neill, Ryan and "
+        "Aird ABC books and a folder of **kern files; top line, ties joined, "
+        "chords read as their highest note, deduplicated",
+        "filter": f"every note and rest lasts one of {list(FOLK_DURATIONS)} quarters",
+        "split": "by tune: sha1(interval sequence) mod 10 = 0 test, 1 valid, else train",
+        "tunes": counts,
+        "test_tunes": counts["test"],
+    }
 
 
 def tune_tokens(tune: Tune, vocab: Vocabulary) -> np.ndarray:
@@ -98,9 +109,9 @@ def _arrays(tunes: list[Tune], vocab: Vocabulary, seq_len: int, stride: int) -> 
         weight = np.ones(len(seq), np.float32)
         weight[:seq_len] = 0.0  # targets inside the START prefix
         for s in windows(len(seq), seq_len + 1, stride):
-            xs.append(seq[s:s + seq_len])
-            ys.append(seq[s + 1:s + seq_len + 1])
-            ws.append(weight[s + 1:s + seq_len + 1])
+            xs.append(seq[s : s + seq_len])
+            ys.append(seq[s + 1 : s + seq_len + 1])
+            ws.append(weight[s + 1 : s + seq_len + 1])
     return Split({INPUT: np.stack(xs)}, {OUTPUT: np.stack(ys)}, {OUTPUT: np.stack(ws)})
 
 
@@ -109,9 +120,11 @@ def build(cfg: TrainConfig, encoding: dict):
     V = len(encoding["vocabulary"])
     if cfg.model == "gan":  # other model types: training/styles/models.py, gan.py
         from partimento.training.styles import gan
+
         return gan.build(cfg, V)
     if cfg.model != "lstm" or cfg.hidden_dense:
         from partimento.training.styles.models import build_sequence_model
+
         return build_sequence_model(cfg, V, name="folk", token=INPUT, output=OUTPUT)[:2]
     return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name="folk")
 
@@ -121,9 +134,11 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     V = len(encoding["vocabulary"])
     if cfg.model == "gan":
         from partimento.training.styles import gan
+
         return gan.tensors(cfg, V)
     if cfg.model != "lstm" or cfg.hidden_dense:
         from partimento.training.styles.models import sequence_tensors
+
         return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     ins = [Tensor(INPUT, seq, "int32", "token")]
     outs = [Tensor(OUTPUT, (*seq, V), "float32", "logits")]
@@ -156,8 +171,11 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     vocab = m.contract.vocabulary
     test = splits["test"][: limit or None]
     if cfg.model == "gan":
-        return {"split": "test", "pieces": len(test),
-                "note": "a phrase generator has no likelihood: see partimento compare"}
+        return {
+            "split": "test",
+            "pieces": len(test),
+            "note": "a phrase generator has no likelihood: see partimento compare",
+        }
     nll = correct = count = 0.0
     token = m.contract.input("token").name
     logits_name = m.contract.output("logits").name
@@ -167,10 +185,11 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         if cfg.model == "transformer":  # one token per call
             from partimento.training.compare import stream_logits
-            logits = stream_logits(m, seq[:-1])[cfg.seq_len - 1:]
+
+            logits = stream_logits(m, seq[:-1])[cfg.seq_len - 1 :]
         else:
-            logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1:]
-        tune_nll, hits, n = nll_and_hits(logits, seq[cfg.seq_len:])
+            logits = m.run(feeds, [logits_name])[logits_name][0, cfg.seq_len - 1 :]
+        tune_nll, hits, n = nll_and_hits(logits, seq[cfg.seq_len :])
         nll += tune_nll
         correct += hits
         count += n
@@ -179,9 +198,14 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     baselines = {}
     for order in (3, 6):
         ng = NGram(order, len(vocab), pad=vocab.index(START)).fit(train_seqs)
-        baselines[f"{order}-gram"] = {k: round(float(v), 4)
-                                      for k, v in ng.evaluate(test_seqs).items()}
-    return {"split": "test", "pieces": len(test), "tokens": int(count),
-            "nll_per_token": round(float(nll / count), 4),
-            "accuracy": round(float(correct / count), 4),
-            "baseline_ngram": baselines}
+        baselines[f"{order}-gram"] = {
+            k: round(float(v), 4) for k, v in ng.evaluate(test_seqs).items()
+        }
+    return {
+        "split": "test",
+        "pieces": len(test),
+        "tokens": int(count),
+        "nll_per_token": round(float(nll / count), 4),
+        "accuracy": round(float(correct / count), 4),
+        "baseline_ngram": baselines,
+    }

@@ -34,6 +34,7 @@ Exported is the generator alone: input ``noise`` (float32, (batch, latent_dim)),
 from __future__ import annotations
 
 import numpy as np
+
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 
@@ -48,11 +49,17 @@ CANDIDATES = 4  # phrases the daemon draws per answer, keeping the one nearest t
 
 def encoding(cfg: TrainConfig) -> dict:
     """What the contract's ``encoding`` adds for a phrase generator."""
-    return {"type": "phrase", "phrase_steps": cfg.seq_len, "latent_dim": cfg.latent_dim,
-            "candidates": CANDIDATES,
-            "phrase": (f"the generator writes {cfg.seq_len} sixteenths from noise; the daemon "
-                       f"draws {CANDIDATES}, keeps the one whose pitch-class histogram is "
-                       "nearest the player's phrase, and repeats it to fill an answer")}
+    return {
+        "type": "phrase",
+        "phrase_steps": cfg.seq_len,
+        "latent_dim": cfg.latent_dim,
+        "candidates": CANDIDATES,
+        "phrase": (
+            f"the generator writes {cfg.seq_len} sixteenths from noise; the daemon "
+            f"draws {CANDIDATES}, keeps the one whose pitch-class histogram is "
+            "nearest the player's phrase, and repeats it to fill an answer"
+        ),
+    }
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -69,14 +76,22 @@ def generator(cfg: TrainConfig, vocab_size: int):
     x = noise
     for i in range(cfg.gan_dense):
         x = layers.Dense(cfg.gan_hidden, activation=cfg.activation, name=f"g_dense{i}")(x)
-    x = layers.Dense(cfg.seq_len // 4 * cfg.conv_start, activation=cfg.activation,
-                     name="g_start")(x)
+    x = layers.Dense(cfg.seq_len // 4 * cfg.conv_start, activation=cfg.activation, name="g_start")(
+        x
+    )
     x = layers.Reshape((cfg.seq_len // 4, cfg.conv_start))(x)
     for i in range(2):
-        x = layers.Conv1DTranspose(cfg.conv_hidden, 4, strides=2, padding="same",
-                                   activation=cfg.activation, name=f"g_up{i}")(x)
-    x = layers.Conv1D(cfg.conv_hidden, 3, padding="same", activation=cfg.activation,
-                      name="g_conv")(x)
+        x = layers.Conv1DTranspose(
+            cfg.conv_hidden,
+            4,
+            strides=2,
+            padding="same",
+            activation=cfg.activation,
+            name=f"g_up{i}",
+        )(x)
+    x = layers.Conv1D(cfg.conv_hidden, 3, padding="same", activation=cfg.activation, name="g_conv")(
+        x
+    )
     raw = layers.Conv1D(vocab_size, 1, name="g_logits")(x)
     logits = layers.Lambda(_bounded, name=PHRASE)(raw)
     return keras.Model(noise, logits, name="generator")
@@ -166,8 +181,7 @@ def _gan_class():
             d_fake = self.discriminator(fake, training=training)[:, 0]
 
             def bce(logit, label):
-                return ops.binary_crossentropy(ops.full_like(logit, label), logit,
-                                               from_logits=True)
+                return ops.binary_crossentropy(ops.full_like(logit, label), logit, from_logits=True)
 
             n = ops.maximum(ops.sum(keep), 1.0)
             d_loss = ops.sum(keep * bce(d_real, REAL_LABEL)) / n + ops.mean(bce(d_fake, 0.0))
@@ -209,8 +223,10 @@ def build(cfg: TrainConfig, vocab_size: int):
 
 
 def tensors(cfg: TrainConfig, vocab_size: int) -> tuple[list[Tensor], list[Tensor]]:
-    return ([Tensor(NOISE, ("batch", cfg.latent_dim), "float32", "noise")],
-            [Tensor(PHRASE, ("batch", cfg.seq_len, vocab_size), "float32", "logits")])
+    return (
+        [Tensor(NOISE, ("batch", cfg.latent_dim), "float32", "noise")],
+        [Tensor(PHRASE, ("batch", cfg.seq_len, vocab_size), "float32", "logits")],
+    )
 
 
 def parity(cfg: TrainConfig, contract, train_model, session) -> float:

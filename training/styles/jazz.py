@@ -2,8 +2,8 @@
 
 Data: the Weimar Jazz Database solos (``<data>/wjazzd``, the default) or, with ``--data-dir``,
 any folder of MIDI files (or of WJazzD CSVs). Each piece becomes numeric event tokens
-(:mod:`partimento.core.players.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"`` rest,
-one per eighth), framed by START (``"/"``) before and after. The vocabulary is every special
+(:mod:`partimento.core.players.events`: ``"60"`` a note, ``"1.5.6"`` a chord, ``"_"`` hold, ``"r"``
+rest, one per eighth), framed by START (``"/"``) before and after. The vocabulary is every special
 token, every single pitch of the training pieces and the most frequent chords (heard at least
 :data:`MIN_COUNT` times) up to :data:`MAX_TOKENS`; a rarer chord is read as its top note
 (no ``<unk>``). Pieces keep their own keys: the solos are in many keys, so the model plays in
@@ -13,8 +13,8 @@ Training is many-to-many (the jazz project's batches of 16 windows of 64 steps, 
 every 10 epochs): the model reads ``x[t]`` and predicts ``x[t + 1]`` at every step. The model
 is :func:`build`'s embedding, stacked LSTM (explicit h/c state for the step model), optional
 hidden dense layers and a dense output; ``piano`` uses the same builder. ``--model
-transformer`` builds :mod:`partimento.training.styles.models`' windowed transformer instead (its step
-model reads one token per call; ``seq_len`` must be a multiple of ``window_stride``).
+transformer`` builds :mod:`partimento.training.styles.models`' windowed transformer instead (its
+step model reads one token per call; ``seq_len`` must be a multiple of ``window_stride``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
 from partimento.core.music.encoding import HOLD, REST, START, Note
 from partimento.core.players import events
 from partimento.core.players.contract import Tensor
@@ -44,12 +45,14 @@ TRANSPOSITION = "none: pieces keep their own keys, so the model plays in every k
 
 # --- data ----------------------------------------------------------------------------------------
 
+
 def data_folder(cfg: TrainConfig, default: str) -> Path:
     shared = midi_folder.shared_data() / default
     folder = Path(cfg.data_dir).expanduser() if cfg.data_dir else shared
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist (set --data-dir or "
-                                "PARTIMENTO_DATA)")
+        raise FileNotFoundError(
+            f"data folder {folder} does not exist (set --data-dir or PARTIMENTO_DATA)"
+        )
     return folder
 
 
@@ -57,12 +60,14 @@ def load_pieces(cfg: TrainConfig) -> tuple[list[Piece], str]:
     """The pieces and a description of where they come from."""
     folder = data_folder(cfg, "wjazzd")
     if wjazzd.is_wjazzd(folder):
-        pieces = midi_folder.cached(cfg, "wjazzd", folder,
-                                    lambda: wjazzd.solos(folder, cfg.limit))
-        return pieces, (f"Weimar Jazz Database 1.2 solos ({folder.name}: CSV of pitch, onset, "
-                        "duration in seconds, to quarters by the solo's average tempo)")
-    pieces = midi_folder.cached(cfg, "midi", folder,
-                                lambda: midi_folder.midi_pieces(folder, cfg.limit))
+        pieces = midi_folder.cached(cfg, "wjazzd", folder, lambda: wjazzd.solos(folder, cfg.limit))
+        return pieces, (
+            f"Weimar Jazz Database 1.2 solos ({folder.name}: CSV of pitch, onset, "
+            "duration in seconds, to quarters by the solo's average tempo)"
+        )
+    pieces = midi_folder.cached(
+        cfg, "midi", folder, lambda: midi_folder.midi_pieces(folder, cfg.limit)
+    )
     return pieces, f"every MIDI file below {folder.name}/ (drums skipped, all tracks merged)"
 
 
@@ -70,14 +75,15 @@ def notes_of(piece: Piece) -> list[Note]:
     return [Note(int(p), int(s), int(n)) for p, s, n, _ in piece.notes]
 
 
-def numeric_vocabulary(pieces: list[Piece], step: int = events.NUMERIC_STEP,
-                       cap: int = MAX_TOKENS) -> list[str]:
+def numeric_vocabulary(
+    pieces: list[Piece], step: int = events.NUMERIC_STEP, cap: int = MAX_TOKENS
+) -> list[str]:
     """START, REST, HOLD, every single pitch heard, then chords by frequency up to ``cap``."""
     counts = Counter(t for p in pieces for t in events.numeric_tokens(notes_of(p), step))
     singles = sorted((t for t in counts if events.is_pitch(t)), key=int)
     chords = [t for t, n in counts.most_common() if events.is_chord(t) and n >= MIN_COUNT]
     base = [START, REST, HOLD, *singles]
-    return base + chords[:max(0, cap - len(base))]
+    return base + chords[: max(0, cap - len(base))]
 
 
 def fallback(known: set[str], singles: list[int]):
@@ -95,6 +101,7 @@ def fallback(known: set[str], singles: list[int]):
         while p < low:
             p += 12
         return str(p) if str(p) in known else REST
+
     return name
 
 
@@ -103,12 +110,13 @@ def piece_tokens(piece: Piece, encoding: dict) -> list[str]:
     tokens = encoding["tokens"]
     if encoding["mode"] == events.EVENT:
         low, high = encoding["pitch_range"]
-        played = [events.Played(_fold(int(p), low, high), int(s), int(n), int(v))
-                  for p, s, n, v in piece.notes]
+        played = [
+            events.Played(_fold(int(p), low, high), int(s), int(n), int(v))
+            for p, s, n, v in piece.notes
+        ]
         return events.event_tokens(played)
     singles = [int(t) for t in tokens if events.is_pitch(t)]
-    return events.numeric_tokens(notes_of(piece), encoding["step"],
-                                 fallback(set(tokens), singles))
+    return events.numeric_tokens(notes_of(piece), encoding["step"], fallback(set(tokens), singles))
 
 
 def _fold(p: int, low: int, high: int) -> int:
@@ -139,24 +147,33 @@ def arrays(pieces: list[Piece], encoding: dict, seq_len: int, stride: int) -> Sp
         else:
             weight = np.ones(len(seq) - 1, np.float32)
         for s in windows(len(seq), seq_len + 1, stride):
-            xs.append(seq[s:s + seq_len])
-            ys.append(seq[s + 1:s + seq_len + 1])
-            ws.append(weight[s:s + seq_len])
+            xs.append(seq[s : s + seq_len])
+            ys.append(seq[s + 1 : s + seq_len + 1])
+            ws.append(weight[s : s + seq_len])
     return Split({INPUT: np.stack(xs)}, {OUTPUT: np.stack(ys)}, {OUTPUT: np.stack(ws)})
 
 
 def encoding_of(tokens: list[str], mode: str, step: int, seq_len: int, **extra) -> dict:
     """What goes into ``model.json`` about the tokens the model reads and writes."""
     grid = [t for t in tokens if t in (START, REST, HOLD) or events.is_pitch(t)]
-    return {"type": "events", "mode": mode, "step": step, "steps_per_quarter": 4,
-            "tokens": tokens,
-            "vocabulary": grid,
-            "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.music.encoding "
-                                  "cannot hold chords or events); the model scores `tokens`",
-            "transposition": TRANSPOSITION,
-            "start": {"symbol": START, "prime": "feed one START before a piece",
-                      "end": "the model predicts START after a piece's last token"},
-            "seq_len": seq_len, **extra}
+    return {
+        "type": "events",
+        "mode": mode,
+        "step": step,
+        "steps_per_quarter": 4,
+        "tokens": tokens,
+        "vocabulary": grid,
+        "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.music.encoding "
+        "cannot hold chords or events); the model scores `tokens`",
+        "transposition": TRANSPOSITION,
+        "start": {
+            "symbol": START,
+            "prime": "feed one START before a piece",
+            "end": "the model predicts START after a piece's last token",
+        },
+        "seq_len": seq_len,
+        **extra,
+    }
 
 
 def prepare_pieces(cfg: TrainConfig, pieces: list[Piece], corpus: str, mode: str) -> Prepared:
@@ -169,17 +186,30 @@ def prepare_pieces(cfg: TrainConfig, pieces: list[Piece], corpus: str, mode: str
             splits[name] = splits["train"][-1:]
     if mode == events.EVENT:
         low, high = 21, 108
-        encoding = encoding_of(events.event_vocabulary(low, high), mode, 1, cfg.seq_len,
-                               pitch_range=[low, high], velocity_bins=events.VELOCITY_BINS)
+        encoding = encoding_of(
+            events.event_vocabulary(low, high),
+            mode,
+            1,
+            cfg.seq_len,
+            pitch_range=[low, high],
+            velocity_bins=events.VELOCITY_BINS,
+        )
     else:
         tokens = numeric_vocabulary(splits["train"], events.NUMERIC_STEP)
         encoding = encoding_of(tokens, mode, events.NUMERIC_STEP, cfg.seq_len)
-    split_arrays = {name: arrays(ps, encoding, cfg.seq_len,
-                                 cfg.window_stride if name == "train" else cfg.seq_len)
-                    for name, ps in splits.items()}
-    data = {"corpus": corpus, "mode": mode,
-            "split": "by piece: sha1(file name) mod 10 = 0 test, 1 valid, else train",
-            "pieces": counts, "test_pieces": counts["test"]}
+    split_arrays = {
+        name: arrays(
+            ps, encoding, cfg.seq_len, cfg.window_stride if name == "train" else cfg.seq_len
+        )
+        for name, ps in splits.items()
+    }
+    data = {
+        "corpus": corpus,
+        "mode": mode,
+        "split": "by piece: sha1(file name) mod 10 = 0 test, 1 valid, else train",
+        "pieces": counts,
+        "test_pieces": counts["test"],
+    }
     return Prepared(encoding=encoding, splits=split_arrays, data=data)
 
 
@@ -190,18 +220,21 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
 # --- model ---------------------------------------------------------------------------------------
 
+
 def build(cfg: TrainConfig, encoding: dict):
     """(training model, step model): the same layers, the step model with explicit state."""
     V = len(encoding["tokens"])
     if cfg.model != "lstm":  # other model types: training/styles/models.py
         if cfg.model not in MODEL_TYPES:
-            raise ValueError(f"style {cfg.style} builds models {', '.join(MODEL_TYPES)}, "
-                             f"not {cfg.model!r}")
+            raise ValueError(
+                f"style {cfg.style} builds models {', '.join(MODEL_TYPES)}, not {cfg.model!r}"
+            )
         from partimento.training.styles.models import build_sequence_model
+
         return build_sequence_model(cfg, V, name=cfg.style, token=INPUT, output=OUTPUT)[:2]
     from partimento.training.styles.models import hidden_dense
-    return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name=cfg.style,
-                      hidden=hidden_dense(cfg))
+
+    return token_lstm(cfg, V, token=INPUT, output=OUTPUT, name=cfg.style, hidden=hidden_dense(cfg))
 
 
 def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
@@ -209,10 +242,13 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     V = len(encoding["tokens"])
     if cfg.model != "lstm":
         from partimento.training.styles.models import sequence_tensors
+
         return sequence_tensors(cfg, V, token=INPUT, output=OUTPUT)
     state_in, state_out = state_tensors(cfg)
-    return ([Tensor(INPUT, seq, "int32", "token"), *state_in],
-            [Tensor(OUTPUT, (*seq, V), "float32", "logits"), *state_out])
+    return (
+        [Tensor(INPUT, seq, "int32", "token"), *state_in],
+        [Tensor(OUTPUT, (*seq, V), "float32", "logits"), *state_out],
+    )
 
 
 def parity(cfg: TrainConfig, contract, train_model, session) -> float:
@@ -227,6 +263,7 @@ def parity(cfg: TrainConfig, contract, train_model, session) -> float:
 
 
 # --- evaluation ----------------------------------------------------------------------------------
+
 
 def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     """NLL per token and accuracy on the test pieces (through the ONNX model, from START as
@@ -248,6 +285,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
         if m.contract.input("token").shape[-1] == 1:  # a transformer: one token per call
             from partimento.training.compare import stream_logits
+
             logits = stream_logits(m, seq[:-1])
         else:
             logits = m.run(feeds, [logits_name])[logits_name][0]
@@ -257,10 +295,17 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     baselines = {}
     for order in (3, 6):
         ng = NGram(order, len(enc["tokens"]), pad=pad).fit(
-            sequence(p, enc)[1:] for p in splits["train"])
-        baselines[f"{order}-gram"] = {k: round(float(v), 4) for k, v in
-                                      ng.evaluate(sequence(p, enc)[1:] for p in test).items()}
-    return {"split": "test", "pieces": len(test), "tokens": int(count),
-            "nll_per_token": round(float(nll / count), 4),
-            "accuracy": round(float(correct / count), 4),
-            "baseline_ngram": baselines}
+            sequence(p, enc)[1:] for p in splits["train"]
+        )
+        baselines[f"{order}-gram"] = {
+            k: round(float(v), 4)
+            for k, v in ng.evaluate(sequence(p, enc)[1:] for p in test).items()
+        }
+    return {
+        "split": "test",
+        "pieces": len(test),
+        "tokens": int(count),
+        "nll_per_token": round(float(nll / count), 4),
+        "accuracy": round(float(correct / count), 4),
+        "baseline_ngram": baselines,
+    }

@@ -6,7 +6,8 @@ daemon and the contract tensors of that step model. Any style whose data is "a w
 ids, the same ids one step later" can use it (folk does; jazz and piano can).
 
 - ``lstm``: embedding, ``cfg.layers`` LSTMs of ``cfg.units`` with explicit h/c state
-  (:class:`partimento.training.styles.recurrent.LSTMStack`), ``cfg.hidden_dense`` hidden dense layers of
+  (:class:`partimento.training.styles.recurrent.LSTMStack`), ``cfg.hidden_dense`` hidden dense
+  layers of
   ``cfg.dense`` units with ``cfg.activation``, the output layer. The step model takes any number
   of tokens and carries the state.
 - ``transformer``: a decoder-only transformer over a bounded window of ``W = cfg.seq_len``
@@ -41,6 +42,7 @@ gelu is the tanh approximation: Keras's exact gelu exports an Erf pattern onnxru
 from __future__ import annotations
 
 import numpy as np
+
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.styles.recurrent import state_tensors, token_lstm
@@ -60,9 +62,10 @@ def hidden_dense(cfg: TrainConfig) -> list:
 
     act = keras.activations.get(cfg.activation)
     if cfg.activation == "gelu":
-        act = lambda x: keras.activations.gelu(x, approximate=True)  # noqa: E731
-    return [layers.Dense(cfg.dense, activation=act, name=f"hidden{i}")
-            for i in range(cfg.hidden_dense)]
+        act = lambda x: keras.activations.gelu(x, approximate=True)
+    return [
+        layers.Dense(cfg.dense, activation=act, name=f"hidden{i}") for i in range(cfg.hidden_dense)
+    ]
 
 
 def _head(x, dense: list, out):
@@ -73,9 +76,11 @@ def _head(x, dense: list, out):
 
 # --- lstm ---------------------------------------------------------------------------------------
 
+
 def _lstm(cfg: TrainConfig, vocab_size: int, name: str, token: str, output: str):
-    train_model, step_model = token_lstm(cfg, vocab_size, token=token, output=output,
-                                         name=name, hidden=hidden_dense(cfg))
+    train_model, step_model = token_lstm(
+        cfg, vocab_size, token=token, output=output, name=name, hidden=hidden_dense(cfg)
+    )
     state_in, state_out = state_tensors(cfg)
     ins = [Tensor(token, ("batch", "time"), "int32", "token"), *state_in]
     outs = [Tensor(output, ("batch", "time", vocab_size), "float32", "logits"), *state_out]
@@ -83,6 +88,7 @@ def _lstm(cfg: TrainConfig, vocab_size: int, name: str, token: str, output: str)
 
 
 # --- transformer --------------------------------------------------------------------------------
+
 
 def _window_transformer_class():
     """The layer class, defined on first use so importing this module needs no Keras."""
@@ -95,21 +101,24 @@ def _window_transformer_class():
         def __init__(self, vocab_size: int, window: int, cfg: TrainConfig, **kw) -> None:
             super().__init__(**kw)
             if cfg.embed_dim % cfg.num_heads:
-                raise ValueError(f"embed_dim {cfg.embed_dim} is not a multiple of num_heads "
-                                 f"{cfg.num_heads}")
+                raise ValueError(
+                    f"embed_dim {cfg.embed_dim} is not a multiple of num_heads {cfg.num_heads}"
+                )
             d, self.heads, self.window = cfg.embed_dim, cfg.num_heads, window
             self.tokens = layers.Embedding(vocab_size + 1, d, name="token_embedding")
             self.positions = layers.Embedding(window, d, name="position_embedding")
             self.blocks = []
             for i in range(cfg.layers):
-                self.blocks.append({
-                    "norm1": layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm1"),
-                    "qkv": layers.Dense(3 * d, name=f"block{i}_qkv"),
-                    "proj": layers.Dense(d, name=f"block{i}_proj"),
-                    "norm2": layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm2"),
-                    "ff1": layers.Dense(cfg.ff_dim, name=f"block{i}_ff1"),
-                    "ff2": layers.Dense(d, name=f"block{i}_ff2"),
-                })
+                self.blocks.append(
+                    {
+                        "norm1": layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm1"),
+                        "qkv": layers.Dense(3 * d, name=f"block{i}_qkv"),
+                        "proj": layers.Dense(d, name=f"block{i}_proj"),
+                        "norm2": layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm2"),
+                        "ff1": layers.Dense(cfg.ff_dim, name=f"block{i}_ff1"),
+                        "ff2": layers.Dense(d, name=f"block{i}_ff2"),
+                    }
+                )
             self.drop = layers.Dropout(cfg.dropout)
             self.norm = layers.LayerNormalization(epsilon=1e-5, name="final_norm")
 
@@ -124,8 +133,9 @@ def _window_transformer_class():
 
             scores = ops.matmul(heads(q), ops.transpose(heads(k), (0, 1, 3, 2)))
             weights = ops.softmax(scores / float(np.sqrt(dh)) + bias, axis=-1)
-            y = ops.transpose(ops.matmul(self.drop(weights, training=training), heads(v)),
-                              (0, 2, 1, 3))
+            y = ops.transpose(
+                ops.matmul(self.drop(weights, training=training), heads(v)), (0, 2, 1, 3)
+            )
             return block["proj"](ops.reshape(y, (b, n, d)))
 
         def call(self, ids, training=None):
@@ -134,13 +144,15 @@ def _window_transformer_class():
             x = self.tokens(ids) + self.positions(pos)
             idx = ops.arange(ops.shape(ids)[1])
             causal = ops.expand_dims(idx, 1) >= ops.expand_dims(idx, 0)  # (query, key)
-            seen = ops.logical_and(ops.expand_dims(causal, 0),
-                                   ops.expand_dims(valid > 0, 1))  # (batch, query, key)
+            seen = ops.logical_and(
+                ops.expand_dims(causal, 0), ops.expand_dims(valid > 0, 1)
+            )  # (batch, query, key)
             bias = ops.expand_dims(ops.where(seen, 0.0, MASKED), 1)  # one for every head
             x = self.drop(x, training=training)
             for block in self.blocks:
-                x = x + self.drop(self._attention(block, block["norm1"](x), bias, training),
-                                  training=training)
+                x = x + self.drop(
+                    self._attention(block, block["norm1"](x), bias, training), training=training
+                )
                 h = keras.activations.gelu(block["ff1"](block["norm2"](x)), approximate=True)
                 x = x + self.drop(block["ff2"](h), training=training)
             return self.norm(x)
@@ -154,8 +166,10 @@ def _transformer(cfg: TrainConfig, vocab_size: int, name: str, token: str, outpu
 
     window, align = cfg.seq_len, cfg.window_stride
     if window % align:
-        raise ValueError(f"seq_len {window} must be a multiple of window_stride {align} for "
-                         "a transformer (its windows are aligned to the training windows)")
+        raise ValueError(
+            f"seq_len {window} must be a multiple of window_stride {align} for "
+            "a transformer (its windows are aligned to the training windows)"
+        )
     body = _window_transformer_class()(vocab_size, window, cfg, name="transformer")
     dense, out = hidden_dense(cfg), layers.Dense(vocab_size, name=output)
 
@@ -174,15 +188,14 @@ def _transformer(cfg: TrainConfig, vocab_size: int, name: str, token: str, outpu
     logits = _head(last, dense, out)
     shifted = layers.Identity(name=WINDOW_OUT)(ops.cast(ids[:, 1:], "float32"))
     phase_next = layers.Identity(name=PHASE_OUT)(ops.mod(phase + 1.0, float(align)))
-    step_model = keras.Model([new, past, phase], [logits, shifted, phase_next],
-                             name=f"{name}_step")
+    step_model = keras.Model([new, past, phase], [logits, shifted, phase_next], name=f"{name}_step")
 
-    return train_model, step_model, sequence_tensors(cfg, vocab_size, token=token,
-                                                     output=output)
+    return train_model, step_model, sequence_tensors(cfg, vocab_size, token=token, output=output)
 
 
-def build_sequence_model(cfg: TrainConfig, vocab_size: int, *, name: str,
-                         token: str = "token", output: str = "next"):
+def build_sequence_model(
+    cfg: TrainConfig, vocab_size: int, *, name: str, token: str = "token", output: str = "next"
+):
     """(training model, step model, (contract inputs, contract outputs)) for ``cfg.model``."""
     kinds = {"lstm": _lstm, "transformer": _transformer}
     if cfg.model not in kinds:
@@ -190,23 +203,29 @@ def build_sequence_model(cfg: TrainConfig, vocab_size: int, *, name: str,
     return kinds[cfg.model](cfg, vocab_size, name, token, output)
 
 
-def sequence_tensors(cfg: TrainConfig, vocab_size: int, *, token: str = "token",
-                     output: str = "next") -> tuple[list[Tensor], list[Tensor]]:
+def sequence_tensors(
+    cfg: TrainConfig, vocab_size: int, *, token: str = "token", output: str = "next"
+) -> tuple[list[Tensor], list[Tensor]]:
     """The contract tensors of :func:`build_sequence_model`'s step model, without Keras."""
     if cfg.model == "transformer":
         w = cfg.seq_len
-        return ([Tensor(token, ("batch", 1), "int32", "token"),
-                 Tensor(WINDOW_IN, ("batch", w - 1), "float32", "state-in",
-                        pairs_with=WINDOW_OUT),
-                 Tensor(PHASE_IN, ("batch", 1), "float32", "state-in", pairs_with=PHASE_OUT)],
-                [Tensor(output, ("batch", 1, vocab_size), "float32", "logits"),
-                 Tensor(WINDOW_OUT, ("batch", w - 1), "float32", "state-out",
-                        pairs_with=WINDOW_IN),
-                 Tensor(PHASE_OUT, ("batch", 1), "float32", "state-out",
-                        pairs_with=PHASE_IN)])
+        return (
+            [
+                Tensor(token, ("batch", 1), "int32", "token"),
+                Tensor(WINDOW_IN, ("batch", w - 1), "float32", "state-in", pairs_with=WINDOW_OUT),
+                Tensor(PHASE_IN, ("batch", 1), "float32", "state-in", pairs_with=PHASE_OUT),
+            ],
+            [
+                Tensor(output, ("batch", 1, vocab_size), "float32", "logits"),
+                Tensor(WINDOW_OUT, ("batch", w - 1), "float32", "state-out", pairs_with=WINDOW_IN),
+                Tensor(PHASE_OUT, ("batch", 1), "float32", "state-out", pairs_with=PHASE_IN),
+            ],
+        )
     state_in, state_out = state_tensors(cfg)
-    return ([Tensor(token, ("batch", "time"), "int32", "token"), *state_in],
-            [Tensor(output, ("batch", "time", vocab_size), "float32", "logits"), *state_out])
+    return (
+        [Tensor(token, ("batch", "time"), "int32", "token"), *state_in],
+        [Tensor(output, ("batch", "time", vocab_size), "float32", "logits"), *state_out],
+    )
 
 
 def window_parity(cfg: TrainConfig, contract, train_model, session, extra: int = 16) -> float:
@@ -219,14 +238,17 @@ def window_parity(cfg: TrainConfig, contract, train_model, session, extra: int =
     logits = contract.output("logits").name
     rng = np.random.default_rng(0)
     seq = rng.integers(0, len(contract.vocabulary), (1, window + extra), dtype=np.int32)
-    state = {WINDOW_IN: np.zeros((1, window - 1), np.float32),
-             PHASE_IN: np.zeros((1, 1), np.float32)}
+    state = {
+        WINDOW_IN: np.zeros((1, window - 1), np.float32),
+        PHASE_IN: np.zeros((1, 1), np.float32),
+    }
     worst = 0.0
     for i in range(seq.shape[1]):
-        got, win, phase = session.run([logits, WINDOW_OUT, PHASE_OUT],
-                                      {token: seq[:, i:i + 1], **state})
+        got, win, phase = session.run(
+            [logits, WINDOW_OUT, PHASE_OUT], {token: seq[:, i : i + 1], **state}
+        )
         state = {WINDOW_IN: win, PHASE_IN: phase}
         start = max(0, i - (window - align) - i % align)
-        ref = train_model({token: seq[:, start:i + 1]}, training=False)
+        ref = train_model({token: seq[:, start : i + 1]}, training=False)
         worst = max(worst, float(np.abs(got[:, 0] - np.asarray(ref[logits])[:, -1]).max()))
     return worst

@@ -19,7 +19,7 @@ from partimento.training.config import TrainConfig
 from partimento.training.data import midi_folder
 from partimento.training.data.midi_folder import Piece
 from partimento.training.styles import Prepared
-from partimento.training.styles.jazz import (  # noqa: F401  (the style's interface, shared with jazz)
+from partimento.training.styles.jazz import (
     KIND,
     MODEL_TYPES,
     build,
@@ -33,8 +33,9 @@ from partimento.training.styles.jazz import (  # noqa: F401  (the style's interf
 
 def load_pieces(cfg: TrainConfig) -> tuple[list[Piece], str]:
     folder = data_folder(cfg, "pop909")
-    pieces = midi_folder.cached(cfg, "midi", folder,
-                                lambda: midi_folder.midi_pieces(folder, cfg.limit))
+    pieces = midi_folder.cached(
+        cfg, "midi", folder, lambda: midi_folder.midi_pieces(folder, cfg.limit)
+    )
     name = "POP909 piano arrangements" if folder.name == "pop909" else f"MIDI below {folder.name}/"
     return pieces, f"{name} (MELODY, BRIDGE and PIANO tracks merged, drums skipped)"
 

@@ -16,15 +16,17 @@ class LSTMStack:
         from keras import layers
 
         self.cfg = cfg
-        self.lstms = [layers.LSTM(cfg.units, return_sequences=True, return_state=True,
-                                  name=f"lstm{i}") for i in range(cfg.layers)]
+        self.lstms = [
+            layers.LSTM(cfg.units, return_sequences=True, return_state=True, name=f"lstm{i}")
+            for i in range(cfg.layers)
+        ]
         self.drop = layers.Dropout(cfg.dropout, name="dropout")
 
     def __call__(self, x, states: list | None = None):
         """The sequence output and the final ``[h0, c0, h1, c1, ...]``."""
         new_states = []
         for i, lstm in enumerate(self.lstms):
-            init = None if states is None else states[2 * i:2 * i + 2]
+            init = None if states is None else states[2 * i : 2 * i + 2]
             x, h, c = lstm(x, initial_state=init)
             new_states += [h, c]
             x = self.drop(x)
@@ -33,16 +35,21 @@ class LSTMStack:
     def state_inputs(self) -> list:
         import keras
 
-        return [keras.Input((self.cfg.units,), name=f"{s}{i}_in")
-                for i in range(self.cfg.layers) for s in ("h", "c")]
+        return [
+            keras.Input((self.cfg.units,), name=f"{s}{i}_in")
+            for i in range(self.cfg.layers)
+            for s in ("h", "c")
+        ]
 
     @staticmethod
     def state_outputs(states_in: list, states_out: list) -> list:
         """The final states under the names that pair them with their inputs."""
         from keras import layers
 
-        return [layers.Identity(name=t.name.replace("_in", "_out"))(s)
-                for t, s in zip(states_in, states_out, strict=True)]
+        return [
+            layers.Identity(name=t.name.replace("_in", "_out"))(s)
+            for t, s in zip(states_in, states_out, strict=True)
+        ]
 
 
 def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
@@ -50,15 +57,37 @@ def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
     ins, outs = [], []
     for i in range(cfg.layers):
         for s in ("h", "c"):
-            ins.append(Tensor(f"{s}{i}_in", ("batch", cfg.units), "float32", "state-in",
-                              pairs_with=f"{s}{i}_out"))
-            outs.append(Tensor(f"{s}{i}_out", ("batch", cfg.units), "float32", "state-out",
-                               pairs_with=f"{s}{i}_in"))
+            ins.append(
+                Tensor(
+                    f"{s}{i}_in",
+                    ("batch", cfg.units),
+                    "float32",
+                    "state-in",
+                    pairs_with=f"{s}{i}_out",
+                )
+            )
+            outs.append(
+                Tensor(
+                    f"{s}{i}_out",
+                    ("batch", cfg.units),
+                    "float32",
+                    "state-out",
+                    pairs_with=f"{s}{i}_in",
+                )
+            )
     return ins, outs
 
 
-def token_lstm(cfg: TrainConfig, vocab_size: int, *, token: str, output: str, name: str,
-               embedding: str = "token_embedding", hidden: list | None = None):
+def token_lstm(
+    cfg: TrainConfig,
+    vocab_size: int,
+    *,
+    token: str,
+    output: str,
+    name: str,
+    embedding: str = "token_embedding",
+    hidden: list | None = None,
+):
     """(training model, step model) of a next-token LSTM: ``token`` ids through an embedding
     (layer ``embedding``), ``cfg.layers`` LSTMs, the ``hidden`` dense layers if any and a
     dense ``output`` of logits; the step model has the same layers with the state as explicit

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 
 STEPS_PER_QUARTER = 4
@@ -55,8 +56,9 @@ class Vocabulary:
             raise EncodingError("vocabulary has repeated symbols")
         for s in self.symbols:
             if s not in (REST, HOLD, START) and not _is_pitch_symbol(s):
-                raise EncodingError(f"vocabulary symbol {s!r} is not a pitch, {REST!r}, "
-                                    f"{HOLD!r} or {START!r}")
+                raise EncodingError(
+                    f"vocabulary symbol {s!r} is not a pitch, {REST!r}, {HOLD!r} or {START!r}"
+                )
         object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
 
     @classmethod
@@ -102,17 +104,21 @@ class Vocabulary:
         table = self._code_table()
         arr = np.asarray(list(codes) if not isinstance(codes, np.ndarray) else codes, np.int64)
         shifted = arr + 2
-        if arr.size and (shifted.min() < 0 or shifted.max() >= table.size or
-                         (table[shifted] < 0).any()):
+        if arr.size and (
+            shifted.min() < 0 or shifted.max() >= table.size or (table[shifted] < 0).any()
+        ):
             bad = sorted({int(c) for c in arr.ravel() if not self._has_code(int(c))})
-            raise EncodingError(f"grid codes {bad[:5]} are outside the vocabulary "
-                                f"{self.symbols[0]}..{self.symbols[-1]}")
+            raise EncodingError(
+                f"grid codes {bad[:5]} are outside the vocabulary "
+                f"{self.symbols[0]}..{self.symbols[-1]}"
+            )
         return table[shifted].astype(np.int32)
 
     def decode(self, tokens: Iterable[int]) -> np.ndarray:
         """Tokens to grid codes (``int16``); ``START`` (outside any piece) reads as a rest."""
-        codes = np.array([REST_CODE if s == START else symbol_to_code(s) for s in self.symbols],
-                         np.int16)
+        codes = np.array(
+            [REST_CODE if s == START else symbol_to_code(s) for s in self.symbols], np.int16
+        )
         return codes[np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)]
 
     def pitch_mask(self) -> np.ndarray:
@@ -159,6 +165,7 @@ def symbol_to_code(symbol: str) -> int:
 
 # --- notes <-> grids -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Note:
     """A note in grid steps: ``pitch`` from ``start`` for ``length`` steps."""
@@ -186,7 +193,7 @@ def notes_to_grid(notes: Sequence[Note], n_steps: int | None = None) -> np.ndarr
         if n.start >= total:
             continue
         grid[n.start] = n.pitch
-        grid[n.start + 1:min(n.end, total)] = HOLD_CODE
+        grid[n.start + 1 : min(n.end, total)] = HOLD_CODE
     return grid
 
 
@@ -257,6 +264,7 @@ def fits_range(grid: np.ndarray, low: int, high: int) -> bool:
 
 
 # --- folk: the key rule -------------------------------------------------------------------------
+
 
 def folk_transposition(tonic_pitch_class: int, mode: int) -> int:
     """Semitones that bring a tune to C major (major) or A minor (minor), the nearer way."""

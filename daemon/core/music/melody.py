@@ -9,6 +9,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import (
     HOLD_CODE,
@@ -46,8 +47,10 @@ class Melody:
         ordered = sorted(self.notes, key=lambda n: n.start)
         for a, b in itertools.pairwise(ordered):
             if b.start == a.start:
-                raise MelodyError(f"{self.name or 'the melody'} has a chord at tick {a.start} "
-                                  f"(pitches {a.pitch} and {b.pitch}) where a melody is expected")
+                raise MelodyError(
+                    f"{self.name or 'the melody'} has a chord at tick {a.start} "
+                    f"(pitches {a.pitch} and {b.pitch}) where a melody is expected"
+                )
 
     @property
     def bpm(self) -> float:
@@ -75,7 +78,7 @@ class Melody:
             if codes[s] >= 0 and s > 0 and i > 0 and starts[i - 1] == s:
                 continue  # two onsets rounded onto one step: the first wins
             codes[s] = n.pitch
-            codes[s + 1:e] = HOLD_CODE
+            codes[s + 1 : e] = HOLD_CODE
             if n.fermata:
                 fermata[s:e] = 1
         bar = max(1, int(round(self.bar_quarters * STEPS_PER_QUARTER)))

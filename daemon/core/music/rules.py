@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from partimento.core.music.encoding import HOLD_CODE, MAJOR, MINOR, REST_CODE, VOICES
 from partimento.core.music.voiceleading import (
     DEFAULT_WEIGHTS,
@@ -44,8 +45,9 @@ def pitch_class_durations(codes: Sequence[int] | np.ndarray) -> np.ndarray:
     return hist
 
 
-def estimate_key(soprano_codes: Sequence[int] | np.ndarray, final_weight: float = 0.3
-                 ) -> tuple[int, int]:
+def estimate_key(
+    soprano_codes: Sequence[int] | np.ndarray, final_weight: float = 0.3
+) -> tuple[int, int]:
     """``(tonic_pc, mode)`` by Krumhansl-Schmuckler: the key profile, among all 24 rotations,
     that correlates best with the melody's duration-weighted pitch-class histogram.
 
@@ -72,13 +74,14 @@ def _profiles() -> np.ndarray:
     rows = [np.roll(p, tonic) for p in (KRUMHANSL_MAJOR, KRUMHANSL_MINOR) for tonic in range(12)]
     out = np.asarray(rows, np.float64)
     out -= out.mean(axis=1, keepdims=True)
-    return out / np.sqrt((out ** 2).sum(axis=1, keepdims=True))
+    return out / np.sqrt((out**2).sum(axis=1, keepdims=True))
 
 
 _PROFILES = _profiles()
 
 
 # --- chords of a key ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Triad:
@@ -102,8 +105,15 @@ _MAJOR_TRIADS = ((0, 4, 7), (2, 5, 9), (4, 7, 11), (5, 9, 0), (7, 11, 2), (9, 0,
 _MINOR_TRIADS = ((0, 3, 7), (2, 5, 8), (3, 7, 10), (5, 8, 0), (7, 11, 2), (8, 0, 3), (11, 2, 5))
 """Triads on scale degrees I-vii: major; minor with the raised leading tone in V and vii°."""
 
-_COMMON_NEXT = {0: {1, 2, 3, 4, 5, 6}, 1: {4, 6}, 2: {3, 5}, 3: {0, 1, 4, 6}, 4: {0, 5},
-                5: {1, 3, 4}, 6: {0}}
+_COMMON_NEXT = {
+    0: {1, 2, 3, 4, 5, 6},
+    1: {4, 6},
+    2: {3, 5},
+    3: {0, 1, 4, 6},
+    4: {0, 5},
+    5: {1, 3, 4},
+    6: {0},
+}
 """Degree -> degrees that commonly follow it (I to anything, ii to V, V to I or vi, ...)."""
 
 _CHROMATIC_ORDER = ((4, 4), (3, 3), (4, 0), (3, 0), (4, 7), (3, 7))
@@ -113,8 +123,9 @@ _CHROMATIC_ORDER = ((4, 4), (3, 3), (4, 0), (3, 0), (4, 7), (3, 7))
 def diatonic_triads(tonic_pc: int, mode: int) -> tuple[Triad, ...]:
     """The seven triads of a key, degree order."""
     shapes = _MAJOR_TRIADS if mode == MAJOR else _MINOR_TRIADS
-    return tuple(Triad(*((tonic_pc + i) % 12 for i in shape), degree=d)
-                 for d, shape in enumerate(shapes))
+    return tuple(
+        Triad(*((tonic_pc + i) % 12 for i in shape), degree=d) for d, shape in enumerate(shapes)
+    )
 
 
 def key_scale(tonic_pc: int, mode: int) -> frozenset[int]:
@@ -135,6 +146,7 @@ def chromatic_triads(pc: int) -> tuple[Triad, ...]:
 
 
 # --- the harmonizer -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RuleWeights:
@@ -189,9 +201,14 @@ class RuleHarmonizer:
     the voices (``{voice: (low, high)}``); ``weights`` and ``rules`` set the costs.
     """
 
-    def __init__(self, tonic_pc: int, mode: int, ranges: Ranges = SATB_RANGES,
-                 weights: PenaltyWeights = DEFAULT_WEIGHTS,
-                 rules: RuleWeights = DEFAULT_RULE_WEIGHTS) -> None:
+    def __init__(
+        self,
+        tonic_pc: int,
+        mode: int,
+        ranges: Ranges = SATB_RANGES,
+        weights: PenaltyWeights = DEFAULT_WEIGHTS,
+        rules: RuleWeights = DEFAULT_RULE_WEIGHTS,
+    ) -> None:
         if mode not in (MAJOR, MINOR):
             raise ValueError(f"mode {mode} is neither MAJOR nor MINOR")
         self.tonic_pc = tonic_pc % 12
@@ -256,8 +273,9 @@ class RuleHarmonizer:
                 return best, best_triad
         raise AssertionError("the unconstrained search always finds a voicing")
 
-    def _voicings(self, soprano: int, triad: Triad, ordered: bool, spaced: bool
-                  ) -> list[tuple[int, int, int, int]]:
+    def _voicings(
+        self, soprano: int, triad: Triad, ordered: bool, spaced: bool
+    ) -> list[tuple[int, int, int, int]]:
         """Alto, tenor and bass chord tones within range under the search's constraints, with
         root and third present."""
         tones = self._chord_tones(triad.pitch_classes)
@@ -279,8 +297,10 @@ class RuleHarmonizer:
     def _chord_tones(self, pcs: frozenset[int]) -> dict[str, list[int]]:
         """Per voice the pitches within its range whose pitch class is in ``pcs`` (cached)."""
         if pcs not in self._tones:
-            self._tones[pcs] = {v: [p for p in range(lo, hi + 1) if p % 12 in pcs]
-                                for v, (lo, hi) in self.ranges.items()}
+            self._tones[pcs] = {
+                v: [p for p in range(lo, hi + 1) if p % 12 in pcs]
+                for v, (lo, hi) in self.ranges.items()
+            }
         return self._tones[pcs]
 
     def _triad_cost(self, triad: Triad) -> float:
@@ -325,8 +345,12 @@ class RuleHarmonizer:
         return cost
 
 
-def harmonize(soprano_codes: Sequence[int] | np.ndarray, tonic_pc: int | None = None,
-              mode: int | None = None, ranges: Ranges = SATB_RANGES) -> np.ndarray:
+def harmonize(
+    soprano_codes: Sequence[int] | np.ndarray,
+    tonic_pc: int | None = None,
+    mode: int | None = None,
+    ranges: Ranges = SATB_RANGES,
+) -> np.ndarray:
     """Harmonize a soprano line with :class:`RuleHarmonizer`: ``(4, steps)`` grid codes.
 
     Without ``tonic_pc`` and ``mode`` the key is estimated from the whole line first

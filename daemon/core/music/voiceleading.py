@@ -30,17 +30,20 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+
 from partimento.core.music.encoding import REST_CODE, VOICES, sounding_pitches
 
 Ranges = Mapping[str, tuple[int, int]]
 Chord = Sequence[int]
 
-SATB_RANGES: Ranges = MappingProxyType({
-    "soprano": (60, 79),  # C4-G5
-    "alto": (55, 74),  # G3-D5
-    "tenor": (48, 67),  # C3-G4
-    "bass": (40, 60),  # E2-C4
-})
+SATB_RANGES: Ranges = MappingProxyType(
+    {
+        "soprano": (60, 79),  # C4-G5
+        "alto": (55, 74),  # G3-D5
+        "tenor": (48, 67),  # C3-G4
+        "bass": (40, 60),  # E2-C4
+    }
+)
 """The textbook four-part ranges, MIDI pitches, inclusive."""
 
 _PAIRS = tuple((i, j) for i in range(4) for j in range(i + 1, 4))
@@ -89,8 +92,9 @@ def range_bounds(ranges: Ranges) -> tuple[tuple[int, int], ...]:
     return tuple((int(ranges[v][0]), int(ranges[v][1])) for v in VOICES)
 
 
-def penalty(prev: Chord | None, cur: Chord, ranges: Ranges,
-            weights: PenaltyWeights = DEFAULT_WEIGHTS) -> float:
+def penalty(
+    prev: Chord | None, cur: Chord, ranges: Ranges, weights: PenaltyWeights = DEFAULT_WEIGHTS
+) -> float:
     """Weighted faults of the chord ``cur`` and of the move into it from ``prev``.
 
     ``prev`` and ``cur`` are 4-tuples of sounding pitches (soprano, alto, tenor, bass), ``-1``
@@ -135,9 +139,18 @@ def penalty(prev: Chord | None, cur: Chord, ranges: Ranges,
 
 # --- whole pieces -------------------------------------------------------------------------------
 
-COUNT_KEYS = ("steps", "chord_changes", "parallel_fifths", "parallel_octaves", "crossing_steps",
-              "spacing_sa_steps", "spacing_at_steps", "out_of_range_steps", "sonorities",
-              "tertian_sonorities")
+COUNT_KEYS = (
+    "steps",
+    "chord_changes",
+    "parallel_fifths",
+    "parallel_octaves",
+    "crossing_steps",
+    "spacing_sa_steps",
+    "spacing_at_steps",
+    "out_of_range_steps",
+    "sonorities",
+    "tertian_sonorities",
+)
 """What :func:`metrics` counts; :func:`aggregate` sums these and nothing else."""
 
 
@@ -164,8 +177,9 @@ def is_tertian(chord: Chord) -> bool:
     return bool(_TERTIAN[mask])
 
 
-def penalties(prev: Chord | None, cur: np.ndarray, ranges: Ranges,
-              weights: PenaltyWeights = DEFAULT_WEIGHTS) -> np.ndarray:
+def penalties(
+    prev: Chord | None, cur: np.ndarray, ranges: Ranges, weights: PenaltyWeights = DEFAULT_WEIGHTS
+) -> np.ndarray:
     """:func:`penalty` of many candidate chords at once: ``cur`` is ``(n, 4)`` sounding
     pitches, ``prev`` the one chord they all follow; ``(n,)`` penalties, the same sums."""
     c = np.asarray(cur, np.int64)
@@ -174,10 +188,12 @@ def penalties(prev: Chord | None, cur: np.ndarray, ranges: Ranges,
     for v, (low, high) in enumerate(range_bounds(ranges)):
         below = on[:, v] & (c[:, v] < low)
         above = on[:, v] & (c[:, v] > high)
-        total += np.where(below, weights.out_of_range
-                          + weights.out_of_range_semitone * (low - c[:, v]), 0.0)
-        total += np.where(above, weights.out_of_range
-                          + weights.out_of_range_semitone * (c[:, v] - high), 0.0)
+        total += np.where(
+            below, weights.out_of_range + weights.out_of_range_semitone * (low - c[:, v]), 0.0
+        )
+        total += np.where(
+            above, weights.out_of_range + weights.out_of_range_semitone * (c[:, v] - high), 0.0
+        )
     for i, j in _PAIRS:
         total += np.where(on[:, i] & (c[:, j] > c[:, i]), weights.crossing, 0.0)
     for i, j in _SPACED:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note
 from partimento.core.players import sampling
 from partimento.core.players.continuation import Sampler, TokenStepper, check_continuation
@@ -63,8 +64,20 @@ STEPS_PER_BAR = 16
 
 LETTERS = "CDEFGAB"
 NATURAL = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-SPELLING = {0: ("C", 0), 1: ("C", 1), 2: ("D", 0), 3: ("E", -1), 4: ("E", 0), 5: ("F", 0),
-            6: ("F", 1), 7: ("G", 0), 8: ("G", 1), 9: ("A", 0), 10: ("B", -1), 11: ("B", 0)}
+SPELLING = {
+    0: ("C", 0),
+    1: ("C", 1),
+    2: ("D", 0),
+    3: ("E", -1),
+    4: ("E", 0),
+    5: ("F", 0),
+    6: ("F", 1),
+    7: ("G", 0),
+    8: ("G", 1),
+    9: ("A", 0),
+    10: ("B", -1),
+    11: ("B", 0),
+}
 """Pitch class -> (letter, alteration) in C major / A minor."""
 ACCIDENTALS = {"^^": 2, "^": 1, "=": 0, "_": -1, "__": -2}
 _SIGN = {2: "^^", 1: "^", 0: "=", -1: "_", -2: "__"}
@@ -80,6 +93,7 @@ def decode_text(ids) -> str:
 
 
 # --- writer -------------------------------------------------------------------------------------
+
 
 def length_text(steps: int) -> str:
     """A length of ``steps`` sixteenths in eighth-note units: '/2', '', '3/2', '2', ..."""
@@ -176,8 +190,19 @@ _NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)(\d*)(/*)(\d*)")
 _REST = re.compile(r"([zxZ])(\d*)(/*)(\d*)")
 _FIELD = re.compile(r"([A-Za-z]):([^\n]*)(\n|$)")
 _KEY = re.compile(r"\s*([A-G])([#b]?)\s*([A-Za-z]*)")
-MODES = {"": 0, "maj": 0, "ion": 0, "mix": -1, "dor": -2, "m": -3, "min": -3, "aeo": -3,
-         "phr": -4, "loc": -5, "lyd": 1}
+MODES = {
+    "": 0,
+    "maj": 0,
+    "ion": 0,
+    "mix": -1,
+    "dor": -2,
+    "m": -3,
+    "min": -3,
+    "aeo": -3,
+    "phr": -4,
+    "loc": -5,
+    "lyd": 1,
+}
 """Mode -> sharps relative to the major key on the same tonic."""
 _MAJOR_SHARPS = {"C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F": -1}
 _SHARP_ORDER = "FCGDAEB"
@@ -221,8 +246,9 @@ class Reading:
     complete: bool  # False: the text ends inside a construct still being written
 
 
-def _events(text: str, unit: Fraction, key: dict[str, int], line_start: bool
-            ) -> tuple[list[_Event], bool]:
+def _events(
+    text: str, unit: Fraction, key: dict[str, int], line_start: bool
+) -> tuple[list[_Event], bool]:
     """The notes, rests and chords of ``text`` with their lengths, ties and rhythm marks."""
     events: list[_Event] = []
     bar: dict[tuple[str, int], int] = {}
@@ -261,8 +287,8 @@ def _events(text: str, unit: Fraction, key: dict[str, int], line_start: bool
             i = m.end()
             continue
         line_start = c == "\n"
-        if c in "\"!{+":
-            close = {"\"": "\"", "!": "!", "{": "}", "+": "+"}[c]
+        if c in '"!{+':
+            close = {'"': '"', "!": "!", "{": "}", "+": "+"}[c]
             j = text.find(close, i + 1)
             if j < 0:
                 return events, False
@@ -277,7 +303,7 @@ def _events(text: str, unit: Fraction, key: dict[str, int], line_start: bool
             if j < 0:
                 return events, False
             if text[i + 1] == "K":
-                key, bar = key_signature(text[i + 3:j]), {}
+                key, bar = key_signature(text[i + 3 : j]), {}
             i = j + 1
             continue
         if c == "[" and i + 1 < n and (text[i + 1].isdigit() or text[i + 1] == "|"):
@@ -347,8 +373,13 @@ def _events(text: str, unit: Fraction, key: dict[str, int], line_start: bool
     return events, chord is None
 
 
-def read(text: str, *, unit: Fraction = STEPS_PER_UNIT, key: dict[str, int] | None = None,
-         line_start: bool = True) -> Reading:
+def read(
+    text: str,
+    *,
+    unit: Fraction = STEPS_PER_UNIT,
+    key: dict[str, int] | None = None,
+    line_start: bool = True,
+) -> Reading:
     """ABC body text (no header needed) as notes on the sixteenth grid; see the module doc.
 
     ``unit``: sixteenths per ``L:`` unit until an ``L:`` field says otherwise; ``key``: the
@@ -403,20 +434,32 @@ class AbcContinuer(Sampler):
     moved to the nearest one inside (down first).
     """
 
-    def __init__(self, contract: Contract, run, *, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, shift: int = 0,
-                 allowed_pitch_classes: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        run,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        shift: int = 0,
+        allowed_pitch_classes: frozenset[int] | None = None,
+    ) -> None:
         check_continuation(contract)
         chars = contract.encoding.get("characters")
         if chars != CHARACTERS:
-            raise ValueError(f"model {contract.name}: its characters are not this runtime's "
-                             "ABC alphabet")
+            raise ValueError(
+                f"model {contract.name}: its characters are not this runtime's ABC alphabet"
+            )
         self.contract = contract
         self.model = TokenStepper(contract, run)
         self._set_sampling(temperature, top_p, seed, shift)
         self.header = str(contract.encoding.get("header", HEADER))
-        self.scale = (None if allowed_pitch_classes is None else
-                      frozenset((pc + shift) % 12 for pc in allowed_pitch_classes))
+        self.scale = (
+            None
+            if allowed_pitch_classes is None
+            else frozenset((pc + shift) % 12 for pc in allowed_pitch_classes)
+        )
         self.mask = np.ones(len(CHARACTERS), bool)
         if self.scale is not None and self.scale <= {0, 2, 4, 5, 7, 9, 11}:
             for c in "^_=":
@@ -449,8 +492,10 @@ class AbcContinuer(Sampler):
 
     def observe(self, codes: int | list[int] | np.ndarray) -> None:
         """Write the player's next sixteenths as ABC and feed what is known of it."""
-        text = "".join(self.writer.feed(self._to_model(int(c)))
-                       for c in np.atleast_1d(np.asarray(codes)).tolist())
+        text = "".join(
+            self.writer.feed(self._to_model(int(c)))
+            for c in np.atleast_1d(np.asarray(codes)).tolist()
+        )
         self._feed(text)
 
     def continue_notes(self, steps: int) -> list[Note]:
@@ -465,8 +510,9 @@ class AbcContinuer(Sampler):
             mask = self.mask.copy()
             if answer.endswith("\n") or (not answer and self.text.endswith("\n")):
                 mask[newline] = False  # no blank line: the tune goes on
-            p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p,
-                                       mask=mask)
+            p = sampling.probabilities(
+                self.logits[None], self.temperature, top_p=self.top_p, mask=mask
+            )
             char = CHARACTERS[int(sampling.sample(p, self.rng)[0])]
             self._feed(char)
             answer += char
@@ -477,13 +523,17 @@ class AbcContinuer(Sampler):
         self._feed(" ")  # the answer's last note ends here, whatever the model meant to add
         if self.fed > REPRIME_AFTER:
             self.reset()
-        return [self._answer_note(n, steps) for n in reading.notes
-                if n.start < steps and self._answer_pitch(n.pitch) is not None]
+        return [
+            self._answer_note(n, steps)
+            for n in reading.notes
+            if n.start < steps and self._answer_pitch(n.pitch) is not None
+        ]
 
     def _answer_pitch(self, pitch: int) -> int | None:
         if self.scale and pitch % 12 not in self.scale:
-            pitch = next(p for d in range(1, 7) for p in (pitch - d, pitch + d)
-                         if p % 12 in self.scale)
+            pitch = next(
+                p for d in range(1, 7) for p in (pitch - d, pitch + d) if p % 12 in self.scale
+            )
         pitch -= self.shift
         return pitch if 0 <= pitch <= 127 else None
 
@@ -496,8 +546,13 @@ def split_tunes(text: str) -> list[str]:
     return [c for c in re.split(r"(?m)^(?=X:)", text) if c.startswith("X:")]
 
 
-def sample_text(model: ModelLike, seed_text: str = "X:1\n", chars: int = 600,
-                temperature: float = 1.0, seed: int = 0) -> str:
+def sample_text(
+    model: ModelLike,
+    seed_text: str = "X:1\n",
+    chars: int = 600,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> str:
     """``seed_text`` and ``chars`` characters sampled after it (one model step each).
 
     The seed primes the state from zero (as in training, where windows start cold); characters
@@ -532,4 +587,4 @@ def first_tune(text: str) -> str:
     tune = tunes[0]
     head, sep, rest = tune.partition("\nK:")
     end = rest.find("\n\n")
-    return head + sep + (rest if end < 0 else rest[:end + 1])
+    return head + sep + (rest if end < 0 else rest[: end + 1])

@@ -18,6 +18,7 @@ import importlib
 from typing import Protocol
 
 import numpy as np
+
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
 from partimento.core.players import sampling
 from partimento.core.players.contract import Contract
@@ -61,8 +62,10 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
     kind = contract.encoding.get("type", "grid")
     where = IMPLEMENTATIONS.get(kind)
     if where is None:
-        raise ValueError(f"model {contract.name}: unknown continuation encoding {kind!r} "
-                         f"(known: {', '.join(IMPLEMENTATIONS)})")
+        raise ValueError(
+            f"model {contract.name}: unknown continuation encoding {kind!r} "
+            f"(known: {', '.join(IMPLEMENTATIONS)})"
+        )
     module, name = where.split(":")
     return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
 
@@ -70,8 +73,7 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
 def check_continuation(contract: Contract) -> None:
     """:class:`ValueError` unless ``contract`` describes a continuation model."""
     if contract.kind != "continuation":
-        raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation "
-                         "model")
+        raise ValueError(f"model {contract.name} is a {contract.kind}, not a continuation model")
 
 
 class Sampler:
@@ -83,8 +85,7 @@ class Sampler:
     rng: np.random.Generator
     shift: int
 
-    def _set_sampling(self, temperature: float, top_p: float, seed: int | None,
-                      shift: int) -> None:
+    def _set_sampling(self, temperature: float, top_p: float, seed: int | None, shift: int) -> None:
         self.temperature = sampling.check_temperature(temperature)
         self.top_p = sampling.check_top_p(top_p)
         self.rng = np.random.default_rng(seed)
@@ -118,7 +119,7 @@ class TokenStepper:
         if not ids.size:
             return
         names = [self._logits, *(o for _, o, _ in self._pairs)]
-        for chunk in (ids.reshape(-1, 1) if self._one_at_a_time else ids.reshape(1, -1)):
+        for chunk in ids.reshape(-1, 1) if self._one_at_a_time else ids.reshape(1, -1):
             out = self._run({self._token: chunk.reshape(1, -1), **self.state}, names)
             self.state = {i: out[o] for i, o, _ in self._pairs}
             self.logits = out[self._logits][0, -1]
@@ -127,9 +128,17 @@ class TokenStepper:
 class Continuer(Sampler):
     """A sixteenth-grid melody model (``encoding["type"]`` ``grid``, the default)."""
 
-    def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, shift: int = 0,
-                 allowed_pitch_classes: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        run: RunFn,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        shift: int = 0,
+        allowed_pitch_classes: frozenset[int] | None = None,
+    ) -> None:
         check_continuation(contract)
         self.contract = contract
         self.vocab = contract.vocabulary
@@ -208,8 +217,9 @@ class Continuer(Sampler):
                 mask[self.vocab.code_to_token(HOLD_CODE)] = False
             if self._start is not None and played:
                 mask[self._start] = True  # the model may end the tune, once it has answered
-            p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p,
-                                       mask=mask)
+            p = sampling.probabilities(
+                self.logits[None], self.temperature, top_p=self.top_p, mask=mask
+            )
             tok = int(sampling.sample(p, self.rng)[0])
             if tok == self._start:
                 ended = True

@@ -45,25 +45,37 @@ class Tensor:
         if not self.name:
             raise ContractError("a tensor has no name")
         if self.dtype not in DTYPES:
-            raise ContractError(f"tensor {self.name}: dtype {self.dtype!r} is not one of "
-                                f"{', '.join(DTYPES)}")
+            raise ContractError(
+                f"tensor {self.name}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}"
+            )
         if self.role not in ROLES:
-            raise ContractError(f"tensor {self.name}: role {self.role!r} is not one of "
-                                f"{', '.join(ROLES)}")
+            raise ContractError(
+                f"tensor {self.name}: role {self.role!r} is not one of {', '.join(ROLES)}"
+            )
         if self.role in ("state-in", "state-out") and not self.pairs_with:
             raise ContractError(f"tensor {self.name}: a {self.role} needs pairs_with")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tensor:
         try:
-            return cls(name=str(d["name"]), shape=tuple(d["shape"]), dtype=str(d["dtype"]),
-                       role=str(d["role"]), voice=d.get("voice"), pairs_with=d.get("pairs_with"))
+            return cls(
+                name=str(d["name"]),
+                shape=tuple(d["shape"]),
+                dtype=str(d["dtype"]),
+                role=str(d["role"]),
+                voice=d.get("voice"),
+                pairs_with=d.get("pairs_with"),
+            )
         except KeyError as exc:
             raise ContractError(f"a tensor entry lacks {exc.args[0]!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                             "role": self.role}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "role": self.role,
+        }
         if self.voice:
             d["voice"] = self.voice
         if self.pairs_with:
@@ -83,7 +95,8 @@ class Contract:
     evaluation: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, Any] = field(default_factory=dict)
-    """A live harmonizer's tenor and alto heads as numpy weights (:mod:`partimento.core.players.heads`):
+    """A live harmonizer's tenor and alto heads as numpy weights
+    (:mod:`partimento.core.players.heads`):
     ``file`` beside ``model.onnx``, its ``sha256``, and ``source``, the state output the heads
     read. Empty: the graph alone runs them."""
     vocabulary: Vocabulary = field(init=False, repr=False, compare=False)
@@ -105,15 +118,19 @@ class Contract:
         ins = {t.name: t for t in self.inputs}
         outs = {t.name: t for t in self.outputs}
         for t in self.inputs:
-            if t.role == "state-in" and (t.pairs_with not in outs or
-                                         outs[t.pairs_with].role != "state-out"):
-                raise ContractError(f"state input {t.name} pairs with {t.pairs_with!r}, "
-                                    "which is no state output")
+            if t.role == "state-in" and (
+                t.pairs_with not in outs or outs[t.pairs_with].role != "state-out"
+            ):
+                raise ContractError(
+                    f"state input {t.name} pairs with {t.pairs_with!r}, which is no state output"
+                )
         for t in self.outputs:
-            if t.role == "state-out" and (t.pairs_with not in ins or
-                                          ins[t.pairs_with].role != "state-in"):
-                raise ContractError(f"state output {t.name} pairs with {t.pairs_with!r}, "
-                                    "which is no state input")
+            if t.role == "state-out" and (
+                t.pairs_with not in ins or ins[t.pairs_with].role != "state-in"
+            ):
+                raise ContractError(
+                    f"state output {t.name} pairs with {t.pairs_with!r}, which is no state input"
+                )
 
         if self.heads:
             missing = [k for k in ("file", "sha256", "source") if k not in self.heads]
@@ -121,15 +138,19 @@ class Contract:
                 raise ContractError(f"heads lack {', '.join(missing)}")
             source = outs.get(self.heads["source"])
             if source is None or source.role != "state-out":
-                raise ContractError(f"heads read {self.heads['source']!r}, which is no state "
-                                    "output")
+                raise ContractError(
+                    f"heads read {self.heads['source']!r}, which is no state output"
+                )
 
     @property
     def states(self) -> tuple[tuple[Tensor, Tensor], ...]:
         """(state-in, state-out) pairs."""
         outs = {t.name: t for t in self.outputs}
-        return tuple((t, outs[t.pairs_with]) for t in self.inputs  # type: ignore[index]
-                     if t.role == "state-in")
+        return tuple(
+            (t, outs[t.pairs_with])
+            for t in self.inputs  # type: ignore[index]
+            if t.role == "state-in"
+        )
 
     def input(self, role: str, voice: str | None = None) -> Tensor:
         return _one(self.inputs, role, voice, self.name)
@@ -147,26 +168,39 @@ class Contract:
         if d.get("format") != FORMAT:
             raise ContractError(f"format is {d.get('format')!r}, expected {FORMAT!r}")
         try:
-            return cls(name=str(d["name"]), style=str(d["style"]), kind=str(d["kind"]),
-                       encoding=dict(d["encoding"]),
-                       inputs=tuple(Tensor.from_dict(t) for t in d["tensors"]["inputs"]),
-                       outputs=tuple(Tensor.from_dict(t) for t in d["tensors"]["outputs"]),
-                       training=dict(d.get("training", {})),
-                       evaluation=dict(d.get("evaluation", {})),
-                       versions=dict(d.get("versions", {})),
-                       heads=dict(d.get("heads", {})))
+            return cls(
+                name=str(d["name"]),
+                style=str(d["style"]),
+                kind=str(d["kind"]),
+                encoding=dict(d["encoding"]),
+                inputs=tuple(Tensor.from_dict(t) for t in d["tensors"]["inputs"]),
+                outputs=tuple(Tensor.from_dict(t) for t in d["tensors"]["outputs"]),
+                training=dict(d.get("training", {})),
+                evaluation=dict(d.get("evaluation", {})),
+                versions=dict(d.get("versions", {})),
+                heads=dict(d.get("heads", {})),
+            )
         except KeyError as exc:
             raise ContractError(f"model.json lacks {exc.args[0]!r}") from None
         except (TypeError, AttributeError) as exc:
             raise ContractError(f"model.json is malformed: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "name": self.name, "style": self.style, "kind": self.kind,
-                "encoding": self.encoding,
-                "tensors": {"inputs": [t.to_dict() for t in self.inputs],
-                            "outputs": [t.to_dict() for t in self.outputs]},
-                "training": self.training, "evaluation": self.evaluation,
-                "versions": self.versions, **({"heads": self.heads} if self.heads else {})}
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "style": self.style,
+            "kind": self.kind,
+            "encoding": self.encoding,
+            "tensors": {
+                "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs],
+            },
+            "training": self.training,
+            "evaluation": self.evaluation,
+            "versions": self.versions,
+            **({"heads": self.heads} if self.heads else {}),
+        }
 
 
 def _one(tensors: tuple[Tensor, ...], role: str, voice: str | None, model: str) -> Tensor:

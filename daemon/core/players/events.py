@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 from partimento.core.players import sampling
@@ -68,6 +69,7 @@ class Played:
 
 # --- numeric: notes and chords on a coarse grid ------------------------------------------------
 
+
 def normal_order(pitch_classes: Iterable[int]) -> tuple[int, ...]:
     """The pitch classes in normal order: the rotation with the smallest span, ties broken by
     the smallest intervals from the first note to the later ones (Rahn), then the lowest
@@ -80,6 +82,7 @@ def normal_order(pitch_classes: Iterable[int]) -> tuple[int, ...]:
     def key(rot: list[int]) -> tuple:
         spans = tuple((rot[j] - rot[0]) % 12 for j in range(len(rot) - 1, 0, -1))
         return (*spans, rot[0])
+
     return tuple(min(rotations, key=key))
 
 
@@ -115,8 +118,9 @@ def voice(token: str, reference: int = MIDDLE_C) -> list[int]:
     return [min(127, max(0, p)) for p in out]
 
 
-def onsets_per_step(notes: Sequence[Note], step: int = NUMERIC_STEP,
-                    n_steps: int | None = None) -> list[tuple[frozenset[int], bool]]:
+def onsets_per_step(
+    notes: Sequence[Note], step: int = NUMERIC_STEP, n_steps: int | None = None
+) -> list[tuple[frozenset[int], bool]]:
     """Per coarse step, the pitches starting together at its first onset (later onsets in
     the same step are dropped: a fast run is not a chord) and whether anything sounds in it."""
     total = max((n.end for n in notes), default=0)
@@ -134,8 +138,11 @@ def onsets_per_step(notes: Sequence[Note], step: int = NUMERIC_STEP,
     return [(frozenset(s), bool(sounding[i])) for i, s in enumerate(starts)]
 
 
-def numeric_tokens(notes: Sequence[Note], step: int = NUMERIC_STEP,
-                   known: Callable[[frozenset[int]], str] | None = None) -> list[str]:
+def numeric_tokens(
+    notes: Sequence[Note],
+    step: int = NUMERIC_STEP,
+    known: Callable[[frozenset[int]], str] | None = None,
+) -> list[str]:
     """Notes to numeric tokens; ``known`` maps a set of starting pitches to the token used
     (by default :func:`chord_token`), e.g. to fall back from a rare chord to its top note."""
     name = known or chord_token
@@ -148,8 +155,9 @@ def numeric_tokens(notes: Sequence[Note], step: int = NUMERIC_STEP,
     return out
 
 
-def numeric_notes(tokens: Sequence[str], step: int = NUMERIC_STEP,
-                  reference: int = MIDDLE_C) -> list[Note]:
+def numeric_notes(
+    tokens: Sequence[str], step: int = NUMERIC_STEP, reference: int = MIDDLE_C
+) -> list[Note]:
     """Numeric tokens to notes (grid steps); each onset lasts until the next non-hold token.
     A chord is voiced below the top pitch heard last (``reference`` at first)."""
     notes: list[Note] = []
@@ -175,6 +183,7 @@ def numeric_notes(tokens: Sequence[str], step: int = NUMERIC_STEP,
 
 # --- event: note-on, note-off, time-shift, velocity ----------------------------------------------
 
+
 def velocity_bin(velocity: int) -> int:
     return min(VELOCITY_BINS - 1, max(0, int(velocity)) * VELOCITY_BINS // 128)
 
@@ -186,10 +195,13 @@ def bin_velocity(b: int) -> int:
 
 def event_vocabulary(low: int = 21, high: int = 108) -> list[str]:
     """Every token of the event language for pitches ``low..high`` (a piano: 21..108)."""
-    return ([START] + [f"on{p}" for p in range(low, high + 1)]
-            + [f"off{p}" for p in range(low, high + 1)]
-            + [f"shift{k}" for k in range(1, MAX_SHIFT + 1)]
-            + [f"vel{b}" for b in range(VELOCITY_BINS)])
+    return (
+        [START]
+        + [f"on{p}" for p in range(low, high + 1)]
+        + [f"off{p}" for p in range(low, high + 1)]
+        + [f"shift{k}" for k in range(1, MAX_SHIFT + 1)]
+        + [f"vel{b}" for b in range(VELOCITY_BINS)]
+    )
 
 
 def _shifts(k: int) -> list[str]:
@@ -263,6 +275,7 @@ def event_notes(tokens: Sequence[str], until: int | None = None) -> list[Played]
 
 # --- live: the Continuation protocol -----------------------------------------------------------
 
+
 class EventContinuer(Sampler):
     """Plays a ``jazz`` or ``piano`` model (``encoding["type"]`` ``events``) in continue mode.
 
@@ -274,9 +287,17 @@ class EventContinuer(Sampler):
     for these styles, trained in every key) and the answer back.
     """
 
-    def __init__(self, contract, run: RunFn, *, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, shift: int = 0,
-                 allowed_pitch_classes: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        contract,
+        run: RunFn,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        shift: int = 0,
+        allowed_pitch_classes: frozenset[int] | None = None,
+    ) -> None:
         enc = contract.encoding
         self.contract = contract
         self.tokens: list[str] = list(enc["tokens"])
@@ -351,8 +372,9 @@ class EventContinuer(Sampler):
         """Feed what was played, one grid code per sixteenth."""
         tokens: list[str] = []
         for c in np.atleast_1d(np.asarray(codes)).tolist():
-            tokens += (self._numeric_code(int(c)) if self.mode == NUMERIC
-                       else self._event_code(int(c)))
+            tokens += (
+                self._numeric_code(int(c)) if self.mode == NUMERIC else self._event_code(int(c))
+            )
         self._feed(tokens)
 
     def _numeric_code(self, code: int) -> list[str]:
@@ -396,8 +418,7 @@ class EventContinuer(Sampler):
     # answer ---------------------------------------------------------------------------------
     def _sample(self, mask: np.ndarray) -> str:
         assert self.logits is not None
-        p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p,
-                                   mask=mask)
+        p = sampling.probabilities(self.logits[None], self.temperature, top_p=self.top_p, mask=mask)
         tok = self.tokens[int(sampling.sample(p, self.rng)[0])]
         if tok.startswith("vel"):
             self._vel = tok
@@ -406,8 +427,9 @@ class EventContinuer(Sampler):
 
     def continue_notes(self, steps: int) -> list[Note]:
         """An answer of ``steps`` sixteenths in the learned style, in the player's key."""
-        played = (self._continue_numeric(steps) if self.mode == NUMERIC
-                  else self._continue_events(steps))
+        played = (
+            self._continue_numeric(steps) if self.mode == NUMERIC else self._continue_events(steps)
+        )
         out = []
         for n in played:
             p = n.pitch - self.shift
@@ -417,8 +439,7 @@ class EventContinuer(Sampler):
 
     def _continue_numeric(self, steps: int) -> list[Note]:
         if self._pending:  # the part-heard step counts as heard
-            self._feed(self._numeric_code(REST_CODE) if len(self._pending) + 1 == self.step
-                       else [])
+            self._feed(self._numeric_code(REST_CODE) if len(self._pending) + 1 == self.step else [])
             self._pending = []
         hold = self.index.get(HOLD)
         tokens = []

@@ -3,7 +3,8 @@ with training.
 
 A model of kind ``offline-harmonizer`` predicts one harmony voice at one step from a window of
 context around that step. :func:`windows` builds those windows, for training
-(``partimento.training.styles.bach_offline``) and for sampling here; nothing else decides their layout.
+(``partimento.training.styles.bach_offline``) and for sampling here; nothing else decides their
+layout.
 
 Window layout, for step ``t`` and context ``dt`` (``W = 2 * dt + 1`` rows):
 
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from partimento.core.music import voiceleading
 from partimento.core.music.encoding import (
     HARMONY_VOICES,
@@ -68,7 +70,6 @@ START_TEMPERATURE = 1.5
 """DeepBach starts hot and cools towards the requested temperature (its "recuit")."""
 
 
-
 def token_input(voice: str) -> str:
     """Name of the token-window input read by ``voice``'s network."""
     return f"{voice}_tokens"
@@ -89,13 +90,16 @@ def conditions(position: np.ndarray, fermata: np.ndarray, mode: int) -> np.ndarr
     position = np.asarray(position)
     fermata = np.asarray(fermata)
     if position.shape != fermata.shape or position.ndim != 1:
-        raise ValueError(f"position {position.shape} and fermata {fermata.shape} must be "
-                         "one-dimensional and of one length")
+        raise ValueError(
+            f"position {position.shape} and fermata {fermata.shape} must be "
+            "one-dimensional and of one length"
+        )
     return np.stack([position, fermata, np.full_like(position, int(mode))]).astype(np.int32)
 
 
-def windows(tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad: int
-            ) -> tuple[np.ndarray, np.ndarray]:
+def windows(
+    tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Token and condition windows around each of ``times``.
 
     ``tokens`` is ``(4, steps)`` (S, A, T, B token indices), ``conds`` is ``(3, steps)``;
@@ -115,16 +119,16 @@ def windows(tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, p
     return (padded_tok[:, index].transpose(1, 2, 0), padded_cond[:, index].transpose(1, 2, 0))
 
 
-def _read_model(model: Any, timesteps: int | None
-                ) -> tuple[Vocabulary, dict[str, tuple[int, int]], int]:
+def _read_model(
+    model: Any, timesteps: int | None
+) -> tuple[Vocabulary, dict[str, tuple[int, int]], int]:
     """Vocabulary, voice ranges and context from a contract, its encoding or a vocabulary."""
     if isinstance(model, Vocabulary):
         vocab, ranges, dt = model, {}, timesteps
     else:
         encoding = model.encoding if hasattr(model, "encoding") else model
         vocab = Vocabulary(tuple(encoding["vocabulary"]))
-        ranges = {v: (int(r[0]), int(r[1]))
-                  for v, r in encoding.get("voice_ranges", {}).items()}
+        ranges = {v: (int(r[0]), int(r[1])) for v, r in encoding.get("voice_ranges", {}).items()}
         dt = timesteps or encoding.get("window", {}).get("timesteps")
     if not dt or dt < 1:
         raise ValueError("the context length (timesteps) is neither in the encoding nor given")
@@ -140,21 +144,28 @@ def allowed_tokens(vocab: Vocabulary, low_high: tuple[int, int] | None) -> np.nd
     if low_high is None:
         return ok | pitch
     low, high = low_high
-    in_range = np.array([p and low <= int(s) <= high
-                         for s, p in zip(vocab.symbols, pitch, strict=True)])
+    in_range = np.array(
+        [p and low <= int(s) <= high for s, p in zip(vocab.symbols, pitch, strict=True)]
+    )
     return ok | in_range
 
 
-def sample(logits: np.ndarray, temperature: float, allowed: np.ndarray,
-           rng: np.random.Generator) -> np.ndarray:
+def sample(
+    logits: np.ndarray, temperature: float, allowed: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """One token per row from ``softmax(logits / temperature)`` over the allowed tokens."""
     scaled = np.where(allowed, logits / temperature, -np.inf)
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, scaled.shape)))
     return np.argmax(scaled + gumbel, axis=-1)
 
 
-def leading_costs(codes: np.ndarray, voice: int, times: np.ndarray, vocab: Vocabulary,
-                  ranges: Mapping[str, tuple[int, int]]) -> np.ndarray:
+def leading_costs(
+    codes: np.ndarray,
+    voice: int,
+    times: np.ndarray,
+    vocab: Vocabulary,
+    ranges: Mapping[str, tuple[int, int]],
+) -> np.ndarray:
     """Per cell and candidate token, the voice-leading penalty of putting that token there.
 
     ``codes`` is the current ``(4, steps)`` grid. For voice ``voice`` at each of ``times``,
@@ -205,8 +216,9 @@ def temperatures(iterations: int, temperature: float, start: float) -> np.ndarra
     return np.maximum(ramp, temperature)
 
 
-def initial_voices(soprano: np.ndarray, vocab: Vocabulary, allowed: dict[str, np.ndarray],
-                   rng: np.random.Generator) -> np.ndarray:
+def initial_voices(
+    soprano: np.ndarray, vocab: Vocabulary, allowed: dict[str, np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
     """Alto, tenor and bass tokens that follow the soprano's rhythm with random pitches."""
     hold, rest = vocab.index(HOLD), vocab.index(REST)
     out = np.empty((3, soprano.size), np.int64)
@@ -219,8 +231,9 @@ def initial_voices(soprano: np.ndarray, vocab: Vocabulary, allowed: dict[str, np
     return out
 
 
-def feeds(tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad: int
-          ) -> dict[str, np.ndarray]:
+def feeds(
+    tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad: int
+) -> dict[str, np.ndarray]:
     """Model inputs: for each harmony voice the windows around its row of ``times``."""
     out: dict[str, np.ndarray] = {}
     for i, voice in enumerate(HARMONY_VOICES):
@@ -230,12 +243,22 @@ def feeds(tokens: np.ndarray, conds: np.ndarray, times: np.ndarray, dt: int, pad
     return out
 
 
-def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mode: int,
-              model: Any, run: RunFn, *, iterations: int | None = None,
-              temperature: float = 1.0, rng: np.random.Generator | None = None,
-              batch: int = DEFAULT_BATCH, start_temperature: float = START_TEMPERATURE,
-              timesteps: int | None = None, voice_leading: float = VOICE_LEADING
-              ) -> np.ndarray:
+def harmonize(
+    soprano: np.ndarray,
+    position: np.ndarray,
+    fermata: np.ndarray,
+    mode: int,
+    model: Any,
+    run: RunFn,
+    *,
+    iterations: int | None = None,
+    temperature: float = 1.0,
+    rng: np.random.Generator | None = None,
+    batch: int = DEFAULT_BATCH,
+    start_temperature: float = START_TEMPERATURE,
+    timesteps: int | None = None,
+    voice_leading: float = VOICE_LEADING,
+) -> np.ndarray:
     """Alto, tenor and bass under a soprano, by DeepBach's parallel pseudo-Gibbs sampling.
 
     ``soprano`` holds grid codes; ``position``, ``fermata`` and ``mode`` are the conditions.
@@ -259,8 +282,9 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
     if conds.shape[1] != steps:
         raise ValueError(f"soprano has {steps} steps, conditions {conds.shape[1]}")
     allowed = {v: allowed_tokens(vocab, ranges.get(v)) for v in HARMONY_VOICES}
-    no_hold_first = {v: a & (np.arange(len(vocab)) != vocab.index(HOLD))
-                     for v, a in allowed.items()}
+    no_hold_first = {
+        v: a & (np.arange(len(vocab)) != vocab.index(HOLD)) for v, a in allowed.items()
+    }
     tokens = np.empty((4, steps), np.int64)
     tokens[0] = vocab.encode(soprano)
     tokens[1:] = initial_voices(tokens[0], vocab, allowed, rng)
@@ -282,4 +306,3 @@ def harmonize(soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mo
     out = vocab.decode(tokens)
     out[0] = soprano
     return out
-

@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
 from partimento.core.music import voiceleading
 from partimento.core.music.encoding import HOLD_CODE, MAJOR, REST_CODE
 from partimento.core.players import sampling
@@ -51,9 +52,16 @@ class HarmonizerSettings:
 class LiveHarmonizer:
     """Carries the model's recurrent state and the voices' last notes from step to step."""
 
-    def __init__(self, contract: Contract, run: RunFn, *,
-                 settings: HarmonizerSettings | None = None, mode: int = MAJOR,
-                 seed: int | None = None, heads: GivenHeads | None = None) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        run: RunFn,
+        *,
+        settings: HarmonizerSettings | None = None,
+        mode: int = MAJOR,
+        seed: int | None = None,
+        heads: GivenHeads | None = None,
+    ) -> None:
         if contract.kind != "live-harmonizer":
             raise ValueError(f"model {contract.name} is a {contract.kind}, not a live harmonizer")
         self.contract = contract
@@ -70,8 +78,9 @@ class LiveHarmonizer:
         self._hold = self.vocab.code_to_token(HOLD_CODE)
         self._logit_names = [contract.output("logits", v).name for v in ("bass", "tenor", "alto")]
         self._state_pairs = [(i.name, o.name, int(i.shape[1])) for i, o in contract.states]
-        self._code_of = np.array([self.vocab.token_to_code(t) for t in range(len(self.vocab))],
-                                 np.int64)  # token -> grid code
+        self._code_of = np.array(
+            [self.vocab.token_to_code(t) for t in range(len(self.vocab))], np.int64
+        )  # token -> grid code
         self.reset()
 
     def snapshot(self) -> LiveHarmonizer:
@@ -161,20 +170,29 @@ class LiveHarmonizer:
             s_pitches.append(sounding[0])
         base = self._base(position, fermata, prev)
         answers, states = self._answers(base, toks, s_pitches, state=state, sounding=sounding)
-        table = {t: (a, {n: st[i:i + 1] for n, st in states.items()})
-                 for i, (t, a) in enumerate(zip(toks, answers, strict=True))}
+        table = {
+            t: (a, {n: st[i : i + 1] for n, st in states.items()})
+            for i, (t, a) in enumerate(zip(toks, answers, strict=True))
+        }
         if key == self._table_key(position, fermata):  # the state did not move meanwhile
             # a new dict, swapped in whole: step() in another thread sees the old or the new
-            self._tables = {**{k: t for k, t in self._tables.items() if k[0] == key[0]},
-                            key: table}
+            self._tables = {**{k: t for k, t in self._tables.items() if k[0] == key[0]}, key: table}
 
     def _table_key(self, position: int, fermata: int) -> tuple:
-        return (self._version, int(position) % 16, int(bool(fermata)), int(self.mode),
-                self.settings)
+        return (
+            self._version,
+            int(position) % 16,
+            int(bool(fermata)),
+            int(self.mode),
+            self.settings,
+        )
 
     def _base(self, position: int, fermata: int, prev: dict[str, int] | None = None) -> dict:
-        base = {"position": int(position) % 16, "fermata": int(bool(fermata)),
-                "mode": int(self.mode)}
+        base = {
+            "position": int(position) % 16,
+            "fermata": int(bool(fermata)),
+            "mode": int(self.mode),
+        }
         base.update({_PREV[v]: t for v, t in (prev or self.prev_tokens).items()})
         return base
 
@@ -192,8 +210,14 @@ class LiveHarmonizer:
             shift += 12
         return shift
 
-    def _feeds(self, base: dict, soprano: np.ndarray, bass: np.ndarray, tenor: np.ndarray,
-               state: dict[str, np.ndarray]) -> dict:
+    def _feeds(
+        self,
+        base: dict,
+        soprano: np.ndarray,
+        bass: np.ndarray,
+        tenor: np.ndarray,
+        state: dict[str, np.ndarray],
+    ) -> dict:
         rows = len(soprano)
         feeds = {name: np.full((rows, 1), value, np.int32) for name, value in base.items()}
         feeds["soprano"] = np.asarray(soprano, np.int32).reshape(rows, 1)
@@ -203,10 +227,15 @@ class LiveHarmonizer:
             feeds[name] = np.repeat(st, rows, axis=0)
         return feeds
 
-    def _answers(self, base: dict, s_toks: list[int], s_pitches: list[int], *,
-                 state: dict[str, np.ndarray] | None = None,
-                 sounding: tuple[int, int, int, int] | None = None
-                 ) -> tuple[list[dict[str, int]], dict[str, np.ndarray]]:
+    def _answers(
+        self,
+        base: dict,
+        s_toks: list[int],
+        s_pitches: list[int],
+        *,
+        state: dict[str, np.ndarray] | None = None,
+        sounding: tuple[int, int, int, int] | None = None,
+    ) -> tuple[list[dict[str, int]], dict[str, np.ndarray]]:
         """For each soprano token, the chosen alto, tenor and bass tokens; and the state after
         each (one row per soprano token). All sopranos and candidates go as one batch."""
         st = self.settings
@@ -215,34 +244,46 @@ class LiveHarmonizer:
         sounding = self.sounding if sounding is None else sounding
         sop = np.asarray(s_toks)
         rest_n, rest_nk = np.full(n, self._rest), np.full(n * k, self._rest)
-        first = self._run(self._feeds(base, sop, rest_n, rest_n, state),
-                          [self._logit_names[0], *(o for _, o, _ in self._state_pairs)])
+        first = self._run(
+            self._feeds(base, sop, rest_n, rest_n, state),
+            [self._logit_names[0], *(o for _, o, _ in self._state_pairs)],
+        )
         states = {i: first[o] for i, o, _ in self._state_pairs}
 
         sop_k = np.repeat(sop, k)
-        bass_p = np.repeat(sampling.probabilities(first[self._logit_names[0]][:, -1],
-                                                  st.temperature, top_p=st.top_p), k, axis=0)
+        bass_p = np.repeat(
+            sampling.probabilities(
+                first[self._logit_names[0]][:, -1], st.temperature, top_p=st.top_p
+            ),
+            k,
+            axis=0,
+        )
         bass = sampling.sample(bass_p, self.rng)
         heads = self.heads
         if heads is not None:  # the heads on the LSTMs' output, without running them again
             x = np.repeat(first[heads.source], k, axis=0)
             tenor_logits = heads.tenor(x, bass)
         else:
-            tenor_logits = self._run(self._feeds(base, sop_k, bass, rest_nk, state),
-                                     [self._logit_names[1]])[self._logit_names[1]][:, -1]
+            tenor_logits = self._run(
+                self._feeds(base, sop_k, bass, rest_nk, state), [self._logit_names[1]]
+            )[self._logit_names[1]][:, -1]
         tenor_p = sampling.probabilities(tenor_logits, st.temperature, top_p=st.top_p)
         tenor = sampling.sample(tenor_p, self.rng)
         if heads is not None:
             alto_logits = heads.alto(x, bass, tenor)
         else:
-            alto_logits = self._run(self._feeds(base, sop_k, bass, tenor, state),
-                                    [self._logit_names[2]])[self._logit_names[2]][:, -1]
+            alto_logits = self._run(
+                self._feeds(base, sop_k, bass, tenor, state), [self._logit_names[2]]
+            )[self._logit_names[2]][:, -1]
         alto_p = sampling.probabilities(alto_logits, st.temperature, top_p=st.top_p)
         alto = sampling.sample(alto_p, self.rng)
 
         rows = np.arange(n * k)
-        logp = (np.log(bass_p[rows, bass] + 1e-12) + np.log(tenor_p[rows, tenor] + 1e-12) +
-                np.log(alto_p[rows, alto] + 1e-12))
+        logp = (
+            np.log(bass_p[rows, bass] + 1e-12)
+            + np.log(tenor_p[rows, tenor] + 1e-12)
+            + np.log(alto_p[rows, alto] + 1e-12)
+        )
         score = logp
         if k > 1:  # the voice-leading choice among each soprano's candidates, all at once
             chords = np.empty((n * k, 4), np.int64)
@@ -251,19 +292,25 @@ class LiveHarmonizer:
                 codes = self._code_of[tokens]
                 chords[:, col] = np.where(codes == HOLD_CODE, sounding[col], codes)
             if st.voice_leading:
-                score = score - st.voice_leading * voiceleading.penalties(sounding, chords,
-                                                                          self.ranges)
+                score = score - st.voice_leading * voiceleading.penalties(
+                    sounding, chords, self.ranges
+                )
             if st.sonority:
                 score = score - st.sonority * ~voiceleading.tertian(chords)
         best = np.argmax(score.reshape(n, k), axis=1) + np.arange(n) * k  # the first of equals
-        answers = [{"alto": int(alto[i]), "tenor": int(tenor[i]), "bass": int(bass[i])}
-                   for i in best.tolist()]
+        answers = [
+            {"alto": int(alto[i]), "tenor": int(tenor[i]), "bass": int(bass[i])}
+            for i in best.tolist()
+        ]
         return answers, states
 
 
-
-def harmonize(harmonizer: LiveHarmonizer, soprano: np.ndarray, position: np.ndarray,
-              fermata: np.ndarray | None = None) -> np.ndarray:
+def harmonize(
+    harmonizer: LiveHarmonizer,
+    soprano: np.ndarray,
+    position: np.ndarray,
+    fermata: np.ndarray | None = None,
+) -> np.ndarray:
     """A whole melody through the live stepping code: (4, steps) grid codes, soprano unchanged."""
     harmonizer.reset()
     steps = len(soprano)

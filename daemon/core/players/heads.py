@@ -36,10 +36,12 @@ class GivenHeads:
     weights: Mapping[str, tuple[np.ndarray, np.ndarray]]  # layer -> (kernel (in, out), bias)
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], source: str, *, units: int,
-                    vocabulary: int) -> GivenHeads:
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], source: str, *, units: int, vocabulary: int
+    ) -> GivenHeads:
         """Check the shapes against the model's ``units`` and ``vocabulary`` size; raises
         :class:`ValueError` naming the array that does not fit."""
+
         def get(name: str) -> np.ndarray:
             if name not in arrays:
                 raise ValueError(f"heads lack the array {name!r}")
@@ -51,14 +53,18 @@ class GivenHeads:
         e = emb.shape[1]
         weights = {layer: (get(f"{layer}/kernel"), get(f"{layer}/bias")) for layer in LAYERS}
         hidden = {h: weights[f"{h}_hidden"][0].shape[-1] for h in ("tenor", "alto")}
-        expected = {"tenor_hidden": (units + e, hidden["tenor"]),
-                    "tenor": (hidden["tenor"], vocabulary),
-                    "alto_hidden": (units + 2 * e, hidden["alto"]),
-                    "alto": (hidden["alto"], vocabulary)}
+        expected = {
+            "tenor_hidden": (units + e, hidden["tenor"]),
+            "tenor": (hidden["tenor"], vocabulary),
+            "alto_hidden": (units + 2 * e, hidden["alto"]),
+            "alto": (hidden["alto"], vocabulary),
+        }
         for layer, (kernel, bias) in weights.items():
             if kernel.shape != expected[layer] or bias.shape != (expected[layer][1],):
-                raise ValueError(f"{layer} is {kernel.shape} + {bias.shape}, expected "
-                                 f"{expected[layer]} + ({expected[layer][1]},)")
+                raise ValueError(
+                    f"{layer} is {kernel.shape} + {bias.shape}, expected "
+                    f"{expected[layer]} + ({expected[layer][1]},)"
+                )
         return cls(source, emb, weights)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -74,8 +80,9 @@ class GivenHeads:
 
     def alto(self, x: np.ndarray, bass: np.ndarray, tenor: np.ndarray) -> np.ndarray:
         """Alto logits (rows, vocabulary) from ``x``, the bass and the tenor tokens."""
-        return self._head("alto", np.concatenate(
-            [x, self.embedding[bass], self.embedding[tenor]], axis=1))
+        return self._head(
+            "alto", np.concatenate([x, self.embedding[bass], self.embedding[tenor]], axis=1)
+        )
 
     def _head(self, voice: str, inputs: np.ndarray) -> np.ndarray:
         kernel, bias = self.weights[f"{voice}_hidden"]

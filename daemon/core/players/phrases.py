@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from partimento.core.music import rules
 from partimento.core.music.encoding import REST_CODE, START, Note, grid_to_notes
 from partimento.core.players import sampling
@@ -39,9 +40,17 @@ def pitch_class_histogram(codes: np.ndarray) -> np.ndarray:
 class PhraseContinuer(Sampler):
     """A phrase generator played as a :class:`partimento.core.players.continuation.Continuation`."""
 
-    def __init__(self, contract: Contract, run: RunFn, *, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, shift: int = 0,
-                 allowed_pitch_classes: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        run: RunFn,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        shift: int = 0,
+        allowed_pitch_classes: frozenset[int] | None = None,
+    ) -> None:
         check_continuation(contract)
         enc = contract.encoding
         self.contract, self.vocab, self._run = contract, contract.vocabulary, run
@@ -51,8 +60,13 @@ class PhraseContinuer(Sampler):
         noise = contract.input("noise")
         self._noise, self._latent = noise.name, int(noise.shape[-1])
         self._logits = contract.output("logits").name
-        self._codes = np.array([self.vocab.token_to_code(i) if s != START else REST_CODE
-                                for i, s in enumerate(self.vocab.symbols)], np.int16)  # masked
+        self._codes = np.array(
+            [
+                self.vocab.token_to_code(i) if s != START else REST_CODE
+                for i, s in enumerate(self.vocab.symbols)
+            ],
+            np.int16,
+        )  # masked
         self.mask = self._mask(allowed_pitch_classes)
         self.reset()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from partimento.core.errors import PartimentoError
 
 
@@ -22,8 +23,13 @@ def check_top_p(p: float) -> float:
     return float(p)
 
 
-def probabilities(logits: np.ndarray, temperature: float = 1.0, *, top_p: float = 1.0,
-                  mask: np.ndarray | None = None) -> np.ndarray:
+def probabilities(
+    logits: np.ndarray,
+    temperature: float = 1.0,
+    *,
+    top_p: float = 1.0,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Softmax of ``logits / temperature`` over the last axis, masked and nucleus-trimmed.
 
     ``mask`` is boolean (True = allowed). If a mask would forbid everything it is ignored for
@@ -72,8 +78,7 @@ def nll_and_hits(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int, i
     return nll, int((np.asarray(logits).argmax(-1) == targets).sum()), len(targets)
 
 
-def scale_mask(pitches: tuple[int, ...], tonic_pc: int, scale_pcs: tuple[int, ...]
-               ) -> np.ndarray:
+def scale_mask(pitches: tuple[int, ...], tonic_pc: int, scale_pcs: tuple[int, ...]) -> np.ndarray:
     """True for every pitch whose pitch class belongs to the scale on ``tonic_pc``."""
     allowed = {(tonic_pc + s) % 12 for s in scale_pcs}
     return np.array([p % 12 in allowed for p in pitches])

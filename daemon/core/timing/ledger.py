@@ -25,82 +25,17 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 
-from partimento.core.errors import PartimentoError
+from partimento.core.midi import (
+    check_channel,
+    is_note_off,
+    is_note_on,
+    note_off,
+    note_on,
+    release,
+)
 from partimento.core.types import MidiOut
-
-NOTE_OFF = 0x80
-NOTE_ON = 0x90
-CONTROL_CHANGE = 0xB0
-SUSTAIN = 64
-"""Controller 64, the sustain pedal (value 0: pedal up)."""
-ALL_NOTES_OFF = 123
-RELEASE_VELOCITY = 64
-"""Note-off velocity sent with every note-off (the MIDI default when none is known)."""
-
-_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
-
-
-class LedgerError(PartimentoError, ValueError):
-    """A channel, pitch, velocity or raw message outside MIDI's ranges."""
-
-
-def _midi_int(value: object, what: str, low: int, high: int) -> int:
-    try:
-        v = operator.index(value)  # type: ignore[arg-type]  # int or numpy integer
-    except TypeError:
-        v = None
-    if v is None or isinstance(value, bool) or not low <= v <= high:
-        raise LedgerError(f"{what} must be an integer {low}-{high}, got {value!r}")
-    return v
-
-
-def check_channel(channel: int) -> int:
-    return _midi_int(channel, "MIDI channel", 0, 15)
-
-
-def check_pitch(pitch: int) -> int:
-    return _midi_int(pitch, "MIDI pitch", 0, 127)
-
-
-def check_velocity(velocity: int) -> int:
-    return _midi_int(velocity, "note-on velocity", 1, 127)
-
-
-def check_message(message: MidiOut) -> MidiOut:
-    """A channel message with the right number of data bytes, each 0-127."""
-    if not message:
-        raise LedgerError("empty MIDI message")
-    status = _midi_int(message[0], "MIDI channel-message status byte", 0x80, 0xEF)
-    expected = _DATA_BYTES[status & 0xF0]
-    if len(message) != 1 + expected:
-        raise LedgerError(f"MIDI message {tuple(message)!r} needs {expected} data byte(s)")
-    return (status, *(_midi_int(b, "MIDI data byte", 0, 127) for b in message[1:]))
-
-
-def note_on_message(channel: int, pitch: int, velocity: int) -> MidiOut:
-    return (NOTE_ON | check_channel(channel), check_pitch(pitch), check_velocity(velocity))
-
-
-def note_off_message(channel: int, pitch: int) -> MidiOut:
-    return (NOTE_OFF | check_channel(channel), check_pitch(pitch), RELEASE_VELOCITY)
-
-
-def control_message(channel: int, controller: int, value: int) -> MidiOut:
-    return check_message((CONTROL_CHANGE | check_channel(channel), controller, value))
-
-
-def is_note_on(message: MidiOut) -> bool:
-    """A note-on with a velocity above 0 (a note-on at velocity 0 is a note-off)."""
-    return len(message) == 3 and message[0] & 0xF0 == NOTE_ON and message[2] > 0
-
-
-def is_note_off(message: MidiOut) -> bool:
-    """A note-off, or a note-on at velocity 0."""
-    return len(message) == 3 and (message[0] & 0xF0 == NOTE_OFF or
-                                  (message[0] & 0xF0 == NOTE_ON and message[2] == 0))
 
 
 class NoteLedger:
@@ -115,12 +50,13 @@ class NoteLedger:
         self._owners: dict[tuple[int, int], str | None] = {}
         self._used: set[int] = set()
 
-    def note_on(self, channel: int, pitch: int, velocity: int, *,
-                owner: str | None = None) -> list[MidiOut]:
+    def note_on(
+        self, channel: int, pitch: int, velocity: int, *, owner: str | None = None
+    ) -> list[MidiOut]:
         """Strike a note; re-strikes (note-off then note-on) a pitch already sounding."""
-        on = note_on_message(channel, pitch, velocity)
+        on = note_on(channel, pitch, velocity)
         key = (on[0] & 0x0F, on[1])
-        out = [note_off_message(*key)] if key in self._owners else []
+        out = [note_off(*key)] if key in self._owners else []
         self._owners[key] = owner
         self._used.add(key[0])
         out.append(on)
@@ -129,7 +65,7 @@ class NoteLedger:
     def note_off(self, channel: int, pitch: int, *, owner: str | None = None) -> list[MidiOut]:
         """Release a sounding note; nothing if it is silent or (given ``owner``) held by another
         owner since a re-strike."""
-        off = note_off_message(channel, pitch)
+        off = note_off(channel, pitch)
         key = (off[0] & 0x0F, off[1])
         if key not in self._owners or (owner is not None and self._owners[key] != owner):
             return []
@@ -141,24 +77,22 @@ class NoteLedger:
         keys = sorted(k for k, o in self._owners.items() if o == owner)
         for k in keys:
             del self._owners[k]
-        return [note_off_message(ch, p) for ch, p in keys]
+        return [note_off(ch, p) for ch, p in keys]
 
     def release_all(self, channels: Iterable[int] | None = None) -> list[MidiOut]:
         """Silence everything: a note-off for each sounding note, then sustain off (CC 64 = 0)
         and all notes off (CC 123) on every channel ever used and every one in ``channels``
         (e.g. all configured channels, at start-up after a crash). The ledger is left empty."""
         extra = {check_channel(c) for c in channels} if channels is not None else set()
-        out = [note_off_message(ch, p) for ch, p in sorted(self._owners)]
+        out = [note_off(ch, p) for ch, p in sorted(self._owners)]
         self._owners.clear()
-        for ch in sorted(self._used | extra):
-            out.append(control_message(ch, SUSTAIN, 0))
-            out.append(control_message(ch, ALL_NOTES_OFF, 0))
+        out.extend(release(self._used | extra))
         return out
 
     def apply(self, message: MidiOut, *, owner: str | None = None) -> list[MidiOut]:
-        """Route a raw message: note-ons and note-offs through the ledger, others (a sustain
+        """Route a checked raw message: note-ons and note-offs through the ledger, others (a sustain
         pedal, a program change) unchanged; their channel counts as used."""
-        msg = check_message(message)
+        msg = message  # checked where it was made or queued (Scheduler.add)
         if is_note_on(msg):
             return self.note_on(msg[0] & 0x0F, msg[1], msg[2], owner=owner)
         if is_note_off(msg):

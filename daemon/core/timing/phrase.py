@@ -22,11 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from partimento.core.midi import ALL_OFF_CCS, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SUSTAIN_CC
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE
 
-SUSTAIN_CC = 64
-ALL_NOTES_OFF_CCS = (120, 123)  # all sound off, all notes off
-NOTE_OFF, NOTE_ON, CONTROL_CHANGE = 0x80, 0x90, 0xB0
 SOURCES = ("player", "partimento")
 
 
@@ -39,8 +38,13 @@ def _check_pitch(pitch: int) -> int:
 class PhraseDetector:
     """Tells when the player's phrase has ended; see the module docstring for the rules."""
 
-    def __init__(self, silence_seconds: float, end_cc: int | None = None, *,
-                 max_pedal_seconds: float | None = 8.0) -> None:
+    def __init__(
+        self,
+        silence_seconds: float,
+        end_cc: int | None = None,
+        *,
+        max_pedal_seconds: float | None = 8.0,
+    ) -> None:
         if not silence_seconds > 0:
             raise ValueError(f"silence_seconds must be positive, got {silence_seconds!r}")
         if end_cc is not None and not 0 <= end_cc <= 127:
@@ -92,7 +96,7 @@ class PhraseDetector:
         elif control == self.end_cc:
             if value >= 64 and self._open:
                 self._end_requested = True
-        elif control in ALL_NOTES_OFF_CCS:
+        elif control in ALL_OFF_CCS:
             had_sound = bool(self._keys or self._sustained)
             self._keys.clear()
             self._sustained.clear()
@@ -136,8 +140,9 @@ class PhraseDetector:
 
     def playing(self, now: float) -> bool:
         """Whether a phrase is open: from its first note-on until it has ended."""
-        return (self._open and not self._end_requested
-                and self._silent_for(now) < self.silence_seconds)
+        return (
+            self._open and not self._end_requested and self._silent_for(now) < self.silence_seconds
+        )
 
     def sounding(self, now: float) -> bool:
         """Whether a key is down or the pedal sustains a note."""
@@ -193,8 +198,9 @@ class ContextWindow:
     the current ``seconds_per_step``.
     """
 
-    def __init__(self, seconds: float | None = None, *, steps: int | None = None,
-                 max_notes: int = 1024) -> None:
+    def __init__(
+        self, seconds: float | None = None, *, steps: int | None = None, max_notes: int = 1024
+    ) -> None:
         if (seconds is None) == (steps is None):
             raise ValueError("give the window's length as seconds or as steps, not both")
         if seconds is not None and not seconds > 0:
@@ -218,8 +224,7 @@ class ContextWindow:
 
     # -- events -----------------------------------------------------------------------------
 
-    def add_on(self, pitch: int, now: float, velocity: int = 64,
-               source: str = "player") -> None:
+    def add_on(self, pitch: int, now: float, velocity: int = 64, source: str = "player") -> None:
         """A note starts; a note-on with velocity 0 is a note-off. Re-striking a sounding
         pitch of the same source ends the note before."""
         if velocity == 0:
@@ -230,7 +235,7 @@ class ContextWindow:
         self._notes.append(note)
         self._open[(note.pitch, source)] = note
         if len(self._notes) > self.max_notes:
-            del self._notes[:len(self._notes) - self.max_notes]
+            del self._notes[: len(self._notes) - self.max_notes]
 
     def add_off(self, pitch: int, now: float, source: str = "player") -> None:
         n = self._open.pop((pitch, source), None)
@@ -238,20 +243,23 @@ class ContextWindow:
             return  # not sounding: the common case of a note-on costs no search
         for i in range(len(self._notes) - 1, -1, -1):  # a recent note: found near the end
             if self._notes[i] is n:
-                self._notes[i] = ContextNote(n.pitch, n.on_time, max(now, n.on_time),
-                                             n.velocity, n.source)
+                self._notes[i] = ContextNote(
+                    n.pitch, n.on_time, max(now, n.on_time), n.velocity, n.source
+                )
                 return
 
     def close_all(self, now: float, source: str | None = None) -> None:
         """End every sounding note (of one source), as on a stop or all-notes-off."""
         for i, n in enumerate(self._notes):
             if n.off_time is None and (source is None or n.source == source):
-                self._notes[i] = ContextNote(n.pitch, n.on_time, max(now, n.on_time),
-                                             n.velocity, n.source)
+                self._notes[i] = ContextNote(
+                    n.pitch, n.on_time, max(now, n.on_time), n.velocity, n.source
+                )
                 self._open.pop((n.pitch, n.source), None)
 
-    def message(self, status: int, data1: int, data2: int, now: float,
-                source: str = "player") -> None:
+    def message(
+        self, status: int, data1: int, data2: int, now: float, source: str = "player"
+    ) -> None:
         """A raw note on/off (anything else is ignored)."""
         kind = status & 0xF0
         if kind == NOTE_ON:
@@ -279,15 +287,25 @@ class ContextWindow:
         horizon = now - self.length_seconds(seconds_per_step)
         self._notes = [n for n in self._notes if n.off_time is None or n.off_time >= horizon]
 
-    def notes(self, now: float, seconds_per_step: float | None = None,
-              source: str | None = None) -> list[ContextNote]:
+    def notes(
+        self, now: float, seconds_per_step: float | None = None, source: str | None = None
+    ) -> list[ContextNote]:
         """The notes in the window, oldest onset first (of one source, or all)."""
         self.prune(now, seconds_per_step)
-        return sorted((n for n in self._notes if source is None or n.source == source),
-                      key=lambda n: n.on_time)
+        return sorted(
+            (n for n in self._notes if source is None or n.source == source),
+            key=lambda n: n.on_time,
+        )
 
-    def to_grid(self, now: float, seconds_per_step: float, steps: int,
-                source: str | None = None, *, origin: float | None = None) -> np.ndarray:
+    def to_grid(
+        self,
+        now: float,
+        seconds_per_step: float,
+        steps: int,
+        source: str | None = None,
+        *,
+        origin: float | None = None,
+    ) -> np.ndarray:
         """The last ``steps`` sixteenths as a monophonic grid (``int16`` grid codes).
 
         Per step the highest sounding note: its pitch where it starts (or where it becomes the
@@ -310,15 +328,17 @@ class ContextWindow:
         if origin is not None:
             end = origin + round((now - origin) / sps) * sps
         t0 = end - steps * sps
-        chosen = sorted((n for n in self._notes
-                         if (source is None or n.source == source) and n.on_time <= end),
-                        key=lambda n: n.on_time)
+        chosen = sorted(
+            (n for n in self._notes if (source is None or n.source == source) and n.on_time <= end),
+            key=lambda n: n.on_time,
+        )
         grid = np.full(steps, REST_CODE, np.int16)
         if not chosen:
             return grid
         on = np.fromiter((n.on_time for n in chosen), np.float64, len(chosen))
-        off = np.fromiter((np.nan if n.off_time is None else n.off_time for n in chosen),
-                          np.float64, len(chosen))
+        off = np.fromiter(
+            (np.nan if n.off_time is None else n.off_time for n in chosen), np.float64, len(chosen)
+        )
         pitch = np.fromiter((n.pitch for n in chosen), np.int64, len(chosen))
         ended = ~np.isnan(off)
         start = np.rint((on - t0) / sps).astype(np.int64)
@@ -337,8 +357,11 @@ class ContextWindow:
         # per step the highest note, the later start winning among equal pitches, the earlier
         # note among equal both: the largest key (pitch, start, -index), packed in an int64
         index = np.arange(len(a), dtype=np.int64)
-        key = (pitch << 40) | (np.clip(start + (1 << 29), 0, (1 << 30) - 1) << 10) \
+        key = (
+            (pitch << 40)
+            | (np.clip(start + (1 << 29), 0, (1 << 30) - 1) << 10)
             | (1023 - np.minimum(index, 1023))
+        )
         lengths = b - a
         rows = np.repeat(index, lengths)
         at = a[rows] + np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)

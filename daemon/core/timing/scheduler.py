@@ -8,7 +8,8 @@ How every note-on keeps its note-off, even when a phrase is interrupted:
 
 1. :func:`schedule_notes` adds, for each note, a note-on at its start and a note-off at its end,
    both tagged with the phrase's owner (e.g. ``"continuation"``).
-2. The scheduler holds the :class:`~partimento.core.timing.ledger.NoteLedger`, and :meth:`Scheduler.due`
+2. The scheduler holds the :class:`~partimento.core.timing.ledger.NoteLedger`, and
+:meth:`Scheduler.due`
    routes every note message through it. A note enters the ledger exactly when its note-on is
    handed out for sending, and leaves it when its note-off is.
 3. Interrupting an owner (the player starts a new phrase) is :meth:`Scheduler.interrupt`:
@@ -38,17 +39,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from partimento.core.errors import PartimentoError
-from partimento.core.timing.ledger import (
-    MidiOut,
-    NoteLedger,
+from partimento.core.midi import (
     check_channel,
     check_message,
     check_pitch,
     check_velocity,
     is_note_off,
-    note_off_message,
-    note_on_message,
+    note_off,
+    note_on,
 )
+from partimento.core.timing.ledger import NoteLedger
+from partimento.core.types import MidiOut
 
 
 class SchedulerError(PartimentoError, ValueError):
@@ -148,8 +149,10 @@ class TimedNote:
         if _check_time(self.start, "note start") < 0:
             raise SchedulerError(f"note start must be 0 or more, got {self.start!r}")
         if _check_time(self.duration, "note duration") <= 0:
-            raise SchedulerError(f"note duration must be above 0, got {self.duration!r} "
-                                 f"(pitch {self.pitch} at {self.start})")
+            raise SchedulerError(
+                f"note duration must be above 0, got {self.duration!r} "
+                f"(pitch {self.pitch} at {self.start})"
+            )
 
     @property
     def end(self) -> float:
@@ -159,8 +162,9 @@ class TimedNote:
 NoteLike = TimedNote | tuple[int, float, float, int, int]
 
 
-def schedule_notes(scheduler: Scheduler, notes: Iterable[NoteLike], *, at: float = 0.0,
-                   owner: str | None = None) -> int:
+def schedule_notes(
+    scheduler: Scheduler, notes: Iterable[NoteLike], *, at: float = 0.0, owner: str | None = None
+) -> int:
     """Queue a note-on and its note-off for every note, ``at`` seconds added to each time;
     how many notes were queued.
 
@@ -179,9 +183,8 @@ def schedule_notes(scheduler: Scheduler, notes: Iterable[NoteLike], *, at: float
         for start, end, note in _without_overlaps(same_key):
             on_at = t0 + start
             off_at = max(t0 + end, math.nextafter(on_at, math.inf))  # never rounded onto on_at
-            scheduler.add(on_at, note_on_message(note.channel, note.pitch, note.velocity),
-                          owner=owner)
-            scheduler.add(off_at, note_off_message(note.channel, note.pitch), owner=owner)
+            scheduler.add(on_at, note_on(note.channel, note.pitch, note.velocity), owner=owner)
+            scheduler.add(off_at, note_off(note.channel, note.pitch), owner=owner)
             count += 1
     return count
 

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+
 from partimento.core.music.encoding import STEPS_PER_QUARTER
 
 MIN_BPM = 30.0
@@ -60,9 +61,14 @@ def clamp_bpm(bpm: float) -> float:
     return float(min(MAX_BPM, max(MIN_BPM, bpm)))
 
 
-def estimate_onset_bpm(onsets: Sequence[float] | np.ndarray, *, low: float = 60.0,
-                       high: float = 180.0, prior_bpm: float = 100.0,
-                       sigma: float = 0.03) -> float | None:
+def estimate_onset_bpm(
+    onsets: Sequence[float] | np.ndarray,
+    *,
+    low: float = 60.0,
+    high: float = 180.0,
+    prior_bpm: float = 100.0,
+    sigma: float = 0.03,
+) -> float | None:
     """The tempo of a run of onsets that fall on eighths and quarters, or None if unclear.
 
     Every tempo from ``low`` to ``high`` (in half-BPM steps) is scored by how well each
@@ -89,8 +95,9 @@ def estimate_onset_bpm(onsets: Sequence[float] | np.ndarray, *, low: float = 60.
     gauss = np.exp(-0.5 * (err / sigma) ** 2)
     in_reach = (ratio >= 0.5) & (ratio <= 4.5)
     # An interval within reach that fits no multiple of the eighth speaks against the tempo.
-    fit = np.where(valid, _UNIT_WEIGHTS[np.clip(k, 0, 4)] * gauss, 0.0) - \
-        _MISFIT * np.where(in_reach, 1.0 - gauss, 0.0)
+    fit = np.where(valid, _UNIT_WEIGHTS[np.clip(k, 0, 4)] * gauss, 0.0) - _MISFIT * np.where(
+        in_reach, 1.0 - gauss, 0.0
+    )
     prior = np.exp(-0.5 * np.log2(bpms / prior_bpm) ** 2)  # one octave wide
     best = int(np.argmax(fit.sum(axis=0) * prior))
     unit = units[best]
@@ -111,7 +118,7 @@ def estimate_onset_bpm(onsets: Sequence[float] | np.ndarray, *, low: float = 60.
         while j < iois.size and good[j]:
             j += 1
         x = np.concatenate([[0], np.cumsum(kb[i:j])]).astype(np.float64)
-        y = t[i:j + 1]
+        y = t[i : j + 1]
         x -= x.mean()
         sxy += float(x @ (y - y.mean()))
         sxx += float(x @ x)
@@ -124,12 +131,21 @@ def estimate_onset_bpm(onsets: Sequence[float] | np.ndarray, *, low: float = 60.
 class TempoTracker:
     """Tempo from clock, taps, onsets or configuration; see the module docstring."""
 
-    def __init__(self, bpm: float = 100.0, *, tap_cc: int | None = None,
-                 clock_window: int = 24, clock_min_ticks: int = 6,
-                 clock_timeout: float = 0.5, tap_timeout: float = 2.0, tap_window: int = 4,
-                 min_onsets: int = 8, onset_window: int = 32,
-                 onset_range: tuple[float, float] = (60.0, 180.0),
-                 phase_correction: float = 0.5) -> None:
+    def __init__(
+        self,
+        bpm: float = 100.0,
+        *,
+        tap_cc: int | None = None,
+        clock_window: int = 24,
+        clock_min_ticks: int = 6,
+        clock_timeout: float = 0.5,
+        tap_timeout: float = 2.0,
+        tap_window: int = 4,
+        min_onsets: int = 8,
+        onset_window: int = 32,
+        onset_range: tuple[float, float] = (60.0, 180.0),
+        phase_correction: float = 0.5,
+    ) -> None:
         if not clock_window >= clock_min_ticks >= 2:
             raise ValueError("need clock_window >= clock_min_ticks >= 2")
         if clock_timeout <= 0 or tap_timeout <= 0:
@@ -220,8 +236,12 @@ class TempoTracker:
 
     def realtime(self, status: int, now: float) -> bool:
         """Dispatch a system real-time byte; True if it was one of clock/start/continue/stop."""
-        handler = {CLOCK: self.clock, START: self.start, CONTINUE: self.resume,
-                   STOP: self.stop}.get(status)
+        handler = {
+            CLOCK: self.clock,
+            START: self.start,
+            CONTINUE: self.resume,
+            STOP: self.stop,
+        }.get(status)
         if handler is None:
             return False
         handler(now)
@@ -320,8 +340,8 @@ class TempoTracker:
             return None
         onsets = list(self._onsets)  # one call: a whole copy even while onsets are added
         return self._onset_count, estimate_onset_bpm(
-            onsets, low=self.onset_range[0], high=self.onset_range[1],
-            prior_bpm=self._config_bpm)
+            onsets, low=self.onset_range[0], high=self.onset_range[1], prior_bpm=self._config_bpm
+        )
 
     def apply_estimate(self, estimate: tuple[int, float | None], now: float) -> bool:
         """Take an estimate from :meth:`pending_estimate` as :meth:`refresh` would have made
@@ -391,8 +411,11 @@ class TempoTracker:
         return 60.0 / (bpm * STEPS_PER_QUARTER)
 
     def _clock_live(self, now: float) -> bool:
-        return (self._clock_bpm is not None and bool(self._ticks)
-                and now - self._ticks[-1] <= self.clock_timeout)
+        return (
+            self._clock_bpm is not None
+            and bool(self._ticks)
+            and now - self._ticks[-1] <= self.clock_timeout
+        )
 
     def _fallback_bpm(self) -> float:
         for bpm in (self._tap_bpm, self._onset_bpm):
