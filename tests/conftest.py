@@ -64,3 +64,41 @@ def tiny_folk_model(tmp_path_factory):
     return train_tiny(
         tmp_path_factory.mktemp("tiny-folk"), "folk", embedding=8, seq_len=16, limit=20
     )
+
+
+@pytest.fixture(scope="module")
+def jack():
+    """A private jackd (dummy backend) for the module's tests, stopped after them."""
+    from jack import jack_server
+
+    with jack_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def models() -> Path:
+    """The folder of the shipped bach and folk models."""
+    for name in ("bach", "folk"):
+        require((SHIPPED / name / "model.onnx").exists(), f"no shipped {name} model")
+    return SHIPPED
+
+
+@pytest.fixture(scope="module")
+def bach() -> Path:
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    return SHIPPED / "bach"
+
+
+@pytest.fixture(scope="module")
+def loader():
+    """model.load, each model loaded once for the module."""
+    from partimento.files import model
+
+    cache: dict[str, model.Model] = {}
+
+    def load(name: str) -> model.Model:
+        if name not in cache:
+            cache[name] = model.load(name)
+        return cache[name]
+
+    return load

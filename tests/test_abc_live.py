@@ -16,8 +16,6 @@ from tests.synth import Synth
 from tests.test_engine import (
     ANSWER,
     answer_a_phrase,
-    bach,
-    loader,
 )
 from tests.test_engine import PHRASE as ENGINE_PHRASE
 from tests.test_service_jack import (
@@ -27,7 +25,6 @@ from tests.test_service_jack import (
     Daemon,
     Rig,
     human,
-    jack,
     note_ons,
     play,
     write_config,

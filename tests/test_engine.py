@@ -21,8 +21,7 @@ from partimento.core.music.encoding import grid_to_notes
 from partimento.engine.driver import Driver
 from partimento.engine.engine import Engine, EngineError
 from partimento.engine.harmonize import HarmonizeMode
-from partimento.files import model
-from tests.conftest import SHIPPED, require
+from tests.conftest import SHIPPED
 from tests.synth import Synth
 
 ALTO, TENOR, BASS, ANSWER = 1, 2, 3, 4
@@ -87,30 +86,11 @@ def human(
 
 
 @pytest.fixture(scope="module")
-def bach() -> Path:
-    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
-    return SHIPPED / "bach"
-
-
-@pytest.fixture(scope="module")
 def folk(request) -> Path:
     """The shipped folk model, else a tiny one trained for the tests."""
     if (SHIPPED / "folk" / "model.onnx").exists():
         return SHIPPED / "folk"
     return request.getfixturevalue("tiny_folk_model")
-
-
-@pytest.fixture(scope="module")
-def loader():
-    """model.load, each model loaded once for the module."""
-    cache: dict[str, model.Model] = {}
-
-    def load(name: str) -> model.Model:
-        if name not in cache:
-            cache[name] = model.load(name)
-        return cache[name]
-
-    return load
 
 
 def config(bach: Path, folk: Path | str = "folk", **kw) -> Config:

@@ -23,7 +23,6 @@ from tests.test_service_jack import (
     Daemon,
     Rig,
     human,
-    jack,
     note_ons,
     play,
 )

@@ -21,7 +21,6 @@ from tests.test_service_jack import (
     Daemon,
     Rig,
     human,
-    jack,
     note_ons,
     play,
     write_config,

@@ -21,14 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from jack import JACK_BACKEND, jack_server
+from jack import JACK_BACKEND
 
 from partimento.config import MidiConfig, load
 from partimento.core.music.encoding import grid_to_notes
 from partimento.engine.engine import Engine
 from partimento.live.midi_io import MidiInput, MidiOutput, open_input, open_output
 from partimento.live.service import Ready, serve
-from tests.conftest import ROOT, SHIPPED, require
+from tests.conftest import ROOT
 from tests.synth import Synth
 
 KEYS, SYNTH = "svc-keys", "svc-synth"
@@ -46,20 +46,6 @@ BURST = 0.003
 """Messages of one reply arrive within one JACK period (1.3 ms); this much is one burst."""
 
 Timed = list[tuple[float, tuple[int, ...]]]
-
-
-@pytest.fixture(scope="module")
-def jack():
-    with jack_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def models() -> Path:
-    """The folder of the shipped bach and folk models."""
-    for name in ("bach", "folk"):
-        require((SHIPPED / name / "model.onnx").exists(), f"no shipped {name} model")
-    return SHIPPED
 
 
 # -- the test's side: a keyboard, a listening synthesizer, the daemon ---------------------------

@@ -14,7 +14,8 @@ Contract: ``encoding["type"]`` is ``"abc"`` (played by
 characters, so for this style it lists the token indices ``"0" .. "95"``: valid, and as long as
 the logits, which is what the loader checks; nothing reads them as pitches (the type says so).
 
-Sampling (for ``partimento sample abc``): :func:`sample_text` and :func:`text_to_midi`.
+Sampling (for ``partimento sample abc``): :func:`sample_text`, and :func:`text_to_midi` and
+:func:`abc_problem` re-exported from :mod:`partimento.files.score`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 
 from partimento.core.players import abc as abc_core
 from partimento.core.players.contract import Tensor
+from partimento.files.score import abc_problem
+from partimento.files.score import text_to_midi as text_to_midi
 from partimento.training.config import TrainConfig
 from partimento.training.data import abc_text
 from partimento.training.styles import Prepared, Split
@@ -136,8 +139,6 @@ def sample_text(
     """:func:`partimento.core.players.abc.sample_text` on a model folder, name or Model."""
     return abc_core.sample_text(_model(model_or_dir), seed_text, chars, temperature, seed)
 
-
-from partimento.files.score import abc_problem, text_to_midi
 
 # --- evaluation -------------------------------------------------------------------------------
 

@@ -62,7 +62,10 @@ def hidden_dense(cfg: TrainConfig) -> list:
 
     act = keras.activations.get(cfg.activation)
     if cfg.activation == "gelu":
-        act = lambda x: keras.activations.gelu(x, approximate=True)
+
+        def act(x):
+            return keras.activations.gelu(x, approximate=True)
+
     return [
         layers.Dense(cfg.dense, activation=act, name=f"hidden{i}") for i in range(cfg.hidden_dense)
     ]

@@ -30,6 +30,17 @@ from partimento.training.styles.jazz import (
     tensors,
 )
 
+__all__ = [
+    "KIND",
+    "MODEL_TYPES",
+    "build",
+    "evaluate",
+    "load_pieces",
+    "parity",
+    "prepare",
+    "tensors",
+]
+
 
 def load_pieces(cfg: TrainConfig) -> tuple[list[Piece], str]:
     folder = data_folder(cfg, "pop909")
