@@ -366,8 +366,9 @@ class HarmonizeConfig(_Section):
     velocity: int | None = None
     """1-127, or None: each harmony note takes the velocity of the melody note."""
     candidates: int = 8
-    voice_leading: float = 1.0
-    sonority: float = 1.0
+    voice_leading: float = 3.0
+    sonority: float = 0.15
+    movement: float = 2.0
 
     def _check(self) -> None:
         k = self._key
@@ -377,6 +378,7 @@ class HarmonizeConfig(_Section):
         _check_int(k("candidates"), self.candidates, 1, 64)
         _check_number(k("voice_leading"), self.voice_leading, 0, 100)
         _check_number(k("sonority"), self.sonority, 0, 100)
+        _check_number(k("movement"), self.movement, 0, 100)
 
 
 @dataclass(frozen=True)
@@ -599,6 +601,7 @@ class Config(_Section):
             candidates=h.candidates,
             voice_leading=h.voice_leading,
             sonority=h.sonority,
+            movement=h.movement,
         )
 
 

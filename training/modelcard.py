@@ -19,6 +19,9 @@ WHAT = {
     "offline-harmonizer": "DeepBach-style harmonizer for whole melodies: each voice predicted "
     "from past and future context of the other voices, sampled by "
     "pseudo-Gibbs",
+    "lookahead-harmonizer": "the offline harmonizer for whole melodies: the live model's causal "
+    "alto, tenor and bass decoder that also reads the melody ahead, "
+    "searched by beam under hard voice-leading rules",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
     "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
     "events) as tokens (partimento.core.players.events)",
@@ -34,6 +37,7 @@ METRICS = (
     ("spacing_at_share", "steps with A-T over an octave"),
     ("out_of_range_share", "steps with a voice out of range"),
     ("triad_seventh_share", "sonorities that are triads or sevenths"),
+    ("chord_changes_per_bar", "chord changes per bar"),
     ("pitch_class_agreement_with_bach", "pitch-class set equal to Bach's"),
 )
 
@@ -95,6 +99,20 @@ def card(folder: Path) -> str:
             "embedding",
             "units",
             "layers",
+            "dense",
+            "dropout",
+            "learning_rate",
+            "timesteps",
+        )
+        if c["kind"] == "lookahead-harmonizer"
+        else (
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+            "seq_len",
+            "embedding",
+            "units",
+            "layers",
             "dropout",
             "learning_rate",
         )
@@ -133,10 +151,17 @@ def card(folder: Path) -> str:
     )
     lines.append("")
     nll, acc = ev.get("nll_per_token"), ev.get("accuracy")
+    if ev.get("set"):
+        lines += [f"Chorales: {ev['set']}.", ""]
     if isinstance(nll, dict):
+        lines += ["| | " + " | ".join(nll) + " |", "|---" * (len(nll) + 1) + "|"]
+        if "nll_jsb" in ev:
+            lines.append(
+                "| NLL per voice and sixteenth, JSB representation (nats) | "
+                + " | ".join(_fmt(ev["nll_jsb"].get(k)) for k in nll)
+                + " |"
+            )
         lines += [
-            "| | " + " | ".join(nll) + " |",
-            "|---" * (len(nll) + 1) + "|",
             "| NLL per token (nats) | " + " | ".join(_fmt(v) for v in nll.values()) + " |",
             "| accuracy | " + " | ".join(_fmt(acc.get(k)) for k in nll) + " |",
         ]
@@ -176,6 +201,12 @@ def card(folder: Path) -> str:
         ]
         for key, label in METRICS:
             lines.append(f"| {label} | " + " | ".join(_fmt(harm[w].get(key)) for w in who) + " |")
+        for voice in ("alto", "tenor", "bass", "mean"):
+            lines.append(
+                f"| exact pitch as Bach's, {voice} | "
+                + " | ".join(_fmt(harm[w].get("agreement", {}).get(voice)) for w in who)
+                + " |"
+            )
     return "\n".join(lines + [""])
 
 
@@ -192,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     for f in folders:
         print(card(f))
+    from partimento.training.literature import comparison
+
+    print("\n".join(comparison(root)))
 
 
 if __name__ == "__main__":

@@ -346,7 +346,7 @@ def sample(
     folder = model.find(style)
     contract = model.read_contract(folder)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if contract.kind in ("live-harmonizer", "offline-harmonizer"):
+    if contract.kind in ("live-harmonizer", "offline-harmonizer", "lookahead-harmonizer"):
         midi: Path | None = sample_harmony(
             folder,
             contract.kind == "live-harmonizer",

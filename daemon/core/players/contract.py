@@ -25,7 +25,7 @@ steps, each ``state-in`` paired with one ``state-out``; ``logits``: scores over 
 random vector a generator (a GAN's phrase generator) writes from."""
 
 DTYPES = ("int32", "int64", "float32")
-KINDS = ("live-harmonizer", "offline-harmonizer", "continuation")
+KINDS = ("live-harmonizer", "offline-harmonizer", "lookahead-harmonizer", "continuation")
 
 
 class ContractError(PartimentoError, ValueError):
