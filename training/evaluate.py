@@ -5,7 +5,8 @@ sixteenth in the JSB representation and per token, accuracy, an n-gram baseline;
 test soprano is harmonized (live stepping, offline beam search, or DeepBach's pseudo-Gibbs)
 and measured next to Bach's own chorales and the rule-based harmonizer, all by the same code
 (agreement with Bach's voices, chord changes per bar, voice leading).
-Folk: NLL and accuracy next to an n-gram baseline, and a sample's statistics.
+Continuation styles: NLL and accuracy next to n-gram baselines, and their answers to held-out
+calls next to the tunes' own continuations (training/answers.py).
 The figures are printed and written into the model's ``model.json`` under ``evaluation``.
 """
 
@@ -133,6 +134,14 @@ def _events(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
     return jazz.evaluate(m, cfg, limit=limit, seed=seed)
 
 
+def _call_response(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict:
+    """Every continuation style: its answers to held-out calls (training/answers.py)."""
+    from partimento.training import answers
+
+    excerpts = answers.EXCERPTS[cfg.style](cfg, seed)
+    return answers.evaluate(m, excerpts[: limit or None], seed=seed)
+
+
 def evaluate(
     name: str, *, write: bool = True, limit: int = 0, seed: int = 0, split: str = "test"
 ) -> dict:
@@ -152,6 +161,8 @@ def evaluate(
         figures = abc.evaluate(m, cfg, limit=limit, seed=seed)
     else:
         figures = _folk(m, cfg, limit, seed)
+    if kind == "continuation":
+        figures["call_response"] = _call_response(m, cfg, limit, seed)
     figures["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(figures, indent=1))
     if write and not limit and figures.get("split", "test") == "test":

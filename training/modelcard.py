@@ -42,6 +42,60 @@ METRICS = (
 )
 
 
+CALL_RESPONSE = (
+    ("motif_reuse", "motif reuse (answer's interval trigrams found in the call)"),
+    ("in_key", "notes in the key"),
+    ("density_abs_log_ratio", "density against the call: mean abs(log ratio)"),
+    ("within_1_35x", "answers within 1.35x of the call's density"),
+    ("density_ratio", "density against the call: geometric mean ratio"),
+    ("notes_per_bar", "onsets per bar"),
+    ("range", "range of the top line (semitones)"),
+    ("step_rate", "steps (1-2 semitones) among intervals"),
+    ("interval_overlap", "interval histogram overlap with the references"),
+    ("ioi_overlap", "inter-onset histogram overlap with the references"),
+    ("offbeat_sixteenths", "onsets on odd sixteenths"),
+    ("off_grid_onsets", "onsets off the call's grid (answer not on a beat)"),
+)
+PER_CALL = {"motif_reuse", "in_key", "density_abs_log_ratio", "within_1_35x", "density_ratio"}
+"""The figures a floor (another tune's bars) has of its own; the rest pool the same notes as
+the references."""
+
+
+def call_response(name: str, cr: dict) -> list[str]:
+    """The call-and-response table of a continuation model's card."""
+    rows = ("answers", "references", "floor")
+    key = (
+        "the tunes' labelled keys"
+        if cr.get("key") == "labelled"
+        else "a key estimated from call and reference together (no labels)"
+    )
+    lines = [
+        "",
+        f"Call and response (`partimento evaluate {name}`, seed {cr['seed']}): the "
+        f"first {cr['call_bars']} bars of {cr['tunes']} held-out tunes as the call, "
+        f"{cr['answer_bars']} bars answered through the daemon's code path "
+        f"({cr['candidates']} candidates, temperature {cr['temperature']:g}); the "
+        "references are the tunes' own next bars, the floor another tune's bars moved into "
+        f"the key. In-key against {key}; the key heard from the call equals it in "
+        f"{cr['key_agreement']:.0%} of the calls (moves the model the same way, relative "
+        f"keys alike: {cr['relative_key_agreement']:.0%}). training/answers.py defines "
+        "every figure.",
+        "",
+        "| | " + " | ".join(rows) + " |",
+        "|---" * (len(rows) + 1) + "|",
+    ]
+    for k, label in CALL_RESPONSE:
+        cells = []
+        for r in rows:
+            if r == "floor" and k not in PER_CALL:
+                cells.append("–")
+            else:
+                cells.append(_fmt(cr.get(r, {}).get(k)))
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fmt(x) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
@@ -187,6 +241,20 @@ def card(folder: Path) -> str:
         ]
         for name, b in ev.get("baseline_ngram", {}).items():
             lines.append(f"| {name} baseline | {_fmt(b['nll'])} | {_fmt(b['accuracy'])} |")
+    parse = ev.get("samples_parsing_with_music21")
+    if parse:
+        runs = parse if isinstance(parse, list) else [parse]
+        lines += [
+            "",
+            "Text sampled from `X:1` (600 characters, seeds 0 on) whose first tune "
+            "music21 parses: "
+            + "; ".join(
+                f"{p['parsed']} of {p['samples']} at temperature {p['temperature']:g}" for p in runs
+            )
+            + ".",
+        ]
+    if "call_response" in ev:
+        lines += call_response(folder.name, ev["call_response"])
     harm = ev.get("harmonization")
     if harm:
         who = [k for k in harm if k != "settings"]

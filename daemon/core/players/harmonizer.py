@@ -28,6 +28,11 @@ _PREV = {"alto": "alto_prev", "tenor": "tenor_prev", "bass": "bass_prev"}
 _VERSIONS = itertools.count()
 
 
+ABOVE_MELODY = 1000.0
+"""Cost of a chord with a harmony voice above the melody (with voice leading on): one is
+taken only when every candidate has one, as the beam search treats its hard rules."""
+
+
 @dataclass(frozen=True)
 class HarmonizerSettings:
     temperature: float = 1.0
@@ -303,6 +308,9 @@ class LiveHarmonizer:
                 score = score - st.voice_leading * voiceleading.penalties(
                     sounding, chords, self.ranges
                 )
+                # no harmony voice above the melody while there is a candidate without one
+                above = (chords[:, 1:] > chords[:, :1]).any(axis=1) & (chords[:, 0] >= 0)
+                score = score - ABOVE_MELODY * above
             if st.sonority:
                 score = score - st.sonority * ~voiceleading.tertian(chords)
             if st.movement:
