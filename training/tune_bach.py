@@ -19,7 +19,7 @@ import itertools
 import sys
 
 from partimento.training import bach_eval
-from partimento.training.config import TrainConfig
+from partimento.training.config import from_saved
 
 COLUMNS = (
     "agreement",
@@ -49,7 +49,7 @@ def rows(
     from partimento.files import model as models
 
     m = models.load(model)
-    cfg = TrainConfig(**m.contract.training["config"])
+    cfg = from_saved(m.contract.training["config"])
     pieces = bach_eval.load_set(cfg, split, limit).chorales
     live = m.contract.kind == "live-harmonizer"
     base = harmonizer.HarmonizerSettings() if live else beam.BeamSettings()
