@@ -366,7 +366,7 @@ def sample(
             seed_file=seed_file,
         )
     elif contract.encoding.get("type") == "abc" and seed_file is None and bars is None:
-        from partimento.training.styles.abc import TEXT_TEMPERATURE
+        from partimento.core.players.abc import TEXT_TEMPERATURE
 
         midi = sample_abc(
             model.load(folder),

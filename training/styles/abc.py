@@ -129,9 +129,7 @@ def _model(model_or_dir):
     return model_or_dir if hasattr(model_or_dir, "run") else models.load(model_or_dir)
 
 
-TEXT_TEMPERATURE = 0.9
-"""The temperature ``partimento sample abc`` writes text at unless told otherwise: of 50 tunes
-sampled from the shipped model (1024 units), 47 parse with music21 at 0.9, 42 at 1.0."""
+TEXT_TEMPERATURE = abc_core.TEXT_TEMPERATURE
 
 
 def sample_text(
