@@ -119,7 +119,9 @@ class Vocabulary:
         codes = np.array(
             [REST_CODE if s == START else symbol_to_code(s) for s in self.symbols], np.int16
         )
-        return codes[np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)]
+        index = np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)
+        result: np.ndarray = codes[index]
+        return result
 
     def pitch_mask(self) -> np.ndarray:
         """Boolean mask over tokens: True where the token is a pitch."""

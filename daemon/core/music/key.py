@@ -71,7 +71,8 @@ def _profiles(major: Sequence[float], minor: Sequence[float]) -> np.ndarray:
     rows = [np.roll(p, tonic) for p in (major, minor) for tonic in range(12)]
     out = np.asarray(rows, np.float64)
     out -= out.mean(axis=1, keepdims=True)
-    return out / np.sqrt((out**2).sum(axis=1, keepdims=True))
+    result: np.ndarray = out / np.sqrt((out**2).sum(axis=1, keepdims=True))
+    return result
 
 
 _PROFILES = _profiles(TEMPERLEY_MAJOR, TEMPERLEY_MINOR)

@@ -255,7 +255,8 @@ def pitch_class_masks(sounding: np.ndarray) -> np.ndarray:
     """Per step the 12-bit set of pitch classes that sound (``(4, steps)`` sounding pitches)."""
     s = np.asarray(sounding, np.int64)
     bits = np.where(s >= 0, np.left_shift(1, np.maximum(s, 0) % 12), 0)
-    return np.bitwise_or.reduce(bits, axis=0)
+    result: np.ndarray = np.bitwise_or.reduce(bits, axis=0)
+    return result
 
 
 def _parallels(s: np.ndarray, changes: np.ndarray) -> tuple[int, int]:

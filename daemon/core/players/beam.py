@@ -80,7 +80,8 @@ def ahead_windows(line: np.ndarray, ahead: int, pad: int) -> np.ndarray:
     line = np.asarray(line)
     padded = np.concatenate([line, np.full(ahead, pad, line.dtype)])
     index = np.arange(len(line))[:, None] + 1 + np.arange(ahead)[None, :]
-    return padded[index].astype(np.int32)
+    result: np.ndarray = padded[index].astype(np.int32)
+    return result
 
 
 def _top(logp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +134,8 @@ class BeamHarmonizer:
         code = self._code
         ok = (code == REST_CODE) | (code == HOLD_CODE) | ((code >= low) & (code <= high))
         ok[[i for i, s in enumerate(self.vocab.symbols) if s == "/"]] = False
-        return ok
+        result: np.ndarray = ok
+        return result
 
     def harmonize(
         self, soprano: np.ndarray, position: np.ndarray, fermata: np.ndarray, mode: int

@@ -15,7 +15,7 @@ Pure: the model is any callable ``run(feeds, outputs) -> dict``.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,7 +63,7 @@ IMPLEMENTATIONS = {
 constructed like :class:`Continuer`). A contract without a type is a ``grid`` model."""
 
 
-def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
+def make(contract: Contract, run: RunFn, **kwargs: Any) -> Continuation:
     """The :class:`Continuation` that plays ``contract``'s model; ``kwargs`` as
     :class:`Continuer` takes them."""
     kind = contract.encoding.get("type", "grid")
@@ -74,7 +74,8 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
             f"(known: {', '.join(IMPLEMENTATIONS)})"
         )
     module, name = where.split(":")
-    return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
+    made: Continuation = getattr(importlib.import_module(module), name)(contract, run, **kwargs)
+    return made
 
 
 def check_continuation(contract: Contract) -> None:

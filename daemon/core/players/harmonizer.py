@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,8 @@ class LiveHarmonizer:
         self._soprano_sounding = False
         self._shift = 0  # octaves between the melody as played and as the model reads it
         self._version = next(_VERSIONS)  # names this state; prepare()'s answers are for one
-        self._tables: dict[tuple, dict] = {}  # answers prepared ahead, by _table_key
+        # answers prepared ahead, by _table_key: per soprano token, the answer and its state
+        self._tables: dict[tuple[Any, ...], dict[int, Any]] = {}
         self.prepared_hits = 0
 
     # -- one step -----------------------------------------------------------------------------
@@ -191,7 +193,7 @@ class LiveHarmonizer:
             # a new dict, swapped in whole: step() in another thread sees the old or the new
             self._tables = {**{k: t for k, t in self._tables.items() if k[0] == key[0]}, key: table}
 
-    def _table_key(self, position: int, fermata: int) -> tuple:
+    def _table_key(self, position: int, fermata: int) -> tuple[Any, ...]:
         return (
             self._version,
             int(position) % 16,
@@ -200,7 +202,9 @@ class LiveHarmonizer:
             self.settings,
         )
 
-    def _base(self, position: int, fermata: int, prev: dict[str, int] | None = None) -> dict:
+    def _base(
+        self, position: int, fermata: int, prev: dict[str, int] | None = None
+    ) -> dict[str, int]:
         base = {
             "position": int(position) % 16,
             "fermata": int(bool(fermata)),
@@ -225,12 +229,12 @@ class LiveHarmonizer:
 
     def _feeds(
         self,
-        base: dict,
+        base: dict[str, int],
         soprano: np.ndarray,
         bass: np.ndarray,
         tenor: np.ndarray,
         state: dict[str, np.ndarray],
-    ) -> dict:
+    ) -> dict[str, np.ndarray]:
         rows = len(soprano)
         feeds = {name: np.full((rows, 1), value, np.int32) for name, value in base.items()}
         feeds["soprano"] = np.asarray(soprano, np.int32).reshape(rows, 1)
@@ -242,7 +246,7 @@ class LiveHarmonizer:
 
     def _answers(
         self,
-        base: dict,
+        base: dict[str, int],
         s_toks: list[int],
         s_pitches: list[int],
         *,

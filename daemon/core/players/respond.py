@@ -41,8 +41,9 @@ import numpy as np
 from partimento.core.music import key, motifs, rules
 from partimento.core.music.encoding import Note, grid_to_notes
 from partimento.core.players import continuation
-from partimento.core.players.continuation import Continuation, RunFn
+from partimento.core.players.continuation import Continuation
 from partimento.core.players.contract import Contract
+from partimento.core.types import RunFn
 
 MAX_CALL_STEPS = 512
 """The most of a call kept (32 bars): its key and density are read from these."""
