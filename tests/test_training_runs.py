@@ -80,6 +80,15 @@ def test_config_file_then_flags(tmp_path):
         resolve("bach", None, {"colour": "blue"})
 
 
+def test_a_run_folders_saved_config_trains_again(tmp_path):
+    """A run's config.toml of an earlier release (``verbose``, now ``progress``) is a valid
+    --config file."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[train]\nstyle = "bach"\nunits = 24\nverbose = 2\n')
+    got = resolve("bach", cfg)
+    assert (got.units, got.progress) == (24, 2)
+
+
 def test_training_without_the_extra_names_it(tmp_path):
     """With TensorFlow not importable, `partimento train` says which extra to install."""
     code = (

@@ -281,7 +281,7 @@ def resolve(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file}: {exc}") from None
         data = data.get("train", data)
-        values.update(data)
+        values.update({RENAMED.get(k, k): v for k, v in data.items()})  # a run's saved config
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k.replace("-", "_")] = v
