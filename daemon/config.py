@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from partimento.core.errors import PartimentoError
 from partimento.core.midi import SUSTAIN_CC
@@ -608,10 +608,11 @@ class Config(_Section):
 # --- file terms → dataclasses -------------------------------------------------------------------
 
 Reader = Callable[[str, Any], Any]
+_T = TypeVar("_T")
 
 
-def _toml_name(f: dataclasses.Field) -> str:
-    return f.metadata.get("toml", f.name)
+def _toml_name(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("toml", f.name))
 
 
 def _word_or_int(word: str, offset: int = 0) -> Reader:
@@ -696,11 +697,12 @@ _TABLES = (
 )
 
 
-def _build(cls: type, table: Any, key: str) -> Any:
+def _build(cls: type[_T], table: Any, key: str) -> _T:
     """A dataclass from one TOML table; ``key`` is the table's dotted name ("" for the root)."""
     if not isinstance(table, dict):
         _fail(key, "a table", table)
-    by_name = {_toml_name(f): f for f in fields(cls) if f.init}
+    shape: Any = cls  # a dataclass: every section is one
+    by_name = {_toml_name(f): f for f in fields(shape) if f.init}
     kwargs: dict[str, Any] = {}
     for name, raw in table.items():
         shown = name if _BARE_KEY_RE.fullmatch(name) else _show(name)
