@@ -21,6 +21,7 @@ from partimento.core.music import rules, voiceleading
 from partimento.core.players import harmonizer
 from partimento.core.players.sampling import nll_and_hits
 from partimento.files import model as models
+from partimento.progress import bar
 from partimento.training.config import TrainConfig, from_saved
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
     test = data.splits["test"][: limit or None]
     vocab = m.contract.vocabulary
     sums = {v: [0.0, 0, 0] for v in bach.HEADS}
-    for c in test:
+    for c in bar(test, "scoring test chorales", unit="piece"):
         arrays = bach.piece_arrays(c, vocab)
         feeds = {
             t.name: arrays[t.name][None]
@@ -93,7 +94,7 @@ def _bach_live(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> dict
     )
     t0 = time.monotonic()
     generated = []
-    for c in test:
+    for c in bar(test, "harmonizing test sopranos", unit="piece"):
         h.mode = c.mode
         generated.append(harmonizer.harmonize(h, c.voices[0], c.position, c.fermata))
     steps = sum(c.steps for c in test)
@@ -131,7 +132,7 @@ def _bach_offline(m: models.Model, cfg: TrainConfig, limit: int, seed: int) -> d
             temperature=gibbs.DEFAULT_TEMPERATURE,
             rng=rng,
         )
-        for c in test
+        for c in bar(test, "harmonizing test sopranos", unit="piece")
     ]
     figures["harmonization"] = _harmonization(
         "offline",

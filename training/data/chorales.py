@@ -25,6 +25,7 @@ from partimento.core.music.encoding import (
     STEPS_PER_QUARTER,
     VOICES,
 )
+from partimento.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,9 @@ def corpus_paths() -> list[Path]:
     return sorted(Path(p) for p in corpus.getComposer("bach"))
 
 
-def iter_corpus(limit: int | None = None) -> Iterator[Chorale]:
-    for path in corpus_paths()[:limit]:
+def iter_corpus(limit: int | None = None, progress: int = 1) -> Iterator[Chorale]:
+    """Every chorale music21 reads, with a bar on a terminal (``progress`` 0: none)."""
+    for path in bar(corpus_paths()[:limit], "parsing Bach chorales", unit="file", level=progress):
         try:
             c = read_chorale(path)
         except Exception as exc:  # one unreadable file must not stop the corpus
@@ -197,13 +199,13 @@ def load(path: Path) -> list[Chorale]:
 
 
 def load_corpus(
-    cache_dir: Path, *, rebuild: bool = False, limit: int | None = None
+    cache_dir: Path, *, rebuild: bool = False, limit: int | None = None, progress: int = 1
 ) -> dict[str, list[Chorale]]:
     """Every usable chorale, deduplicated and split; parsed once, then read from the cache."""
     cache = cache_dir / (f"chorales-{limit}.npz" if limit else "chorales.npz")
     if rebuild or not cache.exists():
         log.info("parsing music21's Bach chorales (a few minutes, once)")
-        save(deduplicate(list(iter_corpus(limit))), cache)
+        save(deduplicate(list(iter_corpus(limit, progress))), cache)
     chorales = load(cache)
     split: dict[str, list[Chorale]] = {s: [] for s in SPLITS}
     for c in chorales:
