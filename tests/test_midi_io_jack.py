@@ -437,3 +437,21 @@ def test_reader_rejects_a_bad_channel():
             InputReader(object(), asyncio.Queue(), loop=loop, channel=16)
     finally:
         loop.close()
+
+
+def test_without_an_output_named_a_synth_or_a_virtual_port_never_through(jack):
+    """``output = ""``: a port named like ALSA's Midi Through is passed over for a synthesizer,
+    and with only Through there, Partimento makes its own virtual port; each choice is a line."""
+    through = _in(virtual_input="Midi Through Port-0")
+    with open_input(through, backend=JACK_BACKEND, client_name=TEST_CLIENT):
+        with open_output(_in(), backend=JACK_BACKEND) as port:
+            assert port.virtual and port.name == "Partimento out"
+            assert port.chosen.startswith("output: a new virtual port 'Partimento out'")
+            assert "1 Through port skipped" in port.chosen
+        synth = _in(virtual_input="Synth input port")
+        with open_input(synth, backend=JACK_BACKEND, client_name=PROBE_CLIENT):
+            with open_output(_in(), backend=JACK_BACKEND) as port:
+                assert port.name == f"{PROBE_CLIENT}:Synth input port" and not port.virtual
+                assert port.chosen.startswith(f"output: {port.name} (the first synthesizer")
+            with open_output(_in(output="Through"), backend=JACK_BACKEND) as port:
+                assert "Through" in port.name and port.chosen == ""  # named: as asked
