@@ -60,6 +60,16 @@ def bar(
     yield from _plain(items, description, total, stream)
 
 
+def echo(line: str) -> None:
+    """Print ``line`` to stdout without tearing a bar that is being drawn on the terminal."""
+    if importlib.util.find_spec("tqdm") is not None and sys.stdout.isatty():
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+    else:
+        print(line, flush=True)
+
+
 def _plain(items: Iterable[T], description: str, total: int | None, stream: IO[str]) -> Iterator[T]:
     """A counter without tqdm: rewritten in place on a terminal, else a few whole lines."""
     terminal = bool(getattr(stream, "isatty", lambda: False)())

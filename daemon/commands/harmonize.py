@@ -122,7 +122,7 @@ def planned(melodies: Sequence[Path], output: Path, format: str) -> list[tuple[P
 
 
 def cmd_harmonize(args: argparse.Namespace) -> int:
-    from partimento.progress import bar
+    from partimento.progress import bar, echo
 
     pairs = planned([Path(m) for m in args.melody], Path(args.output), args.format)
     if len(pairs) > 1:
@@ -146,7 +146,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
             print(f"partimento: error: {melody}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(line)
+        echo(line)
     if failed:
         print(f"partimento: {failed} of {len(pairs)} melodies failed", file=sys.stderr)
     return 1 if failed else 0
