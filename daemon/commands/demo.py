@@ -358,7 +358,7 @@ def run_demo(
     say(
         f"  notes in {take.stats['notes_in']}, notes out {len(ons)} ({per_voice}); "
         f"{harmonized_at_once(take)} of {melody_ons} melody notes harmonized at once; "
-        f"{take.stats['harmony_steps']} harmony steps"
+        f"the model chose the voices on {take.stats['harmony_steps']} sixteenths"
     )
     say(
         _processing(
