@@ -68,7 +68,7 @@ def test_minus_v_is_accepted_after_every_command(command):
     required = []
     for action in sub._actions:
         if not action.option_strings and action.dest != "help":
-            required.append(action.choices and next(iter(action.choices)) or "x.mid")
+            required.append(next(iter(action.choices)) if action.choices else "x.mid")
         elif action.required:
             required += [action.option_strings[0], "out.mid"]
     args = p.parse_args([command, *map(str, required), "-v"])

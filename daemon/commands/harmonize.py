@@ -128,7 +128,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     if len(pairs) > 1:
         Path(args.output).mkdir(parents=True, exist_ok=True)
     failed = 0
-    for melody, out in bar(pairs, "harmonizing", unit="file", level=len(pairs) > 1):
+    for melody, out in bar(pairs, "harmonizing", unit="file", level=int(len(pairs) > 1)):
         try:
             line = harmonize_file(
                 melody,

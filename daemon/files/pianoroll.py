@@ -88,7 +88,9 @@ def _darker(colour: str) -> str:
     return "#" + "".join(f"{int(v * 0.6):02x}" for v in rgb)
 
 
-def _text(x: float, y: float, text: str, *, size: float, anchor: str = "start", **style: str):
+def _text(
+    x: float, y: float, text: str, *, size: float, anchor: str = "start", **style: str
+) -> str:
     attrs = "".join(f" {k.replace('_', '-')}={quoteattr(v)}" for k, v in style.items())
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}" text-anchor="{anchor}"{attrs}>'
@@ -141,7 +143,8 @@ def render(
     if subtitle:
         out.append(_text(left, 44, subtitle, size=12, fill=TEXT))
     # the legend
-    lx, ly = left, top - 30
+    lx: float = left
+    ly = top - 30
     for part in legend:
         out.append(
             f'<rect x="{lx}" y="{ly - 10}" width="22" height="11" rx="2" fill="{part.colour}" '
