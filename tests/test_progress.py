@@ -95,3 +95,14 @@ def test_parsing_folk_tunes_shows_its_progress_with_minus_v(quiet_logger, capsys
     assert "parsing folk tunes" in err and "3/3" in err
     folk.read_sources(folk.abc_sources(paths), 3, folk.Stats(), progress=0)
     assert capsys.readouterr().err == ""
+
+
+def test_parsing_the_chorales_shows_its_progress_with_minus_v(quiet_logger, capsys):
+    require(importlib.util.find_spec("music21") is not None, "music21 (the train extra)")
+    from partimento.training.data import chorales
+
+    quiet_logger.setLevel(logging.INFO)
+    read = list(chorales.iter_corpus(2, progress=1))
+    out, err = capsys.readouterr()
+    assert len(read) == 2 and out == ""
+    assert "parsing Bach chorales" in err and "2/2" in err
