@@ -381,6 +381,8 @@ def test_list_ports_and_the_ports_command(jack):
     lines = out.stdout.splitlines()
     assert f"input\t{PROBE_CLIENT}:probe-out" in lines
     assert f"output\t{TEST_CLIENT}:probe-in" in lines
+    # not a synthesizer, not a Through port: the one run would play on without midi.output
+    assert out.stderr == f"partimento: without midi.output, run plays on {TEST_CLIENT}:probe-in\n"
 
 
 def test_ports_command_without_a_backend_is_one_line(jack):
