@@ -117,7 +117,7 @@ def planned(melodies: Sequence[Path], output: Path, format: str) -> list[tuple[P
     for melody, out in pairs:
         outputs.kind(out)
         if not melody.is_file():
-            raise CommandError(f"melody file {melody} does not exist")
+            raise CommandError(f"{melody} does not exist")
     return pairs
 
 
