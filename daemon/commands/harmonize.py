@@ -99,16 +99,17 @@ def harmonize_file(
     )
 
 
-def planned(melodies: Sequence[Path], output: Path, format: str) -> list[tuple[Path, Path]]:
+def planned(melodies: Sequence[Path], output: Path, kind: str) -> list[tuple[Path, Path]]:
     """(melody, output file) pairs: one melody into ``output`` itself (unless it is a folder),
-    several into the folder ``output``, each as ``<stem>`` + ``format``'s suffix. Every
-    output's type and every melody's existence are checked here, before any work."""
+    several into the folder ``output``, each as ``<stem>`` + the suffix of ``kind`` (one of
+    :data:`FORMATS`). Every output's type and every melody's existence are checked here,
+    before any work."""
     if len(melodies) == 1 and not output.is_dir():
         pairs = [(melodies[0], output)]
     else:
         if output.exists() and not output.is_dir():
             raise CommandError(f"-o {output}: several melodies need a folder to write into")
-        pairs = [(m, output / (m.stem + FORMATS[format])) for m in melodies]
+        pairs = [(m, output / (m.stem + FORMATS[kind])) for m in melodies]
         seen: dict[Path, Path] = {}
         for melody, out in pairs:
             if out in seen:
