@@ -44,9 +44,8 @@ import numpy as np
 
 from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
+from partimento.files import locations
 
-ROOT = Path(__file__).resolve().parents[2]
-CHORALE_MELODY = ROOT / "docs" / "examples" / "chorale-melody.mid"
 STEPS_PER_BAR = 16
 DEFAULT_BARS = 8
 MAX_BARS = 256
@@ -280,7 +279,7 @@ def sample_harmony(
     """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody."""
     from partimento.commands.harmonize import harmonize_file
 
-    melody = seed_file if seed_file is not None else CHORALE_MELODY
+    melody = seed_file if seed_file is not None else locations.example_melody()
     if not Path(melody).is_file():
         raise SampleError(f"seed file {melody} does not exist")
     print(
