@@ -68,8 +68,6 @@ class StartupStderr:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from partimento.config import load
     from partimento.files import locations
 
@@ -78,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
     try:
+        from partimento.live import eventloop
         from partimento.live.service import serve
     except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
         raise CommandError(
@@ -91,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(r.line, flush=True)
 
     with held:
-        return asyncio.run(serve(config, config_path=path, on_ready=ready))
+        return eventloop.run(serve(config, config_path=path, on_ready=ready))
 
 
 def add_parser(
