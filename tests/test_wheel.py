@@ -100,3 +100,23 @@ def test_the_source_archive_holds_the_same_and_the_docs(dist: Path) -> None:
         "docs/SERVICE.md",
         "docs/examples/chorale-melody.mid",
     } <= names
+
+
+def test_the_python_versions_said_are_the_ones_declared() -> None:
+    """README and INSTALL.md say 3.11 or 3.12, as the classifiers do; 3.13 is a note of what
+    it needs (python-rtmidi has no 3.13 wheel: docs/decisions.md)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    minors = {
+        c.rsplit(".", 1)[1]
+        for c in project["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    }
+    assert minors == {"11", "12"} and project["requires-python"] == ">=3.11"
+    assert f"{sys.version_info.minor}" in minors or sys.version_info >= (3, 13)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    install = " ".join((ROOT / "docs" / "INSTALL.md").read_text().split())
+    assert "Python 3.11 or 3.12" in readme and "3.11-3.13" not in readme
+    assert "**Python 3.11 or 3.12**" in install
+    assert "sudo apt install g++ pkg-config libasound2-dev libjack-jackd2-dev" in install

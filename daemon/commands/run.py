@@ -75,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load(path)
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
+    logging.getLogger("partimento").info("configuration %s", path)
     try:
         from partimento.live import eventloop
         from partimento.live.service import serve
