@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from partimento.core.errors import PartimentoError
 from partimento.core.midi import SUSTAIN_CC
@@ -366,8 +366,9 @@ class HarmonizeConfig(_Section):
     velocity: int | None = None
     """1-127, or None: each harmony note takes the velocity of the melody note."""
     candidates: int = 8
-    voice_leading: float = 1.0
-    sonority: float = 1.0
+    voice_leading: float = 3.0
+    sonority: float = 0.15
+    movement: float = 2.0
 
     def _check(self) -> None:
         k = self._key
@@ -377,6 +378,7 @@ class HarmonizeConfig(_Section):
         _check_int(k("candidates"), self.candidates, 1, 64)
         _check_number(k("voice_leading"), self.voice_leading, 0, 100)
         _check_number(k("sonority"), self.sonority, 0, 100)
+        _check_number(k("movement"), self.movement, 0, 100)
 
 
 @dataclass(frozen=True)
@@ -600,16 +602,18 @@ class Config(_Section):
             candidates=h.candidates,
             voice_leading=h.voice_leading,
             sonority=h.sonority,
+            movement=h.movement,
         )
 
 
 # --- file terms → dataclasses -------------------------------------------------------------------
 
 Reader = Callable[[str, Any], Any]
+_T = TypeVar("_T")
 
 
-def _toml_name(f: dataclasses.Field) -> str:
-    return f.metadata.get("toml", f.name)
+def _toml_name(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("toml", f.name))
 
 
 def _word_or_int(word: str, offset: int = 0) -> Reader:
@@ -694,11 +698,12 @@ _TABLES = (
 )
 
 
-def _build(cls: type, table: Any, key: str) -> Any:
+def _build(cls: type[_T], table: Any, key: str) -> _T:
     """A dataclass from one TOML table; ``key`` is the table's dotted name ("" for the root)."""
     if not isinstance(table, dict):
         _fail(key, "a table", table)
-    by_name = {_toml_name(f): f for f in fields(cls) if f.init}
+    shape: Any = cls  # a dataclass: every section is one
+    by_name = {_toml_name(f): f for f in fields(shape) if f.init}
     kwargs: dict[str, Any] = {}
     for name, raw in table.items():
         shown = name if _BARE_KEY_RE.fullmatch(name) else _show(name)

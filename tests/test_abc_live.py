@@ -50,7 +50,7 @@ def abc_model(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_engine_primes_with_the_phrase_as_abc_and_answers(bach, abc_model, loader):
     engine = answer_a_phrase(bach, abc_model, loader)[0]
-    continuer = engine.active.continuer
+    continuer = engine.active.continuer.player  # the Responder's model player
     assert isinstance(continuer, abc.AbcContinuer)
     assert continuer.shift == folk_transposition(7, 0)  # the phrase is in G major
     body = continuer.text.split("K:C\n", 1)[1]

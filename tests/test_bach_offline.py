@@ -1,4 +1,4 @@
-"""Style ``bach-offline`` (DeepBach) and the pseudo-Gibbs sampler in
+"""``bach-offline --model deepbach`` (DeepBach) and the pseudo-Gibbs sampler in
 ``partimento.core.players.gibbs``."""
 
 from __future__ import annotations
@@ -156,10 +156,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory, chorales):
 
     root = tmp_path_factory.mktemp("bach_offline")
     some = [c for split in chorales.values() for c in split][:12]
-    corpus.save(some, root / "cache" / "chorales-12.npz")
+    corpus.save(some, root / "cache" / f"chorales-v{corpus.CACHE_VERSION}-12.npz")
     cfg = resolve(
         "bach-offline",
         overrides=dict(
+            model="deepbach",
             limit=12,
             cache_dir=str(root / "cache"),
             epochs=1,
@@ -185,7 +186,9 @@ def test_second_lstm_stacks_and_the_step_model_shares_weights() -> None:
 
     cfg = resolve(
         "bach-offline",
-        overrides=dict(timesteps=3, embedding=4, lstm1=6, middle=5, second_lstm=True),
+        overrides=dict(
+            model="deepbach", timesteps=3, embedding=4, lstm1=6, middle=5, second_lstm=True
+        ),
     )
     encoding = {
         "vocabulary": ["r", "_", START, *map(str, range(50, 60))],

@@ -279,7 +279,8 @@ def test_a_broken_model_stops_harmonize_in_one_line(broken_models, melody, tmp_p
 
 
 def test_an_offline_model_with_the_wrong_vocabulary(melody, tmp_path):
-    """The offline model has no numpy heads to trip over first: the graph check finds it."""
+    """The graph check finds it: the offline model's graph scores the bass (its tenor and
+    alto come from numpy heads)."""
     require((SHIPPED / "bach-offline" / "model.onnx").exists(), "no shipped bach-offline")
     folder = tmp_path / "bach-offline"
     shutil.copytree(SHIPPED / "bach-offline", folder)
@@ -292,7 +293,7 @@ def test_an_offline_model_with_the_wrong_vocabulary(melody, tmp_path):
     )
     assert line == (
         f"model.json does not match {folder}/model.onnx: its vocabulary has "
-        f"{size + 3} symbols, the graph's alto logits {size}"
+        f"{size + 3} symbols, the graph's bass logits {size}"
     )
 
 

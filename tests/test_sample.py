@@ -230,3 +230,77 @@ def test_abc_writes_text_from_the_seed_text_and_says_about_midi(tmp_path, tiny_a
     assert (last == f"{out}: the first tune as MIDI (music21)" and out.exists()) or (
         last.startswith("no MIDI: ") and not out.exists()
     )
+
+
+def write_seed(path: Path, notes: list[tuple[int, int, int]], tpb: int = 480) -> Path:
+    """A one-track MIDI melody of (pitch, start step, length in steps)."""
+    step = tpb // 4
+    mid = mido.MidiFile(ticks_per_beat=tpb)
+    track = mido.MidiTrack()
+    events = sorted(
+        [(s * step, 1, p) for p, s, _ in notes] + [((s + n) * step, 0, p) for p, s, n in notes]
+    )
+    now = 0
+    for tick, on, p in events:
+        kind = "note_on" if on else "note_off"
+        track.append(mido.Message(kind, note=p, velocity=80 if on else 0, time=tick - now))
+        now = tick
+    mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def test_the_answer_starts_on_the_seeds_next_beat_and_stays_on_its_grid(tmp_path, folk):
+    # four bars of eighths in D major whose last note ends half a beat before the bar line
+    scale = [62, 64, 66, 67, 69, 71, 73, 74]
+    seed = write_seed(tmp_path / "call.mid", [(scale[i % 8], 2 * i, 2) for i in range(31)])
+    out = tmp_path / "answer.mid"
+    done = sample("folk", "-o", out, "--seed-file", seed, "--length", 4, "--seed", 4)
+    assert done.returncode == 0, done.stderr
+    mid = mido.MidiFile(out)
+    call, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
+    assert max(e for _, e, _ in call) == 62
+    starts = [s for s, _, _ in answer]
+    assert min(starts) >= 64  # the next beat after the call, not a sixteenth after it
+    assert max(e for _, e, _ in answer) <= 64 + 4 * STEPS_PER_BAR
+    offbeat = sum(s % 2 for s in starts) / len(starts)
+    assert offbeat <= 0.2, starts  # an answer to eighths moves in eighths, on the beat
+    from partimento.core.music import rules
+
+    d_major = rules.key_scale(2, 0)
+    assert sum(p % 12 in d_major for *_, p in answer) >= 0.9 * len(answer)  # the call's key
+
+
+@pytest.fixture(scope="module")
+def shipped_abc() -> Path:
+    require((SHIPPED / "abc" / "model.onnx").exists(), "no shipped abc model")
+    return SHIPPED / "abc"
+
+
+def test_abc_answers_a_seed_file_for_the_length_asked(tmp_path, shipped_abc):
+    melody = ROOT / "docs" / "examples" / "chorale-melody.mid"
+    out = tmp_path / "abc.mid"
+    done = sample("abc", "-o", out, "--seed-file", melody, "--length", 2, "--seed", 1)
+    assert done.returncode == 0, done.stderr
+    mid = mido.MidiFile(out)
+    assert [t.name for t in mid.tracks] == ["Seed", "Continuation"]
+    seed, answer = (notes(t, mid.ticks_per_beat) for t in mid.tracks)
+    seed_end = max(e for _, e, _ in seed)
+    start = min(s for s, _, _ in answer)
+    assert seed_end <= start < seed_end + 4  # on the next beat
+    assert STEPS_PER_BAR < max(e for _, e, _ in answer) - seed_end <= 2 * STEPS_PER_BAR
+    assert "over 2 bars continuing seed chorale-melody.mid" in done.stdout
+
+
+def test_abc_length_alone_answers_a_random_bar(tmp_path, shipped_abc):
+    out = tmp_path / "abc.mid"
+    done = sample("abc", "-o", out, "--length", 1, "--seed", 2)
+    assert done.returncode == 0, done.stderr
+    _seed, answer = (notes(t, mido.MidiFile(out).ticks_per_beat) for t in mido.MidiFile(out).tracks)
+    assert answer and max(e for _, e, _ in answer) <= STEPS_PER_BAR + STEPS_PER_BAR
+
+
+def test_abc_text_and_answer_options_do_not_mix(tmp_path, shipped_abc):
+    done = sample("abc", "-o", tmp_path / "x.mid", "--length", 2, "--chars", 100)
+    assert done.returncode == 1
+    assert "give one pair or the other" in done.stderr.strip().splitlines()[-1]

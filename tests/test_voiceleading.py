@@ -238,9 +238,10 @@ def test_harmonizer_opens_on_a_root_position_tonic() -> None:
 
 @pytest.fixture(scope="module")
 def test_split() -> list:
-    if not (CACHE / "chorales.npz").exists():
+    from partimento.training.data.chorales import CACHE_VERSION, load_corpus
+
+    if not (CACHE / f"chorales-v{CACHE_VERSION}.npz").exists():
         pytest.skip("the chorale cache is not built (python -m training ... builds it)")
-    from partimento.training.data.chorales import load_corpus
 
     return load_corpus(CACHE)["test"]
 

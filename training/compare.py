@@ -10,8 +10,8 @@ every export is) and measured through onnxruntime the way the daemon runs it:
 - training time (wall time of ``fit``, from ``run.json``);
 - test NLL per token and accuracy (teacher forcing from the START prefix, as ``partimento
   evaluate`` scores folk), where defined: a GAN has no likelihood;
-- generated music: for each of the first ``--eval-tunes`` test tunes the continuation
-  interface (:func:`partimento.core.players.continuation.make`, seeded by the tune's index) hears
+- generated music: for each of the first ``--eval-tunes`` test tunes the daemon's answering
+  code (:func:`partimento.commands.sample.respond`, seeded by the tune's index) hears
   its first ``PROMPT`` sixteenths and answers ``ANSWER`` sixteenths. From those answers:
   ``notes_per_bar`` (0: silent answers); ``pc_distance``, the total variation distance (0
   same, 1 disjoint) between their pitch-class histogram (per sounding sixteenth) and the
@@ -174,14 +174,16 @@ def step_latency(m, steps: int = 300) -> tuple[float, str]:
 
 
 def answers(m, tunes, seed: int) -> list[np.ndarray]:
-    """Each tune's first ``PROMPT`` sixteenths heard, ``ANSWER`` sixteenths answered."""
-    from partimento.core.players import continuation
+    """Each tune's first ``PROMPT`` sixteenths heard as the call, ``ANSWER`` sixteenths
+    answered through the daemon's code path (:func:`partimento.commands.sample.respond`: the
+    call's key, the call in the model's state, the candidate that follows it best)."""
+    from partimento.commands.sample import respond
+    from partimento.core.music.encoding import notes_to_grid
 
     out = []
     for i, tune in enumerate(tunes):
-        player = continuation.make(m.contract, m.run, seed=seed + i)
-        player.observe(tune.grid[:PROMPT])
-        out.append(np.asarray(player.continue_for(ANSWER), np.int16))
+        notes, _ = respond(m, tune.grid[:PROMPT], ANSWER, temperature=1.0, seed=seed + i)
+        out.append(np.asarray(notes_to_grid(notes, ANSWER), np.int16))
     return out
 
 

@@ -12,11 +12,11 @@ from typing import Any
 from partimento.config import ConfigError  # one ConfigError: a bad value, the key named
 
 STYLES = ("bach", "bach-offline", "folk", "jazz", "piano", "abc")
-MODEL_TYPES = ("lstm", "transformer", "gan")
+MODEL_TYPES = ("lstm", "transformer", "gan", "deepbach")
 MODELS_BY_STYLE: dict[str, tuple[str, ...]] = {
     "bach": ("lstm",),
-    "bach-offline": ("lstm",),
-    "folk": MODEL_TYPES,
+    "bach-offline": ("lstm", "deepbach"),
+    "folk": ("lstm", "transformer", "gan"),
     "jazz": ("lstm", "transformer"),
     "piano": ("lstm", "transformer"),
     "abc": ("lstm",),
@@ -177,18 +177,19 @@ STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "learning_rate": 2e-3,
         "batch_size": 32,
     },
+    # the lookahead decoder (training/styles/bach_lookahead.py): the live model's network,
+    # reading the melody `timesteps` sixteenths ahead
     "bach-offline": {
-        "epochs": 16,
-        "steps_per_epoch": 229,
-        "batch_size": 256,
-        "timesteps": 16,
-        "gap": 1,
-        "embedding": 20,
-        "lstm1": 200,
-        "middle": 200,
-        "second_lstm": False,
-        "dropout": 0.2,
-        "learning_rate": 1e-3,
+        "epochs": 20,
+        "steps_per_epoch": 200,
+        "seq_len": 128,
+        "units": 256,
+        "layers": 2,
+        "embedding": 32,
+        "dropout": 0.3,
+        "learning_rate": 2e-3,
+        "batch_size": 32,
+        "timesteps": 32,
     },
     "folk": {
         "epochs": 8,
@@ -280,7 +281,7 @@ def resolve(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file}: {exc}") from None
         data = data.get("train", data)
-        values.update(data)
+        values.update({RENAMED.get(k, k): v for k, v in data.items()})  # a run's saved config
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k.replace("-", "_")] = v

@@ -67,7 +67,7 @@ def load_run(run_dir: Path):
     except FileNotFoundError:
         raise ExportError(f"{run_dir} is not a run folder: no run.json") from None
     cfg = from_saved(run["config"])
-    style = styles.get(cfg.style)
+    style = styles.get(cfg.style, cfg.model)
     train_model, step_model = style.build(cfg, run["encoding"])
     for name in ("best.weights.h5", "final.weights.h5"):
         if (run_dir / name).exists():
@@ -86,11 +86,12 @@ def random_feeds(contract: Contract, steps: int, seed: int = 0) -> dict[str, np.
     sizes = contract.encoding.get("conditions", {})
     feeds = {}
     for t in contract.inputs:
+        shape = (1, steps, *(int(d) for d in t.shape[2:]))  # a window per step: its width
         if t.role in ("token", "given"):
             size = len(contract.encoding.get("tokens") or contract.vocabulary)
-            feeds[t.name] = rng.integers(0, size, (1, steps), dtype=np.int32)
+            feeds[t.name] = rng.integers(0, size, shape, dtype=np.int32)
         elif t.role == "condition":
-            feeds[t.name] = rng.integers(0, sizes[t.name]["size"], (1, steps), dtype=np.int32)
+            feeds[t.name] = rng.integers(0, sizes[t.name]["size"], shape, dtype=np.int32)
     return feeds
 
 

@@ -19,6 +19,9 @@ WHAT = {
     "offline-harmonizer": "DeepBach-style harmonizer for whole melodies: each voice predicted "
     "from past and future context of the other voices, sampled by "
     "pseudo-Gibbs",
+    "lookahead-harmonizer": "the offline harmonizer for whole melodies: the live model's causal "
+    "alto, tenor and bass decoder that also reads the melody ahead, "
+    "searched by beam under hard voice-leading rules",
     "continuation": "melody continuation in the folk style, one sixteenth token at a time",
     "events": "continuation with notes and chords (or note-on/off, time-shift and velocity "
     "events) as tokens (partimento.core.players.events)",
@@ -34,8 +37,63 @@ METRICS = (
     ("spacing_at_share", "steps with A-T over an octave"),
     ("out_of_range_share", "steps with a voice out of range"),
     ("triad_seventh_share", "sonorities that are triads or sevenths"),
+    ("chord_changes_per_bar", "chord changes per bar"),
     ("pitch_class_agreement_with_bach", "pitch-class set equal to Bach's"),
 )
+
+
+CALL_RESPONSE = (
+    ("motif_reuse", "motif reuse (answer's interval trigrams found in the call)"),
+    ("in_key", "notes in the key"),
+    ("density_abs_log_ratio", "density against the call: mean abs(log ratio)"),
+    ("within_1_35x", "answers within 1.35x of the call's density"),
+    ("density_ratio", "density against the call: geometric mean ratio"),
+    ("notes_per_bar", "onsets per bar"),
+    ("range", "range of the top line (semitones)"),
+    ("step_rate", "steps (1-2 semitones) among intervals"),
+    ("interval_overlap", "interval histogram overlap with the references"),
+    ("ioi_overlap", "inter-onset histogram overlap with the references"),
+    ("offbeat_sixteenths", "onsets on odd sixteenths"),
+    ("off_grid_onsets", "onsets off the call's grid (answer not on a beat)"),
+)
+PER_CALL = {"motif_reuse", "in_key", "density_abs_log_ratio", "within_1_35x", "density_ratio"}
+"""The figures a floor (another tune's bars) has of its own; the rest pool the same notes as
+the references."""
+
+
+def call_response(name: str, cr: dict) -> list[str]:
+    """The call-and-response table of a continuation model's card."""
+    rows = ("answers", "references", "floor")
+    key = (
+        "the tunes' labelled keys"
+        if cr.get("key") == "labelled"
+        else "a key estimated from call and reference together (no labels)"
+    )
+    lines = [
+        "",
+        f"Call and response (`partimento evaluate {name}`, seed {cr['seed']}): the "
+        f"first {cr['call_bars']} bars of {cr['tunes']} held-out tunes as the call, "
+        f"{cr['answer_bars']} bars answered through the daemon's code path "
+        f"({cr['candidates']} candidates, temperature {cr['temperature']:g}); the "
+        "references are the tunes' own next bars, the floor another tune's bars moved into "
+        f"the key. In-key against {key}; the key heard from the call equals it in "
+        f"{cr['key_agreement']:.0%} of the calls (moves the model the same way, relative "
+        f"keys alike: {cr['relative_key_agreement']:.0%}). training/answers.py defines "
+        "every figure.",
+        "",
+        "| | " + " | ".join(rows) + " |",
+        "|---" * (len(rows) + 1) + "|",
+    ]
+    for k, label in CALL_RESPONSE:
+        cells = []
+        for r in rows:
+            if r == "floor" and k not in PER_CALL:
+                cells.append("–")
+            else:
+                cells.append(_fmt(cr.get(r, {}).get(k)))
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(x) -> str:
@@ -95,6 +153,20 @@ def card(folder: Path) -> str:
             "embedding",
             "units",
             "layers",
+            "dense",
+            "dropout",
+            "learning_rate",
+            "timesteps",
+        )
+        if c["kind"] == "lookahead-harmonizer"
+        else (
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+            "seq_len",
+            "embedding",
+            "units",
+            "layers",
             "dropout",
             "learning_rate",
         )
@@ -133,10 +205,17 @@ def card(folder: Path) -> str:
     )
     lines.append("")
     nll, acc = ev.get("nll_per_token"), ev.get("accuracy")
+    if ev.get("set"):
+        lines += [f"Chorales: {ev['set']}.", ""]
     if isinstance(nll, dict):
+        lines += ["| | " + " | ".join(nll) + " |", "|---" * (len(nll) + 1) + "|"]
+        if "nll_jsb" in ev:
+            lines.append(
+                "| NLL per voice and sixteenth, JSB representation (nats) | "
+                + " | ".join(_fmt(ev["nll_jsb"].get(k)) for k in nll)
+                + " |"
+            )
         lines += [
-            "| | " + " | ".join(nll) + " |",
-            "|---" * (len(nll) + 1) + "|",
             "| NLL per token (nats) | " + " | ".join(_fmt(v) for v in nll.values()) + " |",
             "| accuracy | " + " | ".join(_fmt(acc.get(k)) for k in nll) + " |",
         ]
@@ -162,6 +241,20 @@ def card(folder: Path) -> str:
         ]
         for name, b in ev.get("baseline_ngram", {}).items():
             lines.append(f"| {name} baseline | {_fmt(b['nll'])} | {_fmt(b['accuracy'])} |")
+    parse = ev.get("samples_parsing_with_music21")
+    if parse:
+        runs = parse if isinstance(parse, list) else [parse]
+        lines += [
+            "",
+            "Text sampled from `X:1` (600 characters, seeds 0 on) whose first tune "
+            "music21 parses: "
+            + "; ".join(
+                f"{p['parsed']} of {p['samples']} at temperature {p['temperature']:g}" for p in runs
+            )
+            + ".",
+        ]
+    if "call_response" in ev:
+        lines += call_response(folder.name, ev["call_response"])
     harm = ev.get("harmonization")
     if harm:
         who = [k for k in harm if k != "settings"]
@@ -176,6 +269,12 @@ def card(folder: Path) -> str:
         ]
         for key, label in METRICS:
             lines.append(f"| {label} | " + " | ".join(_fmt(harm[w].get(key)) for w in who) + " |")
+        for voice in ("alto", "tenor", "bass", "mean"):
+            lines.append(
+                f"| exact pitch as Bach's, {voice} | "
+                + " | ".join(_fmt(harm[w].get("agreement", {}).get(voice)) for w in who)
+                + " |"
+            )
     return "\n".join(lines + [""])
 
 
@@ -192,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     for f in folders:
         print(card(f))
+    from partimento.training.literature import comparison
+
+    print("\n".join(comparison(root)))
 
 
 if __name__ == "__main__":

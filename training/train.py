@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
     tf.config.experimental.enable_op_determinism()
 
     # data
-    style = styles.get(cfg.style)
+    style = styles.get(cfg.style, cfg.model)
     t0 = time.monotonic()
     prepared = style.prepare(cfg)
     train_split, valid_split = prepared.splits["train"], prepared.splits["valid"]

@@ -1,6 +1,6 @@
 """``partimento harmonize MELODY -o OUT.mid``: a melody file harmonized in four voices, by the
-offline model (pseudo-Gibbs, looking ahead) or, with ``--live``, the daemon's own causal
-stepping code."""
+offline model (the lookahead model searched by beam; a DeepBach model by pseudo-Gibbs) or, with
+``--live``, the daemon's own causal stepping code."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def harmonize_file(
 
     from partimento.core.music import rules
     from partimento.core.music.encoding import octave_shift_into, transpose_grid
-    from partimento.core.players import gibbs, harmonizer
+    from partimento.core.players import beam, gibbs, harmonizer
     from partimento.files import midifile
     from partimento.files import model as models
 
@@ -68,17 +68,21 @@ def harmonize_file(
     else:
         # a melody outside the model's soprano range is sung octaves away, then moved back
         shift = octave_shift_into(soprano, *loaded.contract.encoding["voice_ranges"]["soprano"])
-        voices = gibbs.harmonize(
-            transpose_grid(soprano, shift),
-            position,
-            fermata,
-            mode,
-            loaded.contract,
-            loaded.run,
-            temperature=temperature or gibbs.DEFAULT_TEMPERATURE,
-            rng=np.random.default_rng(seed),
-            **({"iterations": iterations} if iterations else {}),
-        )
+        if loaded.contract.kind == "lookahead-harmonizer" and loaded.heads is not None:
+            search = beam.BeamHarmonizer(loaded.contract, loaded.run, loaded.heads)
+            voices = search.harmonize(transpose_grid(soprano, shift), position, fermata, mode)
+        else:
+            voices = gibbs.harmonize(
+                transpose_grid(soprano, shift),
+                position,
+                fermata,
+                mode,
+                loaded.contract,
+                loaded.run,
+                temperature=temperature or gibbs.DEFAULT_TEMPERATURE,
+                rng=np.random.default_rng(seed),
+                **({"iterations": iterations} if iterations else {}),
+            )
         voices = np.stack([soprano, *(transpose_grid(v, -shift) for v in voices[1:])])
     midifile.write_satb(output, melody, voices)
     return (
@@ -121,7 +125,7 @@ def add_parser(
         "--live",
         action="store_true",
         help="use the causal live model and the "
-        "daemon's own stepping code (default: the offline model, pseudo-Gibbs)",
+        "daemon's own stepping code (default: the offline model, beam search)",
     )
     h.add_argument(
         "--temperature",

@@ -75,7 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load(path)
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
-    logging.getLogger("partimento").info("configuration %s", path)
     try:
         from partimento.live import eventloop
         from partimento.live.service import serve
@@ -91,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(r.line, flush=True)
 
     with held:
+        logging.getLogger("partimento").info("configuration %s", path)
         return eventloop.run(serve(config, config_path=path, on_ready=ready))
 
 

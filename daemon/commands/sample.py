@@ -1,24 +1,27 @@
 """``partimento sample STYLE -o out.mid``: listen to a model without a keyboard.
 
 STYLE is a model name or folder, found as :func:`partimento.files.model.load` finds it
-(``exported_models/<name>``). Only the runtime is used (onnxruntime, numpy, mido), never
+(:mod:`partimento.files.locations`: ``$PARTIMENTO_MODELS``, the user's models, the shipped
+ones). Only the runtime is used (onnxruntime, numpy, mido), never
 TensorFlow, so sampling works with the runtime install. What a sample is depends on the model's
 contract:
 
-* a continuation model (any ``encoding["type"]``: grid, events, phrase...) plays through
-  :func:`partimento.core.players.continuation.make`, as in the daemon, so a new continuation style
-  needs no code here. It first observes a seed, then continues for ``--length`` bars of 16
-  sixteenths. The seed is ``--seed-file`` (a melody: MIDI, or with music21 MusicXML/ABC/**kern),
-  else :func:`random_seed`: one bar of four quarter notes of the C major scale around the middle of
-  the model's range, drawn with ``--seed`` (an empty seed would leave a model primed only with
-  START to open every sample alike; C major because one-key styles such as folk are trained
-  there). The MIDI file has two tracks: ``Seed``, then ``Continuation`` starting where the seed
-  ends. A model trained in one key (folk) reads a seed file moved into that key and answers
-  back in the file's key, as the live engine does.
-* an ``abc`` model (``encoding["type"] == "abc"``) samples text: ``--seed-text`` (default
-  ``X:1``) and ``--chars`` characters after it go to ``out.abc`` beside the MIDI path, and the
-  first tune becomes ``out.mid`` when music21 parses it
-  (:func:`partimento.core.players.abc.sample_text` and :func:`partimento.files.score.text_to_midi`).
+* a continuation model (any ``encoding["type"]``: grid, events, phrase, abc) answers a call
+  through :class:`partimento.core.players.respond.Responder`, the daemon's own code path, so a new
+  continuation style needs no code here. It hears a seed, then answers for ``--length`` bars
+  of 16 sixteenths. The seed is ``--seed-file`` (a melody: MIDI, or with music21
+  MusicXML/ABC/**kern), else :func:`random_seed`: one bar of four quarter notes of the C major
+  scale around the middle of the model's range, drawn with ``--seed`` (an empty seed would
+  leave a model primed only with START to open every sample alike). The answer starts on the
+  first beat of the seed's grid at or after its end (:func:`answer_start`) and keeps the seed
+  in the model's state throughout; it is in the seed's key (a model trained in one key, folk,
+  hears the seed moved into its key and answers moved back). The MIDI file has two tracks:
+  ``Seed``, then ``Continuation``.
+* an ``abc`` model given ``--seed-file`` or ``--length`` answers like any continuation model,
+  as it plays live (the seed written as ABC under ``K:C``). Without them it samples text:
+  ``--seed-text`` (default ``X:1``) and ``--chars`` characters after it go to ``out.abc``
+  beside the MIDI path, and the first tune becomes ``out.mid`` when music21 parses it (the abc
+  style's ``sample_text`` and ``text_to_midi``). The two pairs of options do not mix.
 * a harmonizer (``bach``, live, or ``bach-offline``) harmonizes a melody, ``--seed-file`` or
   the chorale soprano in ``docs/examples/chorale-melody.mid``, exactly as ``partimento
   harmonize`` does (its own function is called): four tracks, Soprano to Bass.
@@ -43,7 +46,14 @@ import mido
 import numpy as np
 
 from partimento.core.errors import PartimentoError
-from partimento.core.music.encoding import STEPS_PER_QUARTER, Note, grid_to_notes, notes_to_grid
+from partimento.core.music.encoding import (
+    MAJOR,
+    STEPS_PER_QUARTER,
+    Note,
+    grid_to_notes,
+    notes_to_grid,
+)
+from partimento.core.players.respond import DEFAULT_CANDIDATES
 from partimento.files import locations
 
 STEPS_PER_BAR = 16
@@ -57,7 +67,6 @@ VELOCITY = 80
 SEED_PROGRAM, CONTINUATION_PROGRAM = 73, 0  # General MIDI: flute, then piano
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
 FALLBACK_RANGE = (48, 84)
-MAX_RESTARTS = 64
 
 Say = Callable[[str], object]
 
@@ -72,6 +81,8 @@ class SampleError(PartimentoError):
 def pitch_range(contract) -> tuple[int, int]:
     """The lowest and highest pitch the model can play: its event tokens (``"60"``, ``"on60"``)
     when it has them, else its grid vocabulary's pitches."""
+    if contract.encoding.get("type") == "abc":  # characters, no pitch tokens
+        return FALLBACK_RANGE
     tokens = contract.encoding.get("tokens")
     if tokens:
         pitches = [int(t) for t in tokens if t.isdigit()]
@@ -92,51 +103,39 @@ def random_seed(low: int, high: int, rng: np.random.Generator) -> np.ndarray:
     return notes_to_grid(notes, STEPS_PER_BAR)
 
 
-def continue_seed(
+def answer_start(call_steps: int, pickup_steps: int = 0) -> int:
+    """The first step at or after the call's end that is on a beat of the call's grid (its
+    first downbeat ``pickup_steps`` before the call's start): where the answer begins, as the
+    engine starts it on a beat."""
+    return call_steps + (-(call_steps + pickup_steps)) % STEPS_PER_QUARTER
+
+
+def respond(
     loaded,
-    seed_codes: np.ndarray,
+    call: np.ndarray,
     steps: int,
     *,
     temperature: float,
     seed: int | None,
-    shift: int = 0,
-) -> list[Note]:
-    """The model's continuation of ``seed_codes`` for ``steps`` sixteenths, in steps from the
-    end of the seed.
+    pickup_steps: int = 0,
+    candidates: int = DEFAULT_CANDIDATES,
+    key: tuple[int, int] | None = None,
+) -> tuple[list[Note], int]:
+    """The model's answer to ``call`` (grid codes) for ``steps`` sixteenths, through the
+    daemon's own code path (:class:`partimento.core.players.respond.Responder`: the call's key, the
+    call kept in the model's state, the answer that follows the call best); and the step, counted
+    from the call's start, where the answer begins (on a beat: the rests up to it are heard
+    first). ``key``: the call's key when it is known (else it is heard from the call)."""
+    from partimento.core.music.encoding import REST_CODE
+    from partimento.core.players.respond import AnswerSettings, Responder
 
-    A model may end the tune early (folk predicts START after a tune's last note, and a seed
-    that sounds finished invites it): when more than a bar is left, the player is reset and a
-    new tune starts at the next bar line, until the length is filled or a round adds nothing.
-    """
-    from partimento.core.players import continuation
-
-    player = continuation.make(
-        loaded.contract, loaded.run, temperature=temperature, seed=seed, shift=shift
+    settings = AnswerSettings(
+        temperature=temperature, seed=seed, candidates=candidates, fixed_key=key
     )
-    player.observe(seed_codes)
-    notes = player.continue_notes(steps)
-    for _ in range(MAX_RESTARTS):
-        end = max((n.end for n in notes), default=0)
-        if steps - end <= STEPS_PER_BAR:
-            break
-        bar = -(-end // STEPS_PER_BAR) * STEPS_PER_BAR
-        player.reset()
-        more = player.continue_notes(steps - bar)
-        if not more:
-            break
-        notes += [Note(n.pitch, n.start + bar, n.length) for n in more]
-    return notes
-
-
-def key_shift(contract, codes: np.ndarray) -> int:
-    """Semitones into the key a one-key model (folk) was trained in, as the engine reads it."""
-    from partimento.core.music import rules
-    from partimento.core.music.encoding import folk_transposition
-    from partimento.core.players.continuation import trained_in_one_key
-
-    if not trained_in_one_key(contract) or not (codes >= 0).any():
-        return 0
-    return folk_transposition(*rules.estimate_key(codes))
+    responder = Responder(loaded.contract, loaded.run, settings)
+    start = answer_start(len(call), pickup_steps)
+    responder.observe(np.concatenate([call, np.full(start - len(call), REST_CODE, np.int16)]))
+    return responder.continue_notes(steps), start
 
 
 def write_parts(path: Path, parts: list[tuple[str, int, list[Note]]], bpm: float) -> None:
@@ -181,26 +180,28 @@ def sample_continuation(
     bpm: float | None,
     say: Say,
 ) -> Path:
-    """The seed (file or random bar) then ``bars`` bars of the model's continuation."""
+    """The seed (file or random bar) then ``bars`` bars of the model's answer to it."""
     rng = np.random.default_rng(seed)  # the random bar; the model draws from seed + 1
+    pickup, key = 0, None
     if seed_file is not None:
         melody = _read_melody(seed_file)
         codes = melody.grid()[0]
+        pickup = int(round(melody.pickup_quarters * STEPS_PER_QUARTER))
         bpm = bpm or melody.bpm
         what = f"seed {seed_file.name}"
     else:
         codes = random_seed(*pitch_range(loaded.contract), rng)
+        key = (0, MAJOR)  # drawn from C major
         what = "a random one-bar seed"
-    shift = key_shift(loaded.contract, codes) if seed_file is not None else 0
-    answer = continue_seed(
+    answer, offset = respond(
         loaded,
         codes,
         bars * STEPS_PER_BAR,
         temperature=temperature,
         seed=None if seed is None else seed + 1,
-        shift=shift,
+        pickup_steps=pickup,
+        key=key,
     )
-    offset = len(codes)
     moved = [Note(n.pitch, n.start + offset, n.length) for n in answer]
     write_parts(
         output,
@@ -344,8 +345,18 @@ def sample(
         raise SampleError(f"--temperature {temperature:g}: must be above 0")
     folder = model.find(style)
     contract = model.read_contract(folder)
+    if (
+        contract.encoding.get("type") == "abc"
+        and (seed_file is not None or bars is not None)
+        and (seed_text is not None or chars is not None)
+    ):
+        raise SampleError(
+            "abc: --seed-text and --chars sample ABC text, --seed-file and "
+            "--length answer a melody as the daemon does; give one pair or the "
+            "other"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
-    if contract.kind in ("live-harmonizer", "offline-harmonizer"):
+    if contract.kind in ("live-harmonizer", "offline-harmonizer", "lookahead-harmonizer"):
         midi: Path | None = sample_harmony(
             folder,
             contract.kind == "live-harmonizer",
@@ -354,13 +365,15 @@ def sample(
             seed=seed,
             seed_file=seed_file,
         )
-    elif contract.encoding.get("type") == "abc":
+    elif contract.encoding.get("type") == "abc" and seed_file is None and bars is None:
+        from partimento.core.players.abc import TEXT_TEMPERATURE
+
         midi = sample_abc(
             model.load(folder),
             output,
             seed_text=seed_text,
             chars=chars or DEFAULT_CHARS,
-            temperature=temperature or 1.0,
+            temperature=temperature or TEXT_TEMPERATURE,
             seed=seed,
             say=say,
         )
@@ -408,14 +421,16 @@ def add_parser(
         help="write a sample of a model as MIDI (and WAV)",
         description="Write what a model plays. Continuation styles continue --seed-file (else "
         "a random bar of C major) for --length bars: tracks Seed and Continuation. abc models "
-        "write ABC text (OUTPUT with .abc) and its first tune as MIDI when music21 reads it. "
+        "write ABC text (OUTPUT with .abc) and its first tune as MIDI when music21 reads it, or "
+        "with --seed-file or --length answer like any continuation style. "
         "bach and bach-offline harmonize --seed-file (else a chorale melody) in four voices. "
         "Uses the runtime only (onnxruntime), never TensorFlow.",
     )
     s.add_argument(
         "style",
         metavar="STYLE",
-        help="model name or folder (as partimento run finds it: exported_models/NAME)",
+        help="model name or folder (a name as partimento run finds it: $PARTIMENTO_MODELS, "
+        "your models folder, the shipped models)",
     )
     s.add_argument("-o", "--output", required=True, help="the MIDI file to write")
     s.add_argument(
@@ -430,7 +445,8 @@ def add_parser(
         "--temperature",
         type=float,
         default=None,
-        help="sampling temperature (default 1.0; harmonizers: as partimento harmonize)",
+        help="sampling temperature "
+        "(default 1.0; abc text 0.9; harmonizers: as partimento harmonize)",
     )
     s.add_argument(
         "--seed", type=int, default=None, help="random seed: the same seed, the same file"

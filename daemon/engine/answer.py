@@ -8,33 +8,39 @@ style, at the player's tempo and in the player's key.
   :data:`OBSERVE_WINDOW` steps, of which the new ones are fed. Rests are held back until a
   note follows, so the silence that ends a phrase is read as 1-4 steps of rest, the same count
   modulo a beat (the model has no position input; it keeps the meter from what it reads).
+* The model is played through :class:`~partimento.core.players.respond.Responder`, the code
+  path ``partimento sample`` uses too: it keeps the phrase (the *call*) in the model's state
+  for the whole answer (the end of a tune is never sampled, nothing restarts), takes the key
+  from the call (``sampling.key`` when one is given; a model trained in one key, folk, hears
+  the player moved into it and answers moved back; with ``auto`` or a given key the answer
+  keeps to the key's scale), and of several answers drawn keeps the one whose density and
+  motifs follow the call best.
 * When the phrase ends (the phrase detector: ``continue.end_silence`` or ``continue.end_cc``),
-  ``continue.bars`` bars of 16 sixteenths (4/4 assumed) are generated at the current tempo
-  and scheduled, owner :data:`CONTINUATION`, on ``continue.channel`` at ``continue.velocity``
-  (None: the phrase's mean velocity), every note-on with its note-off. The answer starts on
-  the first beat at least :data:`ANSWER_LEAD` seconds after the end was noticed.
-* Key: a model trained in one key (folk: C major / A minor) reads the player transposed
-  (:func:`~partimento.core.music.encoding.folk_transposition`) and answers transposed back.
-  The key is ``sampling.key`` when given, else estimated from the phrase when it ends; with
-  ``auto`` or a given key the answer keeps to that key's scale. When the key changes, the
-  continuer is rebuilt and reads the phrase again in the new transposition before it answers.
-* A player note-on while an answer is pending or sounding interrupts it at once: the answer's
-  sounding notes are released in that same reply and nothing more of it is sent. (The
-  continuer has read the whole answer when it generated it.)
+  the answer is planned on the first beat at least :data:`ANSWER_LEAD` seconds later:
+  ``continue.bars`` bars of 16 sixteenths (4/4 assumed) at the current tempo, owner
+  :data:`CONTINUATION`, on ``continue.channel`` at ``continue.velocity`` (None: the phrase's
+  mean velocity), every note-on with its note-off. It is *made* off the engine lock: by
+  :meth:`ContinueMode.prepare` (in the daemon, the worker thread), on a branch of the
+  responder (:meth:`Responder.branch`), so a note played meanwhile is read at once; the next
+  :meth:`ContinueMode.tick` schedules it, and the branch, which has heard the answer, takes
+  the responder's place. An answer made after its planned beat starts on the next beat. A
+  tick makes it itself (under the lock) only when no ``prepare`` has begun by that beat.
+* A player note-on while an answer is being made, pending or sounding interrupts it at once:
+  the answer's sounding notes are released in that same reply and nothing more of it is sent.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from partimento.core.music import rules
-from partimento.core.music.encoding import REST_CODE, STEPS_PER_QUARTER, folk_transposition
-from partimento.core.players import continuation
-from partimento.core.players.continuation import Continuation
+from partimento.core.music.encoding import REST_CODE, STEPS_PER_QUARTER, Note
+from partimento.core.players.respond import AnswerSettings, Responder
 from partimento.core.timing.scheduler import TimedNote, schedule_notes
 from partimento.core.types import MidiOut, ModelLike
 from partimento.engine.modes import CONTINUE
@@ -46,16 +52,34 @@ CONTINUATION = "continuation"
 """The scheduler's owner of continuation answers."""
 OBSERVE_WINDOW = 16
 """Steps of context rendered to feed the continuer its new steps (only the tail is fed)."""
-MAX_PHRASE_STEPS = 512
-"""The most of a phrase read again (or read for its key) when the key changes."""
 ANSWER_LEAD = 0.05
 """Seconds at least between noticing a phrase's end and the answer's first step."""
 PHRASE_POLL = 0.02
 """While a phrase is open and silent, :meth:`ContinueMode.tick` is asked for this often."""
 STEPS_PER_BAR = 4 * STEPS_PER_QUARTER
 
-ContinuerKey = tuple[int, frozenset[int] | None]
-"""A continuer's transposition into its model's key and its scale (None: no mask)."""
+
+@dataclass
+class _Answer:
+    """An answer planned at a phrase's end: made off the lock by whoever takes ``making``
+    first, then scheduled by a tick."""
+
+    responder: Responder
+    """A branch of the mode's responder: it makes the answer and, once played, replaces it."""
+    steps: int
+    at: float
+    """When its first step is due (monotonic seconds)."""
+    seconds_per_step: float
+    velocity: int
+    notes: list[Note] | None = None
+    making: threading.Lock = field(default_factory=threading.Lock)
+
+    def make(self) -> list[Note]:
+        """The notes: made now, unless made already or being made (then waited for)."""
+        with self.making:
+            if self.notes is None:
+                self.notes = self.responder.continue_notes(self.steps)
+            return self.notes
 
 
 class ContinueMode:
@@ -64,11 +88,20 @@ class ContinueMode:
     name = CONTINUE
     replies_first = False
 
-    def __init__(self, stage: Stage, model: ModelLike, key: tuple[int, int] | None) -> None:
+    def __init__(self, stage: Stage, model: ModelLike) -> None:
         self.stage = stage
         self.model = model
-        self.key: ContinuerKey = self._continuer_key(key) if key else (0, None)
-        self.continuer = self._new_continuer(*self.key)
+        sampling = stage.config.sampling
+        settings = AnswerSettings(
+            temperature=stage.temperature,
+            top_p=sampling.top_p,
+            seed=stage.seed,
+            fixed_key=sampling.fixed_key,
+            keep_to_scale=sampling.key != "none",
+        )
+        self.continuer = Responder(model.contract, model.run, settings)
+        self.pending: _Answer | None = None
+        """The answer planned at the last phrase's end, until a tick schedules it."""
         self._observed: int | None = None
         self._phrase_start = 0
         self._held_rests = 0
@@ -81,7 +114,8 @@ class ContinueMode:
     ) -> list[MidiOut]:
         """A player note-on: interrupt any answer; open a phrase."""
         stage = self.stage
-        dropped = stage.scheduler.cancel(CONTINUATION)
+        dropped = stage.scheduler.cancel(CONTINUATION) or self.pending is not None
+        self.pending = None  # a branch: the responder has not heard it
         out = stage.ledger.release_owner(CONTINUATION)
         if dropped or out:
             stage.counters.interrupts += 1
@@ -98,15 +132,23 @@ class ContinueMode:
         return []
 
     def tick(self, now: float) -> list[MidiOut]:
-        """Feed the steps the grid has passed; answer when the phrase has ended."""
+        """Feed the steps the grid has passed; plan an answer when the phrase has ended;
+        schedule the planned answer once it is made."""
         if self._observed is not None:
             pos = self.stage.position(now)
             self._observe_until(math.floor(pos + EPS) - 1, now, pos)
         if self.stage.phrase.phrase_ended(now):
-            self._answer(now)
+            self._plan(now)
+        pending = self.pending
+        if pending is not None and (pending.notes is not None or now >= pending.at - EPS):
+            pending.make()  # made by prepare() by now, but for a missed prepare
+            self._schedule(pending, now)
         return []
 
     def next_time(self, now: float) -> float | None:
+        pending = self.pending
+        if pending is not None:  # made: schedule it now; else look again, and make it when due
+            return now if pending.notes is not None else min(now + PHRASE_POLL, pending.at)
         if self._observed is None:
             return None
         due = self.stage.step_time(self._observed + 2, now)
@@ -115,10 +157,13 @@ class ContinueMode:
         return due
 
     def prepare(self, now: float) -> None:
-        return None
+        """Make the planned answer (off the engine lock: it only touches its branch)."""
+        pending = self.pending
+        if pending is not None:
+            pending.make()
 
     def release(self) -> None:
-        return None
+        self.pending = None
 
     def regrid(self, step: int) -> None:
         if self._observed is not None and step < self._observed:
@@ -158,8 +203,9 @@ class ContinueMode:
 
     # -- answering --------------------------------------------------------------------------
 
-    def _answer(self, now: float) -> None:
-        """The phrase has ended: generate ``continue.bars`` bars and schedule them."""
+    def _plan(self, now: float) -> None:
+        """The phrase has ended: plan ``continue.bars`` bars on the first beat at least
+        :data:`ANSWER_LEAD` seconds on, to be made off the lock (:meth:`prepare`)."""
         if self._observed is None:
             return
         stage = self.stage
@@ -174,55 +220,31 @@ class ContinueMode:
         if rests > STEPS_PER_QUARTER:
             rests = (rests - 1) % STEPS_PER_QUARTER + 1  # the same place in the beat
         self._held_rests = 0
-
-        phrase_steps = max(1, min(k - self._phrase_start, MAX_PHRASE_STEPS))
-        phrase = stage.context.to_grid(now - (pos - k) * sps, sps, phrase_steps, source="player")
-        sounding = np.flatnonzero(phrase != REST_CODE)
-        self._set_key(phrase[: int(sounding[-1]) + 1] if sounding.size else phrase)
         if rests:
             self.continuer.observe(np.full(rests, REST_CODE, np.int16))
-
         cfg = stage.config.continue_
-        answer = self.continuer.continue_notes(cfg.bars * STEPS_PER_BAR)
         velocity = cfg.velocity or int(np.clip(round(float(np.mean(self._velocities))), 1, 127))
-        notes = [
-            TimedNote(n.pitch, n.start * sps, n.length * sps, cfg.channel, velocity) for n in answer
-        ]
         at = now + (start - pos) * sps
-        schedule_notes(stage.scheduler, notes, at=at, owner=CONTINUATION)
+        self.pending = _Answer(self.continuer.branch(), cfg.bars * STEPS_PER_BAR, at, sps, velocity)
         self._observed = None
-        stage.counters.answers += 1
-        log.debug("answer of %d notes at step %d (%.3f s)", len(notes), start, at)
 
-    def _set_key(self, phrase: np.ndarray) -> None:
-        """Rebuild the continuer when the key (transposition or scale) changes; it then reads
-        the phrase again."""
-        key = self.stage.config.sampling.fixed_key
-        if key is None:
-            key = rules.estimate_key(phrase, final_weight=0.0) if (phrase >= 0).any() else None
-        if key is None:
-            return
-        new = self._continuer_key(key)
-        if new == self.key:
-            return
-        self.continuer = self._new_continuer(*new)
-        self.key = new
-        self.continuer.observe(phrase)
-
-    def _continuer_key(self, key: tuple[int, int]) -> ContinuerKey:
-        """The continuer's transposition and scale (None: no mask) for the player's key."""
-        one_key = continuation.trained_in_one_key(self.model.contract)
-        shift = folk_transposition(*key) if one_key else 0
-        scale = None if self.stage.config.sampling.key == "none" else rules.key_scale(*key)
-        return shift, scale
-
-    def _new_continuer(self, shift: int, scale: frozenset[int] | None) -> Continuation:
-        return continuation.make(
-            self.model.contract,
-            self.model.run,
-            temperature=self.stage.temperature,
-            top_p=self.stage.config.sampling.top_p,
-            seed=self.stage.seed,
-            shift=shift,
-            allowed_pitch_classes=scale,
-        )
+    def _schedule(self, answer: _Answer, now: float) -> None:
+        """Schedule a made answer at its beat, or at the next beat if that has passed; its
+        branch, which has heard the answer, becomes the responder."""
+        assert answer.notes is not None
+        sps = answer.seconds_per_step
+        beat = STEPS_PER_QUARTER * sps
+        at = answer.at
+        if at < now - sps:  # later than a sixteenth: the next beat
+            at += math.ceil((now - at) / beat - EPS) * beat
+            self.stage.counters.late_answers += 1
+        cfg = self.stage.config.continue_
+        notes = [
+            TimedNote(n.pitch, n.start * sps, n.length * sps, cfg.channel, answer.velocity)
+            for n in answer.notes
+        ]
+        schedule_notes(self.stage.scheduler, notes, at=at, owner=CONTINUATION)
+        self.continuer = answer.responder
+        self.pending = None
+        self.stage.counters.answers += 1
+        log.debug("answer of %d notes at %.3f s", len(notes), at)

@@ -410,7 +410,7 @@ class Engine:
                 heads=getattr(model, "heads", None),
             )
             return HarmonizeMode(self.stage, harmonizer)
-        return ContinueMode(self.stage, model, key)
+        return ContinueMode(self.stage, model)
 
     def _set_mode(self, mode: str) -> list[MidiOut]:
         if self._stopped or mode == self.mode:

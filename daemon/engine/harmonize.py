@@ -25,8 +25,9 @@ the step index (counted from beat one) modulo 16, so what the model reads stays 
   nothing sounds in a gap. After the phrase has ended the model pauses and takes up the
   grid again at the next note.
 * The model's major/minor input is ``sampling.key``'s mode when a key is given; for ``auto``
-  and ``none`` it is estimated (:func:`~partimento.core.music.rules.estimate_key`) from the
-  player's notes in the context window after every melody note, once
+  and ``none`` it is estimated (:func:`~partimento.core.music.key.player_key`, the estimate
+  continue mode uses too) from the player's notes in the context window after every melody
+  note, once
   :data:`~partimento.engine.stage.MIN_KEY_NOTES` are there (before that: major). The estimate
   is made by :meth:`HarmonizeMode.prepare` (in the daemon, the worker thread), on a copy of
   the context window, not while a note waits.

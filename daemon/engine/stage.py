@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from partimento.config import Config
-from partimento.core.music import rules
+from partimento.core.music.key import player_key
 from partimento.core.players.harmonizer import HarmonizerSettings
 from partimento.core.timing.ledger import NoteLedger
 from partimento.core.timing.phrase import ContextWindow, PhraseDetector
@@ -36,6 +36,7 @@ class Counters:
     answered_ahead: int = 0  # harmony steps whose answer prepare() had made in advance
     skipped_steps: int = 0
     answers: int = 0
+    late_answers: int = 0  # answers made after their planned beat, played on a later one
     interrupts: int = 0
     mode_switches: int = 0
     model_swaps: int = 0
@@ -83,7 +84,7 @@ class Stage:
         grid = context.to_grid(now, sps, steps, source="player")
         if int((grid >= 0).sum()) < MIN_KEY_NOTES:
             return None
-        return rules.estimate_key(grid, final_weight=0.0)
+        return player_key(grid)
 
     def harmonizer_settings(self) -> HarmonizerSettings:
         return dataclasses.replace(self.config.harmonizer_settings(), temperature=self.temperature)

@@ -136,7 +136,8 @@ def check_heads(model: Model) -> None:
             feeds[t.name] = rng.normal(0, 0.5, (rows, int(t.shape[-1]))).astype(np.float32)
         else:
             high = vocab if t.role in ("token", "given") else 2
-            feeds[t.name] = rng.integers(0, high, (rows, 1)).astype(t.dtype)
+            extra = tuple(int(d) for d in t.shape[2:])  # a window per step: its width
+            feeds[t.name] = rng.integers(0, high, (rows, 1, *extra)).astype(t.dtype)
     names = [contract.output("logits", v).name for v in ("tenor", "alto")]
     out = model.run(feeds, [*names, heads.source])
     x = out[heads.source]

@@ -2,8 +2,10 @@
 
 Each chorale becomes a :class:`Chorale`: four voice grids (soprano, alto, tenor, bass), and per
 step the position in the bar, a fermata flag and the mode. Only the four vocal parts are read,
-also from versions that add instruments. Exact duplicates are dropped, and chorales that share a
-melody stay together in one split, so no test melody is ever seen in training.
+also from versions that add instruments. Exact duplicates are dropped. A chorale is named by its
+corpus file name (``bwv277.krn`` and ``bwv277.mxl`` are two chorales). The split is the standard
+JSB one, by tune (:mod:`partimento.training.data.jsb_split`), so no JSB valid or test melody ever
+trains.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def corpus_paths() -> list[Path]:
 def iter_corpus(limit: int | None = None) -> Iterator[Chorale]:
     for path in corpus_paths()[:limit]:
         try:
-            c = read_chorale(path)
+            c = read_chorale(path, path.name)
         except Exception as exc:  # one unreadable file must not stop the corpus
             log.warning("skipping %s: %s", path.name, exc)
             continue
@@ -196,16 +198,31 @@ def load(path: Path) -> list[Chorale]:
         ]
 
 
-def load_corpus(
+CACHE_VERSION = 2
+"""Bumped when the cached chorales change (2: named by file name, not by stem)."""
+
+
+def load_chorales(
     cache_dir: Path, *, rebuild: bool = False, limit: int | None = None
-) -> dict[str, list[Chorale]]:
-    """Every usable chorale, deduplicated and split; parsed once, then read from the cache."""
-    cache = cache_dir / (f"chorales-{limit}.npz" if limit else "chorales.npz")
+) -> list[Chorale]:
+    """Every usable chorale, deduplicated; parsed once, then read from the cache."""
+    stem = f"chorales-v{CACHE_VERSION}" + (f"-{limit}" if limit else "")
+    cache = cache_dir / f"{stem}.npz"
     if rebuild or not cache.exists():
         log.info("parsing music21's Bach chorales (a few minutes, once)")
         save(deduplicate(list(iter_corpus(limit))), cache)
-    chorales = load(cache)
-    split: dict[str, list[Chorale]] = {s: [] for s in SPLITS}
-    for c in chorales:
-        split[split_of(c.melody_key())].append(c)
-    return split
+    return load(cache)
+
+
+def load_corpus(
+    cache_dir: Path,
+    *,
+    rebuild: bool = False,
+    limit: int | None = None,
+    jsb_path: Path | None = None,
+) -> dict[str, list[Chorale]]:
+    """Every usable chorale, split as the standard JSB split is (by tune)."""
+    from partimento.training.data import jsb_split
+
+    chorales = load_chorales(cache_dir, rebuild=rebuild, limit=limit)
+    return jsb_split.split(chorales, jsb_split.membership(chorales, jsb_path))

@@ -14,12 +14,14 @@ import numpy as np
 
 MODULES = {
     "bach": "partimento.training.styles.bach",
-    "bach-offline": "partimento.training.styles.bach_offline",
+    "bach-offline": "partimento.training.styles.bach_lookahead",
     "folk": "partimento.training.styles.folk",
     "jazz": "partimento.training.styles.jazz",
     "piano": "partimento.training.styles.piano",
     "abc": "partimento.training.styles.abc",
 }
+MODEL_MODULES = {("bach-offline", "deepbach"): "partimento.training.styles.bach_offline"}
+"""A model type a style builds in a module of its own (``--model deepbach``: DeepBach)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,8 @@ class Prepared:
     data: dict = field(default_factory=dict)
 
 
-def get(style: str) -> ModuleType:
+def get(style: str, model: str | None = None) -> ModuleType:
     try:
-        return importlib.import_module(MODULES[style])
+        return importlib.import_module(MODEL_MODULES.get((style, model), MODULES[style]))
     except KeyError:
         raise ValueError(f"unknown style {style!r} (known: {', '.join(MODULES)})") from None

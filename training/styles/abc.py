@@ -129,11 +129,14 @@ def _model(model_or_dir):
     return model_or_dir if hasattr(model_or_dir, "run") else models.load(model_or_dir)
 
 
+TEXT_TEMPERATURE = abc_core.TEXT_TEMPERATURE
+
+
 def sample_text(
     model_or_dir,
     seed_text: str = "X:1\n",
     chars: int = 600,
-    temperature: float = 1.0,
+    temperature: float = TEXT_TEMPERATURE,
     seed: int = 0,
 ) -> str:
     """:func:`partimento.core.players.abc.sample_text` on a model folder, name or Model."""
@@ -147,11 +150,12 @@ def tune_ids(tune: str) -> np.ndarray:
     return abc_core.encode_text(tune)
 
 
-def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int = 20) -> dict:
+def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int = 50) -> dict:
     """NLL per character and accuracy on the test tunes (ONNX, each tune from a cold state after
     the newline that precedes it in training), next to character n-grams fitted on the train
     split and scored on the same characters; and how many of ``samples`` tunes sampled from
-    ``X:1`` (600 characters, temperature 1) parse with music21."""
+    ``X:1`` (600 characters, seeds ``seed`` on, at :data:`TEXT_TEMPERATURE` and at 1) parse
+    with music21."""
     from partimento.core.players.sampling import nll_and_hits
     from partimento.training.baselines import NGram
 
@@ -176,9 +180,12 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int
         baselines[f"{order}-gram"] = {
             k: round(float(v), 4) for k, v in ng.evaluate(test_ids).items()
         }
-    parsed = sum(
-        abc_problem(sample_text(m, "X:1\n", 600, 1.0, seed + i)) is None for i in range(samples)
-    )
+    parsed = {
+        t: sum(
+            abc_problem(sample_text(m, "X:1\n", 600, t, seed + i)) is None for i in range(samples)
+        )
+        for t in (TEXT_TEMPERATURE, 1.0)
+    }
     return {
         "split": "test",
         "pieces": len(test),
@@ -188,10 +195,8 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int
         "bits_per_character": round(float(nll / count / np.log(2)), 4),
         "accuracy": round(float(correct / count), 4),
         "baseline_ngram": baselines,
-        "samples_parsing_with_music21": {
-            "samples": samples,
-            "parsed": int(parsed),
-            "chars": 600,
-            "temperature": 1.0,
-        },
+        "samples_parsing_with_music21": [
+            {"samples": samples, "parsed": int(n), "chars": 600, "temperature": t}
+            for t, n in parsed.items()
+        ],
     }

@@ -4,6 +4,11 @@ At each sixteenth step the model reads the soprano of this step, alto, tenor and
 step before, the bar position, the fermata flag and the mode, and predicts this step's bass,
 then tenor given the bass, then alto given both (the ``given`` inputs). Two stacked LSTMs carry
 the state, so a step costs the same at bar 1 and bar 100.
+
+With ``ahead`` > 0 (style ``bach-offline``, :mod:`partimento.training.styles.bach_lookahead`) the
+same network also reads, at each step, the soprano and the fermata flags of the next ``ahead``
+sixteenths (rests past the end of the piece) through one dense layer: a causal alto, tenor
+and bass decoder that knows where the melody goes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from partimento.core.music.encoding import REST_CODE
+from partimento.core.players.beam import ahead_windows
 from partimento.core.players.contract import Tensor
 from partimento.training.config import TrainConfig
 from partimento.training.styles import Prepared, Split, bach_data
@@ -19,6 +25,7 @@ from partimento.training.styles.recurrent import LSTMStack, state_tensors
 TOKENS = ("soprano", "alto_prev", "tenor_prev", "bass_prev")
 CONDITIONS = {"position": 16, "fermata": 2, "mode": 2}
 GIVEN = ("bass_given", "tenor_given")
+AHEAD = ("soprano_ahead", "fermata_ahead")
 HEADS = ("bass", "tenor", "alto")
 KIND = "live-harmonizer"
 
@@ -36,12 +43,12 @@ def prepare(cfg: TrainConfig) -> Prepared:
     return Prepared(encoding=encoding, splits=splits, data=data.describe())
 
 
-def piece_arrays(c, vocab) -> dict[str, np.ndarray]:
+def piece_arrays(c, vocab, ahead: int = 0) -> dict[str, np.ndarray]:
     """Every input, target and weight of one whole chorale, step by step (teacher forcing)."""
     tok = np.stack([vocab.encode(c.voices[v]) for v in range(4)])  # S A T B
     rest = vocab.code_to_token(REST_CODE)
     prev = np.concatenate([np.full((4, 1), rest, np.int32), tok[:, :-1]], axis=1)
-    return {
+    out = {
         "soprano": tok[0],
         "alto_prev": prev[1],
         "tenor_prev": prev[2],
@@ -56,28 +63,36 @@ def piece_arrays(c, vocab) -> dict[str, np.ndarray]:
         "alto": tok[1],
         "weight": np.ones(c.steps, np.float32),
     }
+    if ahead:
+        out["soprano_ahead"] = ahead_windows(tok[0], ahead, rest)
+        out["fermata_ahead"] = ahead_windows(c.fermata.astype(np.int32), ahead, 0)
+    return out
 
 
-def _arrays(pieces, vocab, seq_len: int, stride: int) -> Split:
+def _arrays(pieces, vocab, seq_len: int, stride: int, ahead: int = 0) -> Split:
     cols: dict[str, list[np.ndarray]] = {}
     rest = vocab.code_to_token(REST_CODE)
     for c in pieces:
-        full = piece_arrays(c, vocab)
+        full = piece_arrays(c, vocab, ahead)
         for s in bach_data.windows(c.steps, seq_len, stride):
             for k, arr in full.items():
                 w = arr[s : s + seq_len]
                 if len(w) < seq_len:  # a short piece: pad with rests that weigh nothing
-                    pad = 0.0 if k == "weight" else (rest if k in (*TOKENS, *GIVEN, *HEADS) else 0)
-                    w = np.concatenate([w, np.full(seq_len - len(w), pad, w.dtype)])
+                    pad = (
+                        0.0
+                        if k == "weight"
+                        else (rest if k in (*TOKENS, *GIVEN, *HEADS, "soprano_ahead") else 0)
+                    )
+                    w = np.concatenate([w, np.full((seq_len - len(w), *w.shape[1:]), pad, w.dtype)])
                 cols.setdefault(k, []).append(w)
     arrays = {k: np.stack(v) for k, v in cols.items()}
-    x = {k: arrays[k] for k in (*TOKENS, *CONDITIONS, *GIVEN)}
+    x = {k: arrays[k] for k in (*TOKENS, *CONDITIONS, *GIVEN, *(AHEAD if ahead else ()))}
     y = {k: arrays[k] for k in HEADS}
     w = {k: arrays["weight"] for k in HEADS}
     return Split(x, y, w)
 
 
-def build(cfg: TrainConfig, encoding: dict):
+def build(cfg: TrainConfig, encoding: dict, ahead: int = 0):
     """(training model, step model): the same layers, the step model with explicit state."""
     import keras
     from keras import layers
@@ -92,11 +107,19 @@ def build(cfg: TrainConfig, encoding: dict):
     stack = LSTMStack(cfg)
     hidden = {h: layers.Dense(cfg.dense, activation="relu", name=f"{h}_hidden") for h in HEADS}
     out = {h: layers.Dense(V, name=h) for h in HEADS}
+    if ahead:
+        ahead_width = ahead * (cfg.embedding + 4)
+        flatten = layers.Reshape((-1, ahead_width), name="ahead_rows")
+        read_ahead = layers.Dense(cfg.units, activation="relu", name="ahead")
 
     def forward(inp: dict, states: list | None):
-        x = layers.Concatenate(axis=-1)(
-            [pitch(inp[k]) for k in TOKENS] + [cond[k](inp[k]) for k in CONDITIONS]
-        )
+        parts = [pitch(inp[k]) for k in TOKENS] + [cond[k](inp[k]) for k in CONDITIONS]
+        if ahead:
+            rows = layers.Concatenate(axis=-1)(
+                [pitch(inp["soprano_ahead"]), cond["fermata"](inp["fermata_ahead"])]
+            )
+            parts.append(read_ahead(flatten(rows)))
+        x = layers.Concatenate(axis=-1)(parts)
         x, new_states = stack(project(x), states)
         gb, gt = pitch(inp["bass_given"]), pitch(inp["tenor_given"])
         logits = {
@@ -107,9 +130,12 @@ def build(cfg: TrainConfig, encoding: dict):
         return logits, new_states
 
     def inputs():
-        return {
+        seq = {
             k: keras.Input((None,), dtype="int32", name=k) for k in (*TOKENS, *CONDITIONS, *GIVEN)
         }
+        if ahead:
+            seq |= {k: keras.Input((None, ahead), dtype="int32", name=k) for k in AHEAD}
+        return seq
 
     inp = inputs()
     logits, _ = forward(inp, None)
@@ -140,7 +166,7 @@ def given_heads(cfg: TrainConfig, step_model) -> tuple[str, dict[str, np.ndarray
     return f"h{cfg.layers - 1}_out", arrays
 
 
-def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor]]:
+def tensors(cfg: TrainConfig, encoding: dict, ahead: int = 0) -> tuple[list[Tensor], list[Tensor]]:
     seq = ("batch", "time")
     voice_of = {
         "soprano": "soprano",
@@ -153,6 +179,11 @@ def tensors(cfg: TrainConfig, encoding: dict) -> tuple[list[Tensor], list[Tensor
     ins = [Tensor(k, seq, "int32", "token", voice=voice_of[k]) for k in TOKENS]
     ins += [Tensor(k, seq, "int32", "condition") for k in CONDITIONS]
     ins += [Tensor(k, seq, "int32", "given", voice=voice_of[k]) for k in GIVEN]
+    if ahead:
+        ins += [
+            Tensor("soprano_ahead", (*seq, ahead), "int32", "token"),
+            Tensor("fermata_ahead", (*seq, ahead), "int32", "condition"),
+        ]
     V = len(encoding["vocabulary"])
     outs = [Tensor(h, (*seq, V), "float32", "logits", voice=h) for h in HEADS]
     state_in, state_out = state_tensors(cfg)

@@ -39,7 +39,9 @@ class BachData:
     def describe(self) -> dict:
         return {
             "corpus": "music21 bundled Bach chorales (SATB parts, deduplicated)",
-            "split": "by tune: sha1(soprano intervals) mod 10 = 0 test, 1 valid, else train",
+            "split": "the standard JSB split (Boulanger-Lewandowski 2012) by tune: a "
+            "chorale whose tune is a JSB test (valid) tune is test (valid), any "
+            "other trains (training/data/jsb_membership.json)",
             "pieces": {k: len(v) for k, v in self.splits.items()},
             "test_pieces": [c.name for c in self.splits["test"]],
         }

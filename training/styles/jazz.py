@@ -6,8 +6,9 @@ any folder of MIDI files (or of WJazzD CSVs). Each piece becomes numeric event t
 rest, one per eighth), framed by START (``"/"``) before and after. The vocabulary is every special
 token, every single pitch of the training pieces and the most frequent chords (heard at least
 :data:`MIN_COUNT` times) up to :data:`MAX_TOKENS`; a rarer chord is read as its top note
-(no ``<unk>``). Pieces keep their own keys: the solos are in many keys, so the model plays in
-any key (``shift`` 0 live).
+(no ``<unk>``). Training pieces are moved into all twelve keys (``transpose``, on by
+default; :data:`TRANSPOSITIONS`), validation and test pieces keep their own, so the model
+plays in any key (``shift`` 0 live).
 
 Training is many-to-many (the jazz project's batches of 16 windows of 64 steps, a checkpoint
 every 10 epochs): the model reads ``x[t]`` and predicts ``x[t + 1]`` at every step. The model
@@ -40,7 +41,15 @@ OUTPUT = "next"
 MODEL_TYPES = MODELS_BY_STYLE["jazz"]  # --model: training/styles/models.py builds them
 MAX_TOKENS = 256
 MIN_COUNT = 5  # a chord heard fewer times in the training pieces is read as its top note
-TRANSPOSITION = "none: pieces keep their own keys, so the model plays in every key"
+TRANSPOSITIONS = tuple(range(-5, 7))
+"""Semitones every training piece is moved by (``transpose``, on by default): all twelve
+keys. Validation and test pieces keep their own keys."""
+TRANSPOSITION = (
+    "training pieces in all twelve keys (each moved by -5..+6 semitones, notes "
+    "leaving MIDI 0-127 dropped); validation and test pieces in their own keys; "
+    "the model plays in every key"
+)
+NO_TRANSPOSITION = "none: pieces keep their own keys, so the model plays in every key"
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -71,17 +80,36 @@ def load_pieces(cfg: TrainConfig) -> tuple[list[Piece], str]:
     return pieces, f"every MIDI file below {folder.name}/ (drums skipped, all tracks merged)"
 
 
+def transposed(pieces: list[Piece], enabled: bool) -> list[Piece]:
+    """Each piece in every key of :data:`TRANSPOSITIONS` (the pieces as they are when not
+    ``enabled``); notes moved outside MIDI 0-127 are dropped."""
+    if not enabled:
+        return pieces
+    out = []
+    for piece in pieces:
+        for k in TRANSPOSITIONS:
+            notes = piece.notes.copy()
+            notes[:, 0] += k
+            notes = notes[(notes[:, 0] >= 0) & (notes[:, 0] <= 127)]
+            if len(notes):
+                out.append(Piece(f"{piece.name}{k:+d}" if k else piece.name, notes))
+    return out
+
+
 def notes_of(piece: Piece) -> list[Note]:
     return [Note(int(p), int(s), int(n)) for p, s, n, _ in piece.notes]
 
 
 def numeric_vocabulary(
-    pieces: list[Piece], step: int = events.NUMERIC_STEP, cap: int = MAX_TOKENS
+    pieces: list[Piece],
+    step: int = events.NUMERIC_STEP,
+    cap: int = MAX_TOKENS,
+    min_count: int = MIN_COUNT,
 ) -> list[str]:
     """START, REST, HOLD, every single pitch heard, then chords by frequency up to ``cap``."""
     counts = Counter(t for p in pieces for t in events.numeric_tokens(notes_of(p), step))
     singles = sorted((t for t in counts if events.is_pitch(t)), key=int)
-    chords = [t for t, n in counts.most_common() if events.is_chord(t) and n >= MIN_COUNT]
+    chords = [t for t, n in counts.most_common() if events.is_chord(t) and n >= min_count]
     base = [START, REST, HOLD, *singles]
     return base + chords[: max(0, cap - len(base))]
 
@@ -153,7 +181,14 @@ def arrays(pieces: list[Piece], encoding: dict, seq_len: int, stride: int) -> Sp
     return Split({INPUT: np.stack(xs)}, {OUTPUT: np.stack(ys)}, {OUTPUT: np.stack(ws)})
 
 
-def encoding_of(tokens: list[str], mode: str, step: int, seq_len: int, **extra) -> dict:
+def encoding_of(
+    tokens: list[str],
+    mode: str,
+    step: int,
+    seq_len: int,
+    transposition: str = TRANSPOSITION,
+    **extra,
+) -> dict:
     """What goes into ``model.json`` about the tokens the model reads and writes."""
     grid = [t for t in tokens if t in (START, REST, HOLD) or events.is_pitch(t)]
     return {
@@ -165,7 +200,7 @@ def encoding_of(tokens: list[str], mode: str, step: int, seq_len: int, **extra) 
         "vocabulary": grid,
         "vocabulary_meaning": "the grid symbols among the tokens (partimento.core.music.encoding "
         "cannot hold chords or events); the model scores `tokens`",
-        "transposition": TRANSPOSITION,
+        "transposition": transposition,
         "start": {
             "symbol": START,
             "prime": "feed one START before a piece",
@@ -184,6 +219,8 @@ def prepare_pieces(cfg: TrainConfig, pieces: list[Piece], corpus: str, mode: str
     for name in ("valid", "test"):  # a tiny run still needs something to validate on
         if not splits[name]:
             splits[name] = splits["train"][-1:]
+    splits["train"] = transposed(splits["train"], cfg.transpose)
+    rule = TRANSPOSITION if cfg.transpose else NO_TRANSPOSITION
     if mode == events.EVENT:
         low, high = 21, 108
         encoding = encoding_of(
@@ -191,12 +228,18 @@ def prepare_pieces(cfg: TrainConfig, pieces: list[Piece], corpus: str, mode: str
             mode,
             1,
             cfg.seq_len,
+            rule,
             pitch_range=[low, high],
             velocity_bins=events.VELOCITY_BINS,
         )
     else:
-        tokens = numeric_vocabulary(splits["train"], events.NUMERIC_STEP)
-        encoding = encoding_of(tokens, mode, events.NUMERIC_STEP, cfg.seq_len)
+        # in twelve keys a chord is heard twelve times as often: the same threshold per key
+        tokens = numeric_vocabulary(
+            splits["train"],
+            events.NUMERIC_STEP,
+            min_count=MIN_COUNT * (len(TRANSPOSITIONS) if cfg.transpose else 1),
+        )
+        encoding = encoding_of(tokens, mode, events.NUMERIC_STEP, cfg.seq_len, rule)
     split_arrays = {
         name: arrays(
             ps, encoding, cfg.seq_len, cfg.window_stride if name == "train" else cfg.seq_len
@@ -298,6 +341,14 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
             sequence(p, enc)[1:] for p in splits["train"]
         )
         baselines[f"{order}-gram"] = {
+            k: round(float(v), 4)
+            for k, v in ng.evaluate(sequence(p, enc)[1:] for p in test).items()
+        }
+    if cfg.transpose:  # the same n-gram fitted on the training pieces in all twelve keys too
+        ng = NGram(3, len(enc["tokens"]), pad=pad).fit(
+            sequence(p, enc)[1:] for p in transposed(splits["train"], True)
+        )
+        baselines["3-gram, train in 12 keys"] = {
             k: round(float(v), 4)
             for k, v in ng.evaluate(sequence(p, enc)[1:] for p in test).items()
         }

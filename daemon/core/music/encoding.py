@@ -107,7 +107,7 @@ class Vocabulary:
         if arr.size and (
             shifted.min() < 0 or shifted.max() >= table.size or (table[shifted] < 0).any()
         ):
-            bad = sorted({int(c) for c in arr.ravel() if not self._has_code(int(c))})
+            bad = sorted({int(c) for c in arr.ravel() if not self.has_code(int(c))})
             raise EncodingError(
                 f"grid codes {bad[:5]} are outside the vocabulary "
                 f"{self.symbols[0]}..{self.symbols[-1]}"
@@ -119,13 +119,16 @@ class Vocabulary:
         codes = np.array(
             [REST_CODE if s == START else symbol_to_code(s) for s in self.symbols], np.int16
         )
-        return codes[np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)]
+        index = np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)
+        result: np.ndarray = codes[index]
+        return result
 
     def pitch_mask(self) -> np.ndarray:
         """Boolean mask over tokens: True where the token is a pitch."""
         return np.array([_is_pitch_symbol(s) for s in self.symbols])
 
-    def _has_code(self, code: int) -> bool:
+    def has_code(self, code: int) -> bool:
+        """Whether grid code ``code`` (a pitch, hold or rest) has a token."""
         try:
             return code_to_symbol(code) in self._index
         except EncodingError:

@@ -63,10 +63,14 @@ class Melody:
         """(soprano grid codes, bar position, fermata) on the sixteenth grid.
 
         Onsets are rounded to the nearest sixteenth; a note that would vanish lasts one step;
-        a note is cut short where the next one starts.
+        a note is cut short where the next one starts. The grid ends where the last note ends
+        (no trailing step), so what follows it starts on the melody's own grid.
         """
         ordered = sorted(self.notes, key=lambda n: n.start)
-        steps = max(self.step_of(n.end) for n in ordered) + 1
+        steps = max(
+            max(self.step_of(n.end) for n in ordered),
+            max(self.step_of(n.start) for n in ordered) + 1,
+        )
         codes = np.full(steps, REST_CODE, np.int16)
         fermata = np.zeros(steps, np.int8)
         starts = [self.step_of(n.start) for n in ordered]

@@ -74,7 +74,8 @@ def _profiles() -> np.ndarray:
     rows = [np.roll(p, tonic) for p in (KRUMHANSL_MAJOR, KRUMHANSL_MINOR) for tonic in range(12)]
     out = np.asarray(rows, np.float64)
     out -= out.mean(axis=1, keepdims=True)
-    return out / np.sqrt((out**2).sum(axis=1, keepdims=True))
+    result: np.ndarray = out / np.sqrt((out**2).sum(axis=1, keepdims=True))
+    return result
 
 
 _PROFILES = _profiles()
@@ -124,7 +125,8 @@ def diatonic_triads(tonic_pc: int, mode: int) -> tuple[Triad, ...]:
     """The seven triads of a key, degree order."""
     shapes = _MAJOR_TRIADS if mode == MAJOR else _MINOR_TRIADS
     return tuple(
-        Triad(*((tonic_pc + i) % 12 for i in shape), degree=d) for d, shape in enumerate(shapes)
+        Triad((tonic_pc + r) % 12, (tonic_pc + t) % 12, (tonic_pc + f) % 12, degree=d)
+        for d, (r, t, f) in enumerate(shapes)
     )
 
 

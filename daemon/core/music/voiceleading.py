@@ -217,6 +217,33 @@ def penalties(
     return total
 
 
+def move_penalties(
+    prev: np.ndarray, cur: np.ndarray, ranges: Ranges, weights: PenaltyWeights = DEFAULT_WEIGHTS
+) -> np.ndarray:
+    """:func:`penalty` row by row: ``prev`` and ``cur`` are both ``(n, 4)`` sounding pitches
+    (each candidate chord follows its own chord); ``(n,)`` penalties, the same sums."""
+    p, c = np.asarray(prev, np.int64), np.asarray(cur, np.int64)
+    total = penalties(None, c, ranges, weights)
+    on_p, on_c = p >= 0, c >= 0
+    for v in _INNER:
+        total += np.where(
+            on_p[:, v] & on_c[:, v] & (np.abs(c[:, v] - p[:, v]) > 12), weights.inner_leap, 0.0
+        )
+    for i, j in _PAIRS:
+        moving = (
+            on_p[:, i]
+            & on_p[:, j]
+            & on_c[:, i]
+            & on_c[:, j]
+            & ((c[:, i] - p[:, i]) * (c[:, j] - p[:, j]) > 0)
+        )
+        before = np.abs(p[:, i] - p[:, j]) % 12
+        same = moving & (np.abs(c[:, i] - c[:, j]) % 12 == before)
+        total += np.where(same & (before == 7), weights.parallel_fifth, 0.0)
+        total += np.where(same & (before == 0), weights.parallel_octave, 0.0)
+    return total
+
+
 def tertian(cur: np.ndarray) -> np.ndarray:
     """:func:`is_tertian` of ``(n, 4)`` chords at once."""
     c = np.asarray(cur, np.int64)
@@ -228,7 +255,8 @@ def pitch_class_masks(sounding: np.ndarray) -> np.ndarray:
     """Per step the 12-bit set of pitch classes that sound (``(4, steps)`` sounding pitches)."""
     s = np.asarray(sounding, np.int64)
     bits = np.where(s >= 0, np.left_shift(1, np.maximum(s, 0) % 12), 0)
-    return np.bitwise_or.reduce(bits, axis=0)
+    result: np.ndarray = np.bitwise_or.reduce(bits, axis=0)
+    return result
 
 
 def _parallels(s: np.ndarray, changes: np.ndarray) -> tuple[int, int]:

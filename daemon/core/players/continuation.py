@@ -15,11 +15,18 @@ Pure: the model is any callable ``run(feeds, outputs) -> dict``.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from partimento.core.music.encoding import HOLD_CODE, REST_CODE, START, Note, grid_to_notes
+from partimento.core.music.encoding import (
+    HOLD_CODE,
+    REST_CODE,
+    START,
+    Note,
+    folk_transposition,
+    grid_to_notes,
+)
 from partimento.core.players import sampling
 from partimento.core.players.contract import Contract
 from partimento.core.types import RunFn
@@ -56,7 +63,7 @@ IMPLEMENTATIONS = {
 constructed like :class:`Continuer`). A contract without a type is a ``grid`` model."""
 
 
-def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
+def make(contract: Contract, run: RunFn, **kwargs: Any) -> Continuation:
     """The :class:`Continuation` that plays ``contract``'s model; ``kwargs`` as
     :class:`Continuer` takes them."""
     kind = contract.encoding.get("type", "grid")
@@ -67,7 +74,8 @@ def make(contract: Contract, run: RunFn, **kwargs) -> Continuation:
             f"(known: {', '.join(IMPLEMENTATIONS)})"
         )
     module, name = where.split(":")
-    return getattr(importlib.import_module(module), name)(contract, run, **kwargs)
+    made: Continuation = getattr(importlib.import_module(module), name)(contract, run, **kwargs)
+    return made
 
 
 def check_continuation(contract: Contract) -> None:
@@ -203,29 +211,23 @@ class Continuer(Sampler):
     def continue_for(self, steps: int) -> np.ndarray:
         """The next ``steps`` sixteenths in the learned style, as grid codes in the player's key.
 
-        Each sampled token is fed back, so the state stays warm for what comes next. Where the
-        model would end the tune, the answer rests; it may not end before its first note (an
-        answer is never silent).
+        Each sampled token is fed back, so the state stays warm for what comes next. The end
+        of a tune (START) is never sampled: the answer goes on from the call it has read, for
+        as long as it was asked, and a hold never follows silence.
         """
         out = np.full(steps, REST_CODE, np.int16)
-        ended = played = False
+        hold = self.vocab.code_to_token(HOLD_CODE)
         for i in range(steps):
-            if ended or self.logits is None:
+            if self.logits is None:
                 break
             mask = self.mask.copy()
             if not self._sounding:
-                mask[self.vocab.code_to_token(HOLD_CODE)] = False
-            if self._start is not None and played:
-                mask[self._start] = True  # the model may end the tune, once it has answered
+                mask[hold] = False
             p = sampling.probabilities(
                 self.logits[None], self.temperature, top_p=self.top_p, mask=mask
             )
             tok = int(sampling.sample(p, self.rng)[0])
-            if tok == self._start:
-                ended = True
-                break
             code = int(self.vocab.token_to_code(tok))
-            played = played or code >= 0
             out[i] = code - self.shift if code >= 0 else code
             self._sounding = code >= 0 or (code == HOLD_CODE and self._sounding)
             self._feed(np.array([tok], np.int32))
@@ -237,7 +239,16 @@ class Continuer(Sampler):
 
 
 def trained_in_one_key(contract: Contract) -> bool:
-    """Whether a continuation model was trained in C major / A minor only (folk): it then reads
-    the player moved into that key and answers moved back."""
+    """Whether a continuation model was trained in C major / A minor only (folk, and abc, which
+    writes the player under ``K:C``): it then reads the player moved into that key and answers
+    moved back."""
     rule = str(contract.encoding.get("transposition", ""))
     return contract.style == "folk" or "C major / A minor" in rule
+
+
+def model_shift(contract: Contract, key: tuple[int, int] | None) -> int:
+    """Semitones that move the player into the model's key (0 for a model of every key, or
+    when the key is unknown)."""
+    if key is None or not trained_in_one_key(contract):
+        return 0
+    return folk_transposition(*key)

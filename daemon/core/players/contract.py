@@ -25,7 +25,7 @@ steps, each ``state-in`` paired with one ``state-out``; ``logits``: scores over 
 random vector a generator (a GAN's phrase generator) writes from."""
 
 DTYPES = ("int32", "int64", "float32")
-KINDS = ("live-harmonizer", "offline-harmonizer", "continuation")
+KINDS = ("live-harmonizer", "offline-harmonizer", "lookahead-harmonizer", "continuation")
 
 
 class ContractError(PartimentoError, ValueError):
@@ -146,11 +146,7 @@ class Contract:
     def states(self) -> tuple[tuple[Tensor, Tensor], ...]:
         """(state-in, state-out) pairs."""
         outs = {t.name: t for t in self.outputs}
-        return tuple(
-            (t, outs[t.pairs_with])
-            for t in self.inputs  # type: ignore[index]
-            if t.role == "state-in"
-        )
+        return tuple((t, outs[str(t.pairs_with)]) for t in self.inputs if t.role == "state-in")
 
     def input(self, role: str, voice: str | None = None) -> Tensor:
         return _one(self.inputs, role, voice, self.name)

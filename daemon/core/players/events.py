@@ -37,6 +37,7 @@ from partimento.core.errors import PartimentoError
 from partimento.core.music.encoding import HOLD, HOLD_CODE, REST, REST_CODE, START, Note
 from partimento.core.players import sampling
 from partimento.core.players.continuation import Sampler, TokenStepper
+from partimento.core.players.contract import Contract
 from partimento.core.types import RunFn
 
 NUMERIC, EVENT = "numeric", "event"
@@ -77,13 +78,14 @@ def normal_order(pitch_classes: Iterable[int]) -> tuple[int, ...]:
     pcs = sorted({int(p) % 12 for p in pitch_classes})
     if len(pcs) < 2:
         return tuple(pcs)
-    rotations = [pcs[i:] + pcs[:i] for i in range(len(pcs))]
+    rotations: list[list[int]] = [pcs[i:] + pcs[:i] for i in range(len(pcs))]
 
-    def key(rot: list[int]) -> tuple:
+    def key(rot: Sequence[int]) -> tuple[int, ...]:
         spans = tuple((rot[j] - rot[0]) % 12 for j in range(len(rot) - 1, 0, -1))
         return (*spans, rot[0])
 
-    return tuple(min(rotations, key=key))
+    best = min(rotations, key=key)
+    return tuple(best)
 
 
 def chord_token(pitches: Iterable[int]) -> str:
@@ -289,7 +291,7 @@ class EventContinuer(Sampler):
 
     def __init__(
         self,
-        contract,
+        contract: Contract,
         run: RunFn,
         *,
         temperature: float = 1.0,

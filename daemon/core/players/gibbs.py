@@ -142,12 +142,14 @@ def allowed_tokens(vocab: Vocabulary, low_high: tuple[int, int] | None) -> np.nd
     ok = np.array([s in (REST, HOLD) for s in vocab.symbols])
     pitch = vocab.pitch_mask()
     if low_high is None:
-        return ok | pitch
+        result: np.ndarray = ok | pitch
+        return result
     low, high = low_high
     in_range = np.array(
         [p and low <= int(s) <= high for s, p in zip(vocab.symbols, pitch, strict=True)]
     )
-    return ok | in_range
+    within: np.ndarray = ok | in_range
+    return within
 
 
 def sample(
@@ -156,7 +158,8 @@ def sample(
     """One token per row from ``softmax(logits / temperature)`` over the allowed tokens."""
     scaled = np.where(allowed, logits / temperature, -np.inf)
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, scaled.shape)))
-    return np.argmax(scaled + gumbel, axis=-1)
+    result: np.ndarray = np.argmax(scaled + gumbel, axis=-1)
+    return result
 
 
 def leading_costs(
@@ -292,7 +295,10 @@ def harmonize(
     if iterations is None:
         iterations = int(np.ceil(SWEEPS * steps / per_voice))
     pad = vocab.index(START)
-    vl_ranges = {v: tuple(ranges.get(v, voiceleading.SATB_RANGES[v])) for v in VOICES}
+    vl_ranges: dict[str, tuple[int, int]] = {}
+    for v in VOICES:
+        low, high = ranges.get(v, voiceleading.SATB_RANGES[v])
+        vl_ranges[v] = (int(low), int(high))
     for temp in temperatures(iterations, temperature, start_temperature):
         times = positions(steps, per_voice, rng)
         logits = run(feeds(tokens, conds, times, dt, pad), list(HARMONY_VOICES))

@@ -88,4 +88,5 @@ class GivenHeads:
         kernel, bias = self.weights[f"{voice}_hidden"]
         hidden = np.maximum(inputs @ kernel + bias, 0.0)
         kernel, bias = self.weights[voice]
-        return hidden @ kernel + bias
+        result: np.ndarray = hidden @ kernel + bias
+        return result

@@ -94,15 +94,18 @@ class PhraseContinuer(Sampler):
         noise = self.rng.standard_normal((self.candidates, self._latent)).astype(np.float32)
         logits = self._run({self._noise: noise}, [self._logits])[self._logits]
         p = sampling.probabilities(logits, self.temperature, top_p=self.top_p, mask=self.mask)
-        return self._codes[sampling.sample(p, self.rng)]
+        result: np.ndarray = self._codes[sampling.sample(p, self.rng)]
+        return result
 
     def choose(self, phrases: np.ndarray) -> np.ndarray:
         """The phrase whose pitch-class histogram is nearest the player's (the first if none)."""
         heard = pitch_class_histogram(np.array(self.heard, np.int16))
         if not heard.any():
-            return phrases[0]
+            result: np.ndarray = phrases[0]
+            return result
         dist = [np.abs(pitch_class_histogram(p) - heard).sum() for p in phrases]
-        return phrases[int(np.argmin(dist))]
+        nearest: np.ndarray = phrases[int(np.argmin(dist))]
+        return nearest
 
     def continue_for(self, steps: int) -> np.ndarray:
         """``steps`` sixteenths in the player's key: the chosen phrase, repeated."""

@@ -52,7 +52,8 @@ def probabilities(
         np.put_along_axis(keep, order, keep_sorted, axis=-1)
         p = np.where(keep, p, 0.0)
         p /= p.sum(axis=-1, keepdims=True)
-    return p
+    result: np.ndarray = p
+    return result
 
 
 def sample(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -60,13 +61,15 @@ def sample(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     flat = p.reshape(-1, p.shape[-1])
     u = rng.random((flat.shape[0], 1))
     idx = (np.cumsum(flat, axis=-1) < u).sum(axis=-1)
-    return np.minimum(idx, p.shape[-1] - 1).reshape(p.shape[:-1])
+    result: np.ndarray = np.minimum(idx, p.shape[-1] - 1).reshape(p.shape[:-1])
+    return result
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    result: np.ndarray = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return result
 
 
 def nll_and_hits(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int, int]:
