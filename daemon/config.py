@@ -236,6 +236,8 @@ class MidiConfig(_Section):
     input: str = ""
     """The port the keyboard plays into; ``""`` matches every name, so the first listed."""
     output: str = ""
+    """The port the harmony goes to; ``""``: a synthesizer listed, else the first output that is
+    not a Through port, else a virtual port (:mod:`partimento.live.default_output`)."""
     virtual_input: str = ""
     """When set, a virtual port of this name is created instead of opening ``input``."""
     virtual_output: str = ""

@@ -55,3 +55,36 @@ def test_every_subcommand_help_describes_its_options(command):
         if a.option_strings and a.dest != "help" and not (a.help or "").strip()
     ]
     assert not undescribed, f"{command}: options without a description: {undescribed}"
+
+
+@pytest.mark.parametrize("command", commands())
+def test_minus_v_is_accepted_after_every_command(command):
+    """``partimento COMMAND -v`` as the error messages say ("run with -v"), not only
+    ``partimento -v COMMAND``: parsed with the command's required arguments filled in."""
+    from partimento.cli import parser
+
+    p = parser([command])
+    sub = next(a for a in p._actions if a.dest == "command").choices[command]
+    required = []
+    for action in sub._actions:
+        if not action.option_strings and action.dest != "help":
+            required.append(next(iter(action.choices)) if action.choices else "x.mid")
+        elif action.required:
+            required += [action.option_strings[0], "out.mid"]
+    args = p.parse_args([command, *map(str, required), "-v"])
+    assert args.verbose is True
+    assert p.parse_args([command, *map(str, required)]).verbose is False
+    assert p.parse_args(["-v", command, *map(str, required)]).verbose is True
+
+
+def test_minus_v_after_a_command_that_fails_still_fails_in_one_line(tmp_path):
+    out = run("harmonize", str(tmp_path / "nope.mid"), "-o", str(tmp_path / "x.mid"), "-v")
+    assert out.returncode == 1
+    assert "unrecognized arguments" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith("nope.mid does not exist")
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0
+    assert re.fullmatch(r"partimento \S+\n", out.stdout), out.stdout

@@ -190,3 +190,89 @@ def test_bad_config_file_names_the_key(tmp_path):
     cfg.write_text("[train]\nepochs = 'many'\n")
     r = partimento("train", "bach", "--config", cfg, "--run-dir", tmp_path / "run")
     assert r.returncode == 1 and "epochs: expected int" in r.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "chorale-melody.mid"
+
+
+def shipped_bach() -> None:
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+
+
+@pytest.mark.parametrize("suffix", [".musicxml", ".xml", ".mxl"])
+def test_a_musicxml_name_writes_a_score_with_four_named_parts(suffix, tmp_path):
+    shipped_bach()
+    from music21 import converter
+
+    out = tmp_path / f"chorale{suffix}"
+    r = partimento("harmonize", EXAMPLE, "-o", out, "--live", "--seed", 1)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{out}: 46 melody notes harmonized in four voices")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # nothing beside it
+    score = converter.parse(str(out))
+    assert [p.partName for p in score.parts] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert len(score.parts[0].flatten().notes) == 46
+    assert all(len(p.flatten().notes) for p in score.parts)
+    assert score.metadata.bestTitle == "chorale-melody, harmonized"
+
+
+def test_writing_mxl_leaves_a_musicxml_of_the_same_name_alone(tmp_path):
+    shipped_bach()
+    mine = tmp_path / "chorale.musicxml"
+    mine.write_text("the user's own file")
+    r = partimento("harmonize", EXAMPLE, "-o", tmp_path / "chorale.mxl", "--live")
+    assert r.returncode == 0, r.stderr
+    assert mine.read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("name", ["out.wav", "out.pdf", "out"])
+def test_an_unknown_output_type_is_refused_in_one_line_before_any_work(name, tmp_path):
+    r = partimento("harmonize", tmp_path / "not-read.mid", "-o", tmp_path / name, "--live")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("partimento: error: ")
+    assert ".mid" in r.stderr and ".musicxml" in r.stderr
+    assert "does not exist" not in r.stderr  # refused before the melody is even looked at
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_musicxml_without_music21_says_what_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['music21'] = None\n"
+        "from partimento.cli import main\n"
+        f"sys.exit(main(['harmonize', {str(EXAMPLE)!r}, '-o', {str(tmp_path / 'x.musicxml')!r},"
+        " '--live']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1
+    assert "MusicXML needs music21" in r.stderr and "partimento[train]" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_many_melodies_into_a_folder_with_progress(tmp_path):
+    shipped_bach()
+    melodies = []
+    for name in ("first", "second", "third"):
+        melodies.append(tmp_path / f"{name}.mid")
+        shutil.copyfile(EXAMPLE, melodies[-1])
+    out = tmp_path / "harmonized"
+    r = partimento("harmonize", *melodies, "-o", out, "--live", "-v")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first.mid", "second.mid", "third.mid"]
+    assert len(r.stdout.splitlines()) == 3
+    assert "harmonizing" in r.stderr and "3/3" in r.stderr  # -v asks for the bar
+    for path in out.iterdir():
+        names = [t.name for t in mido.MidiFile(str(path)).tracks]
+        assert names == ["Soprano", "Alto", "Tenor", "Bass"]
+    quiet = partimento("harmonize", *melodies, "-o", out, "--live", "--format", "musicxml")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # no bar into a pipe without -v
+    assert len(list(out.glob("*.musicxml"))) == 3
+
+
+def test_many_melodies_of_the_same_name_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        shutil.copyfile(EXAMPLE, tmp_path / folder / "tune.mid")
+    r = partimento("harmonize", tmp_path / "a/tune.mid", tmp_path / "b/tune.mid", "-o", tmp_path)
+    assert r.returncode == 1 and "would both be written to" in r.stderr

@@ -27,6 +27,7 @@ from partimento.live.midi_io import (
     open_input,
     open_output,
 )
+from tests.conftest import ROOT, SHIPPED, require
 
 TEST_CLIENT = "partimento-test"
 """The test side's JACK client, apart from the daemon's ``partimento``."""
@@ -381,6 +382,8 @@ def test_list_ports_and_the_ports_command(jack):
     lines = out.stdout.splitlines()
     assert f"input\t{PROBE_CLIENT}:probe-out" in lines
     assert f"output\t{TEST_CLIENT}:probe-in" in lines
+    # not a synthesizer, not a Through port: the one run would play on without midi.output
+    assert out.stderr == f"partimento: without midi.output, run plays on {TEST_CLIENT}:probe-in\n"
 
 
 def test_ports_command_without_a_backend_is_one_line(jack):
@@ -437,3 +440,49 @@ def test_reader_rejects_a_bad_channel():
             InputReader(object(), asyncio.Queue(), loop=loop, channel=16)
     finally:
         loop.close()
+
+
+def test_without_an_output_named_a_synth_or_a_virtual_port_never_through(jack):
+    """``output = ""``: a port named like ALSA's Midi Through is passed over for a synthesizer,
+    and with only Through there, Partimento makes its own virtual port; each choice is a line."""
+    through = _in(virtual_input="Midi Through Port-0")
+    with open_input(through, backend=JACK_BACKEND, client_name=TEST_CLIENT):
+        with open_output(_in(), backend=JACK_BACKEND) as port:
+            assert port.virtual and port.name == "Partimento out"
+            assert port.chosen.startswith("output: a new virtual port 'Partimento out'")
+            assert "1 Through port skipped" in port.chosen
+        synth = _in(virtual_input="Synth input port")
+        with open_input(synth, backend=JACK_BACKEND, client_name=PROBE_CLIENT):
+            with open_output(_in(), backend=JACK_BACKEND) as port:
+                assert port.name == f"{PROBE_CLIENT}:Synth input port" and not port.virtual
+                assert port.chosen.startswith(f"output: {port.name} (the first synthesizer")
+            with open_output(_in(output="Through"), backend=JACK_BACKEND) as port:
+                assert "Through" in port.name and port.chosen == ""  # named: as asked
+
+
+def test_run_without_an_output_says_where_it_plays(jack, tmp_path):
+    """``partimento run`` with no ``midi.output`` and only a Through port to play on: its first
+    line says it made a virtual port for a synthesizer, then comes the ready line."""
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    config = tmp_path / "partimento.toml"
+    config.write_text('[midi]\nvirtual_input = "keys"\n')
+    through = _in(virtual_input="Midi Through Port-0")
+    with open_input(through, backend=JACK_BACKEND, client_name=TEST_CLIENT):
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "partimento.cli", "run", "--config", str(config)],
+            env={**jack.env(), "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert daemon.stdout is not None
+            first, second = daemon.stdout.readline(), daemon.stdout.readline()
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=20)
+    assert first == (
+        "partimento: output: a new virtual port 'Partimento out': connect a synthesizer to it "
+        "(no synthesizer listed, 1 Through port skipped; set midi.output)\n"
+    )
+    assert second.startswith("partimento: ready (") and second.endswith("out Partimento out)\n")

@@ -5,6 +5,7 @@ line when fluidsynth is missing or the request is wrong."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -304,3 +305,44 @@ def test_abc_text_and_answer_options_do_not_mix(tmp_path, shipped_abc):
     done = sample("abc", "-o", tmp_path / "x.mid", "--length", 2, "--chars", 100)
     assert done.returncode == 1
     assert "give one pair or the other" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", ["x.wav", "x.txt", "x"])
+def test_an_unknown_output_type_is_refused_before_any_work(tmp_path, name):
+    done = sample("no-such-model", "-o", tmp_path / name, cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and ".mid" in lines[0] and ".musicxml" in lines[0]
+    assert "no model" not in lines[0]  # refused before the model is looked for
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_continuation_as_musicxml(tmp_path, folk):
+    require(importlib.util.find_spec("music21") is not None, "music21 (the train extra)")
+    from music21 import converter
+
+    out = tmp_path / "folk.musicxml"
+    done = sample("folk", "-o", out, "--length", "2", "--seed", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folk.musicxml"]
+    score = converter.parse(str(out))
+    assert [p.partName for p in score.parts] == ["Seed", "Continuation"]
+    assert all(len(p.flatten().notes) for p in score.parts)
+
+
+def test_bach_as_compressed_musicxml(tmp_path):
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    require(importlib.util.find_spec("music21") is not None, "music21 (the train extra)")
+    from music21 import converter
+
+    out = tmp_path / "bach.mxl"
+    done = sample("bach", "-o", out, "--seed", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}: 46 melody notes harmonized")  # the user's name
+    assert [p.partName for p in converter.parse(str(out)).parts] == [
+        "Soprano",
+        "Alto",
+        "Tenor",
+        "Bass",
+    ]

@@ -58,7 +58,7 @@ def test_help_without_posix_modules(tmp_path, args):
 def test_demo_and_harmonize_without_posix_modules(tmp_path):
     done = without_posix("demo", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for name in ("demo-harmonize.mid", "demo-continue.mid", "demo-harmonize.png"):
+    for name in ("demo-harmonize.mid", "demo-continue.mid", "demo-harmonize.svg"):
         assert (tmp_path / name).stat().st_size > 0
     done = without_posix(
         "harmonize", str(MELODY), "-o", "h.mid", "--live", "--seed", "1", cwd=tmp_path

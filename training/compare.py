@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from partimento.core.music.encoding import grid_to_notes, sounding_pitches
 from partimento.core.players.phrases import pitch_class_histogram
+from partimento.progress import bar, wanted
 from partimento.training.config import MODEL_TYPES, TrainConfig, resolve
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ def test_nll(m, tunes, seq_len: int) -> tuple[float, float]:
     from partimento.training.styles import folk
 
     nll = hits = count = 0.0
-    for tune in tunes:
+    for tune in bar(tunes, "scoring test tunes", unit="tune"):
         seq = folk.sequence(tune, m.contract.vocabulary, seq_len)
         logits = stream_logits(m, seq[:-1])[seq_len - 1 :]
         a, b, n = nll_and_hits(logits, seq[seq_len:])
@@ -181,7 +183,7 @@ def answers(m, tunes, seed: int) -> list[np.ndarray]:
     from partimento.core.music.encoding import notes_to_grid
 
     out = []
-    for i, tune in enumerate(tunes):
+    for i, tune in enumerate(bar(tunes, "answering test prompts", unit="tune")):
         notes, _ = respond(m, tune.grid[:PROMPT], ANSWER, temperature=1.0, seed=seed + i)
         out.append(np.asarray(notes_to_grid(notes, ANSWER), np.int16))
     return out
@@ -289,8 +291,10 @@ def compare(
     base = resolve(style, config, {k: v for k, v in overrides.items() if k != "model"})
     data = reference_data(base, eval_tunes)
     rows = [data["reference"]]
-    for kind in kinds:
+    for n, kind in enumerate(kinds, start=1):
         cfg = resolve(style, config, {**overrides, "model": kind})
+        if wanted(cfg.progress):
+            print(f"compare: model type {n} of {len(kinds)}: {kind}", file=sys.stderr, flush=True)
         keras.backend.clear_session()
         log.info("compare: %s", kind)
         folder = train_and_export(cfg, runs / f"compare-{style}-{kind}")

@@ -1,19 +1,27 @@
 """``partimento harmonize MELODY -o OUT.mid``: a melody file harmonized in four voices, by the
 offline model (the lookahead model searched by beam; a DeepBach model by pseudo-Gibbs) or, with
-``--live``, the daemon's own causal stepping code."""
+``--live``, the daemon's own causal stepping code.
+
+The output's suffix says what is written (:mod:`partimento.files.outputs`): MIDI, or MusicXML
+through music21; anything else is refused before any work. Several melodies go into the folder
+``-o`` names, each as ``<its name>.<--format>``, with a progress bar on a terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from partimento.core.errors import CommandError
+from partimento.core.errors import CommandError, PartimentoError
 from partimento.core.music.melody import Melody
+from partimento.files import outputs
+from partimento.files.outputs import MIDI_SUFFIXES, TRAIN_EXTRA
 
-TRAIN_EXTRA = "pip install 'partimento[train]'"
-MIDI_SUFFIXES = (".mid", ".midi", ".smf")
+FORMATS = {"mid": ".mid", "musicxml": ".musicxml", "mxl": ".mxl"}
+"""``--format`` for several melodies: the suffix of each file written."""
 
 
 def read_melody(path: Path) -> Melody:
@@ -43,7 +51,9 @@ def harmonize_file(
     candidates: int = 8,
     iterations: int | None = None,
 ) -> str:
-    """Harmonize ``melody_path`` into ``output``; the line that says what was done."""
+    """Harmonize ``melody_path`` into ``output`` (MIDI or MusicXML, by its suffix); the line
+    that says what was done."""
+    outputs.kind(output)  # an unknown suffix, or MusicXML without music21: before any work
     import numpy as np
 
     from partimento.core.music import rules
@@ -84,7 +94,8 @@ def harmonize_file(
                 **({"iterations": iterations} if iterations else {}),
             )
         voices = np.stack([soprano, *(transpose_grid(v, -shift) for v in voices[1:])])
-    midifile.write_satb(output, melody, voices)
+    with outputs.midi_for(output, title=f"{melody_path.stem}, harmonized") as midi:
+        midifile.write_satb(midi, melody, voices)
     return (
         f"{output}: {len(melody.notes)} melody notes harmonized in four voices "
         f"({'live' if live else 'offline'} model {loaded.contract.name}, "
@@ -92,20 +103,58 @@ def harmonize_file(
     )
 
 
+def planned(melodies: Sequence[Path], output: Path, kind: str) -> list[tuple[Path, Path]]:
+    """(melody, output file) pairs: one melody into ``output`` itself (unless it is a folder),
+    several into the folder ``output``, each as ``<stem>`` + the suffix of ``kind`` (one of
+    :data:`FORMATS`). Every output's type and every melody's existence are checked here,
+    before any work."""
+    if len(melodies) == 1 and not output.is_dir():
+        pairs = [(melodies[0], output)]
+    else:
+        if output.exists() and not output.is_dir():
+            raise CommandError(f"-o {output}: several melodies need a folder to write into")
+        pairs = [(m, output / (m.stem + FORMATS[kind])) for m in melodies]
+        seen: dict[Path, Path] = {}
+        for melody, out in pairs:
+            if out in seen:
+                raise CommandError(f"{seen[out]} and {melody} would both be written to {out}")
+            seen[out] = melody
+    for melody, out in pairs:
+        outputs.kind(out)
+        if not melody.is_file():
+            raise CommandError(f"{melody} does not exist")
+    return pairs
+
+
 def cmd_harmonize(args: argparse.Namespace) -> int:
-    print(
-        harmonize_file(
-            Path(args.melody),
-            Path(args.output),
-            live=args.live,
-            model=args.model,
-            temperature=args.temperature,
-            seed=args.seed,
-            candidates=args.candidates,
-            iterations=args.iterations,
-        )
-    )
-    return 0
+    from partimento.progress import bar, echo
+
+    pairs = planned([Path(m) for m in args.melody], Path(args.output), args.format)
+    if len(pairs) > 1:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for melody, out in bar(pairs, "harmonizing", unit="file", level=int(len(pairs) > 1)):
+        try:
+            line = harmonize_file(
+                melody,
+                out,
+                live=args.live,
+                model=args.model,
+                temperature=args.temperature,
+                seed=args.seed,
+                candidates=args.candidates,
+                iterations=args.iterations,
+            )
+        except PartimentoError as exc:
+            if len(pairs) == 1:
+                raise
+            print(f"partimento: error: {melody}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        echo(line)
+    if failed:
+        print(f"partimento: {failed} of {len(pairs)} melodies failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def add_parser(
@@ -116,11 +165,23 @@ def add_parser(
         parents=list(parents),
         help="harmonize a melody file in four voices",
         description="Harmonize a melody (MIDI, MusicXML, ABC or **kern; the top part if "
-        "several) and write a MIDI file with tracks Soprano, Alto, Tenor and Bass, the soprano "
-        "being the melody unchanged.",
+        "several) and write a MIDI or MusicXML file with parts Soprano, Alto, Tenor and Bass, "
+        "the soprano being the melody unchanged. Several melodies go into a folder.",
     )
-    h.add_argument("melody", help="the melody file")
-    h.add_argument("-o", "--output", required=True, help="the MIDI file to write")
+    h.add_argument("melody", nargs="+", help="the melody file (or several)")
+    h.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the file to write: .mid/.midi (MIDI) or .musicxml/.xml/.mxl (MusicXML, needs the "
+        "train extra); for several melodies, a folder",
+    )
+    h.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default="mid",
+        help="several melodies: what each file in the folder is (default mid)",
+    )
     h.add_argument(
         "--live",
         action="store_true",

@@ -43,7 +43,25 @@ def cmd_ports(args: argparse.Namespace) -> int:
         print(f"output\t{name}")
     if not inputs and not outputs:
         print(f"no MIDI ports ({backend})", file=sys.stderr)
+    print(f"partimento: {default_output_line(outputs, backend)}", file=sys.stderr)
     return 0
+
+
+def default_output_line(outputs: Sequence[str], backend: str) -> str:
+    """Where ``partimento run`` plays when ``midi.output`` is not set, in one line."""
+    import re
+
+    from partimento.live.default_output import NoOutputError, choose
+    from partimento.live.midi_io import CLIENT_NAME
+
+    winmm = sys.platform == "win32" or backend.endswith("WINDOWS_MM")
+    own = re.compile(rf"{re.escape(CLIENT_NAME)}(-\d+)?:")
+    try:
+        choice = choose(outputs, own=own, virtual_ok=not winmm)
+    except NoOutputError as exc:
+        return f"without midi.output, run cannot play: {exc}"
+    where = f"a new virtual port {choice.name!r}" if choice.virtual else choice.name
+    return f"without midi.output, run plays on {where}"
 
 
 def add_parser(
@@ -54,7 +72,8 @@ def add_parser(
         parents=list(parents),
         help="list MIDI input and output ports",
         description="List the MIDI backend's ports, one a line: 'input<TAB>NAME' (ports "
-        "Partimento can read from) then 'output<TAB>NAME'. The backend is --api, else the "
+        "Partimento can read from) then 'output<TAB>NAME'; on stderr, where run plays when "
+        "midi.output is not set. The backend is --api, else the "
         "MIDO_BACKEND environment variable (e.g. mido.backends.rtmidi/UNIX_JACK), else the "
         "first that starts.",
     )

@@ -87,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def ready(r: Ready) -> None:
         held.release()
+        if r.output_chosen:
+            print(f"partimento: {r.output_chosen}", flush=True)
         print(r.line, flush=True)
 
     with held:

@@ -54,7 +54,7 @@ from partimento.core.music.encoding import (
     notes_to_grid,
 )
 from partimento.core.players.respond import DEFAULT_CANDIDATES
-from partimento.files import locations
+from partimento.files import locations, outputs
 
 STEPS_PER_BAR = 16
 DEFAULT_BARS = 8
@@ -173,6 +173,7 @@ def sample_continuation(
     loaded,
     output: Path,
     *,
+    target: Path | None = None,
     bars: int,
     temperature: float,
     seed: int | None,
@@ -204,7 +205,7 @@ def sample_continuation(
     )
     moved = [Note(n.pitch, n.start + offset, n.length) for n in answer]
     write_parts(
-        output,
+        target or output,
         [
             ("Seed", SEED_PROGRAM, grid_to_notes(codes)),
             ("Continuation", CONTINUATION_PROGRAM, moved),
@@ -234,14 +235,16 @@ def sample_abc(
     loaded,
     output: Path,
     *,
+    target: Path | None = None,
     seed_text: str | None,
     chars: int,
     temperature: float,
     seed: int | None,
     say: Say,
 ) -> Path | None:
-    """``output``'s ``.abc`` text, and ``output`` as MIDI when music21 can read the tune;
-    returns the MIDI path or None."""
+    """``output``'s ``.abc`` text, and ``output`` as MIDI (written at ``target`` if given)
+    when music21 can read the tune; returns the MIDI path or None."""
+    target = target or output
     from partimento.core.players.abc import sample_text
 
     seed_text = "X:1\n" if seed_text is None else seed_text.replace("\\n", "\n")
@@ -257,12 +260,13 @@ def sample_abc(
         return None
     from partimento.files.score import abc_problem, text_to_midi
 
-    if not text_to_midi(text, output):
-        output.unlink(missing_ok=True)  # nothing half written
+    if not text_to_midi(text, target):
+        target.unlink(missing_ok=True)  # nothing half written
         say(f"no MIDI: {abc_problem(text) or 'music21 cannot write the tune as MIDI'}")
         return None
-    say(f"{output}: the first tune as MIDI (music21)")
-    return output
+    kind = "MIDI" if target == output else "MusicXML"
+    say(f"{output}: the first tune as {kind} (music21)")
+    return target
 
 
 # --- harmonizers ------------------------------------------------------------------------------
@@ -276,19 +280,21 @@ def sample_harmony(
     temperature: float | None,
     seed: int | None,
     seed_file: Path | None,
+    target: Path | None = None,
 ) -> Path:
-    """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody."""
+    """``partimento harmonize`` itself, on ``seed_file`` or the chorale melody; the MIDI
+    written at ``target`` if given."""
+    target = target or output
     from partimento.commands.harmonize import harmonize_file
 
     melody = seed_file if seed_file is not None else locations.example_melody()
     if not Path(melody).is_file():
         raise SampleError(f"seed file {melody} does not exist")
-    print(
-        harmonize_file(
-            Path(melody), output, live=live, model=str(folder), temperature=temperature, seed=seed
-        )
+    line = harmonize_file(
+        Path(melody), target, live=live, model=str(folder), temperature=temperature, seed=seed
     )
-    return output
+    print(line.replace(str(target), str(output), 1))
+    return target
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -343,6 +349,7 @@ def sample(
         raise SampleError(f"--bpm {bpm:g}: give between 20 and 400")
     if temperature is not None and not temperature > 0:
         raise SampleError(f"--temperature {temperature:g}: must be above 0")
+    outputs.kind(output)  # an unknown suffix, or MusicXML without music21: before any work
     folder = model.find(style)
     contract = model.read_contract(folder)
     if (
@@ -356,6 +363,45 @@ def sample(
             "other"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
+    with outputs.midi_for(output, title=f"{contract.name}, sampled") as target:
+        midi = _sample_into(
+            contract,
+            folder,
+            output,
+            target,
+            bars=bars,
+            temperature=temperature,
+            seed=seed,
+            seed_file=seed_file,
+            bpm=bpm,
+            seed_text=seed_text,
+            chars=chars,
+            say=say,
+        )
+        if wav is not None and midi is not None:
+            render(midi, wav, soundfont, say)
+    return output if midi is not None else None
+
+
+def _sample_into(
+    contract,
+    folder: Path,
+    output: Path,
+    target: Path,
+    *,
+    bars: int | None,
+    temperature: float | None,
+    seed: int | None,
+    seed_file: Path | None,
+    bpm: float | None,
+    seed_text: str | None,
+    chars: int | None,
+    say: Say,
+) -> Path | None:
+    """The sample ``contract``'s kind makes, as MIDI at ``target`` (the user's ``output``
+    named in what is said); the MIDI path, or None when an abc sample made no MIDI."""
+    from partimento.files import model
+
     if contract.kind in ("live-harmonizer", "offline-harmonizer", "lookahead-harmonizer"):
         midi: Path | None = sample_harmony(
             folder,
@@ -364,6 +410,7 @@ def sample(
             temperature=temperature,
             seed=seed,
             seed_file=seed_file,
+            target=target,
         )
     elif contract.encoding.get("type") == "abc" and seed_file is None and bars is None:
         from partimento.core.players.abc import TEXT_TEMPERATURE
@@ -371,6 +418,7 @@ def sample(
         midi = sample_abc(
             model.load(folder),
             output,
+            target=target,
             seed_text=seed_text,
             chars=chars or DEFAULT_CHARS,
             temperature=temperature or TEXT_TEMPERATURE,
@@ -384,12 +432,11 @@ def sample(
             bars=bars or DEFAULT_BARS,
             temperature=temperature or 1.0,
             seed=seed,
+            target=target,
             seed_file=seed_file,
             bpm=bpm,
             say=say,
         )
-    if wav is not None and midi is not None:
-        render(midi, wav, soundfont, say)
     return midi
 
 
@@ -432,7 +479,13 @@ def add_parser(
         help="model name or folder (a name as partimento run finds it: $PARTIMENTO_MODELS, "
         "your models folder, the shipped models)",
     )
-    s.add_argument("-o", "--output", required=True, help="the MIDI file to write")
+    s.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the file to write: .mid/.midi (MIDI) or .musicxml/.xml/.mxl (MusicXML, needs the "
+        "train extra)",
+    )
     s.add_argument(
         "--length",
         type=int,

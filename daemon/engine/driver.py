@@ -47,6 +47,8 @@ class Driver:
     sent: list[Timed] = field(default_factory=list)
     handle_seconds: list[float] = field(default_factory=list)
     tick_seconds: list[float] = field(default_factory=list)
+    prepare_seconds: list[float] = field(default_factory=list)
+    """Wall time of each :meth:`Engine.prepare` (in the daemon: the worker thread)."""
 
     def send(self, data: object, at: float) -> list[MidiOut]:
         """One input at ``at``: what the engine sends back (nothing for junk)."""
@@ -112,5 +114,7 @@ class Driver:
     def _after(self, out: list[MidiOut]) -> list[MidiOut]:
         self.sent += [(self.now, m) for m in out]
         if self.prepare:
+            began = time.perf_counter()
             self.engine.prepare()
+            self.prepare_seconds.append(time.perf_counter() - began)
         return out

@@ -89,3 +89,29 @@ def text_to_midi(text: str, path: str | Path) -> bool:
             problem = f"music21 cannot write it as MIDI: {type(exc).__name__}: {exc}"
     log.warning("abc: no MIDI written: %s", problem)
     return False
+
+
+def midi_to_musicxml(midi_path: Path | str, path: Path | str, *, title: str = "") -> Path:
+    """The MIDI file ``midi_path`` as MusicXML at ``path`` (``.mxl``: compressed), one part per
+    track, named as the track is; ``title`` as the work's title.
+
+    music21 writes into a scratch folder first: its ``.mxl`` writer leaves and then deletes a
+    ``.musicxml`` of the same name beside its output, which must not be the user's file.
+    """
+    import shutil
+    import tempfile
+
+    from music21 import converter, metadata
+
+    path = Path(path)
+    score = converter.parse(str(midi_path), format="midi", quantizePost=False)
+    if title:
+        score.metadata = score.metadata or metadata.Metadata()
+        score.metadata.title = title
+        score.metadata.movementName = title
+    compressed = path.suffix.lower() == ".mxl"
+    with tempfile.TemporaryDirectory(prefix="partimento-") as scratch:
+        written = Path(scratch) / ("score.mxl" if compressed else "score.musicxml")
+        score.write("mxl" if compressed else "musicxml", fp=str(written))
+        shutil.move(str(written), str(path))
+    return path

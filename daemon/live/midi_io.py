@@ -53,6 +53,7 @@ from partimento.config import RTMIDI_APIS, MidiConfig
 from partimento.core import midi
 from partimento.core.errors import PartimentoError
 from partimento.core.types import MidiOut
+from partimento.live import default_output
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,8 @@ class _Port:
         self.virtual = virtual
         self.api = _api_label(rt)
         self.closed = False
+        self.chosen = ""
+        """Why this port, when the configuration named none (one line; "" otherwise)."""
 
     def check(self) -> None:
         """Raise :class:`MidiError` if the port this one was opened on is gone or this is
@@ -284,8 +287,22 @@ def _open(
                 raise _no_virtual_ports(_api_label(rt), direction, virtual) from None
             return cls(rt, virtual, virtual=True)
         names = rt.get_ports()
-        if not wanted:  # "the first port": never one of Partimento's own (it would hear itself)
-            own = re.compile(rf"{re.escape(client_name)}(-\d+)?:")
+        own = re.compile(rf"{re.escape(client_name)}(-\d+)?:")
+        if output and not wanted:  # a synth or a virtual port, never a Through port
+            try:
+                choice = default_output.choose(
+                    names, own=own, virtual_ok=rt.get_current_api() != rtmidi.API_WINDOWS_MM
+                )
+            except default_output.NoOutputError as exc:
+                raise MidiError(str(exc)) from None
+            if choice.virtual:
+                virtual = choice.name
+                rt.open_virtual_port(choice.name)
+                port = cls(rt, choice.name, virtual=True)
+                port.chosen = choice.line
+                return port
+            names = [choice.name]
+        elif not wanted:  # "the first port": never one of Partimento's own (it would hear itself)
             names = [n for n in names if not own.match(n)]
         name = cfg.find_port(names, output=output)
         if name is None:
@@ -296,7 +313,10 @@ def _open(
         if rt.get_port_name(index) != name:  # the list changed under us
             raise MidiError(f"MIDI {direction} {name!r} went away while being opened")
         rt.open_port(index, "out" if output else "in")
-        return cls(rt, name, virtual=False)
+        port = cls(rt, name, virtual=False)
+        if output and not wanted:
+            port.chosen = choice.line
+        return port
     except MidiError:
         rt.delete()
         raise

@@ -294,6 +294,8 @@ class Ready:
     model: str
     input: str
     output: str
+    output_chosen: str = ""
+    """Why this output, when the configuration named none (one line)."""
 
     @property
     def line(self) -> str:
@@ -446,7 +448,13 @@ class Service:
     def ready(self) -> Ready:
         assert self.input is not None and self.output is not None
         mode = self.engine.mode
-        return Ready(mode, self.engine.model_names[mode], self.input.name, self.output.name)
+        return Ready(
+            mode,
+            self.engine.model_names[mode],
+            self.input.name,
+            self.output.name,
+            getattr(self.output, "chosen", ""),
+        )
 
     # -- run ---------------------------------------------------------------------------------
 

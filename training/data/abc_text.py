@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from partimento.core.players.abc import CHARACTERS, split_tunes
+from partimento.progress import bar
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import split_of
 
@@ -109,7 +110,7 @@ def iter_tunes(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
     """(source, normalised tune) for every tune of every source, in a fixed order."""
     sources = [(p.parent.name, p) for p in book_files()]
     sources += [("nottingham", p) for p in nottingham_files(cfg)]
-    for source, path in sources:
+    for source, path in bar(sources, "reading ABC books", unit="file", level=cfg.progress):
         for tune in split_tunes(read_text(path)):
             text = normalise(tune)
             if text and body(text).strip():

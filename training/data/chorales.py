@@ -27,6 +27,7 @@ from partimento.core.music.encoding import (
     STEPS_PER_QUARTER,
     VOICES,
 )
+from partimento.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,9 @@ def corpus_paths() -> list[Path]:
     return sorted(Path(p) for p in corpus.getComposer("bach"))
 
 
-def iter_corpus(limit: int | None = None) -> Iterator[Chorale]:
-    for path in corpus_paths()[:limit]:
+def iter_corpus(limit: int | None = None, progress: int = 1) -> Iterator[Chorale]:
+    """Every chorale music21 reads, with a bar on a terminal (``progress`` 0: none)."""
+    for path in bar(corpus_paths()[:limit], "parsing Bach chorales", unit="file", level=progress):
         try:
             c = read_chorale(path, path.name)
         except Exception as exc:  # one unreadable file must not stop the corpus
@@ -203,14 +205,14 @@ CACHE_VERSION = 2
 
 
 def load_chorales(
-    cache_dir: Path, *, rebuild: bool = False, limit: int | None = None
+    cache_dir: Path, *, rebuild: bool = False, limit: int | None = None, progress: int = 1
 ) -> list[Chorale]:
     """Every usable chorale, deduplicated; parsed once, then read from the cache."""
     stem = f"chorales-v{CACHE_VERSION}" + (f"-{limit}" if limit else "")
     cache = cache_dir / f"{stem}.npz"
     if rebuild or not cache.exists():
         log.info("parsing music21's Bach chorales (a few minutes, once)")
-        save(deduplicate(list(iter_corpus(limit))), cache)
+        save(deduplicate(list(iter_corpus(limit, progress))), cache)
     return load(cache)
 
 
@@ -220,9 +222,10 @@ def load_corpus(
     rebuild: bool = False,
     limit: int | None = None,
     jsb_path: Path | None = None,
+    progress: int = 1,
 ) -> dict[str, list[Chorale]]:
     """Every usable chorale, split as the standard JSB split is (by tune)."""
     from partimento.training.data import jsb_split
 
-    chorales = load_chorales(cache_dir, rebuild=rebuild, limit=limit)
+    chorales = load_chorales(cache_dir, rebuild=rebuild, limit=limit, progress=progress)
     return jsb_split.split(chorales, jsb_split.membership(chorales, jsb_path))

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from partimento.core.music.encoding import (
     folk_transposition,
     notes_to_grid,
 )
+from partimento.progress import bar
 from partimento.training.config import TrainConfig
 from partimento.training.data.chorales import split_of
 
@@ -240,12 +241,16 @@ class Stats:
     seconds: float = 0.0
 
 
-def read_sources(sources: Iterator[Source], limit: int | None, stats: Stats) -> list[Tune]:
-    """Parse tunes one by one; a tune that fails is logged and skipped."""
+def read_sources(
+    sources: Iterable[Source], limit: int | None, stats: Stats, progress: int = 1
+) -> list[Tune]:
+    """Parse tunes one by one, with a bar on a terminal (``progress`` 0: none); a tune that
+    fails is logged and skipped."""
     tunes: list[Tune] = []
     seen: set[bytes] = set()
     t0 = time.monotonic()
-    for src in sources:
+    listed = list(sources)[: limit or None]  # splitting files into tunes is quick, parsing not
+    for src in bar(listed, "parsing folk tunes", unit="tune", level=progress):
         if limit and stats.read >= limit:
             break
         stats.read += 1
@@ -324,7 +329,7 @@ def load_tunes(cfg: TrainConfig) -> tuple[list[Tune], Stats]:
     if cfg.rebuild or not cache.exists():
         log.info("parsing folk tunes into %s (minutes for all of Essen, once)", cache)
         stats = Stats()
-        tunes = read_sources(iter_sources(cfg), cfg.limit or None, stats)
+        tunes = read_sources(iter_sources(cfg), cfg.limit or None, stats, cfg.progress)
         log.info(
             "folk: %d of %d tunes kept (%d with other lengths, %d failed, %d duplicates) in %.0f s",
             stats.kept,

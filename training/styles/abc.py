@@ -29,6 +29,7 @@ from partimento.core.players import abc as abc_core
 from partimento.core.players.contract import Tensor
 from partimento.files.score import abc_problem
 from partimento.files.score import text_to_midi as text_to_midi
+from partimento.progress import bar
 from partimento.training.config import TrainConfig
 from partimento.training.data import abc_text
 from partimento.training.styles import Prepared, Split
@@ -164,7 +165,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int
     token, logits_name = m.contract.input("token").name, m.contract.output("logits").name
     newline = int(abc_core.encode_text("\n")[0])
     nll = correct = count = 0.0
-    for tune in test:
+    for tune in bar(test, "scoring test tunes", unit="tune"):
         ids = tune_ids(tune)
         feeds = {token: np.concatenate([[newline], ids[:-1]]).astype(np.int32)[None]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
@@ -182,7 +183,8 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0, samples: int
         }
     parsed = {
         t: sum(
-            abc_problem(sample_text(m, "X:1\n", 600, t, seed + i)) is None for i in range(samples)
+            abc_problem(sample_text(m, "X:1\n", 600, t, seed + i)) is None
+            for i in bar(range(samples), "sampling tunes to parse", unit="tune")
         )
         for t in (TEXT_TEMPERATURE, 1.0)
     }

@@ -18,6 +18,7 @@ import numpy as np
 from partimento.core.music.encoding import REST_CODE
 from partimento.core.players.beam import ahead_windows
 from partimento.core.players.contract import Tensor
+from partimento.progress import bar
 from partimento.training.config import TrainConfig
 from partimento.training.styles import Prepared, Split, bach_data
 from partimento.training.styles.recurrent import LSTMStack, state_tensors
@@ -39,6 +40,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         pieces = bach_data.transposed(
             data.splits[name], data.ranges, cfg.transpose and name == "train"
         )
+        pieces = bar(pieces, f"preparing {name} windows", unit="piece", level=cfg.progress)
         splits[name] = _arrays(pieces, vocab, cfg.seq_len, cfg.window_stride)
     return Prepared(encoding=encoding, splits=splits, data=data.describe())
 

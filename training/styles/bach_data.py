@@ -48,7 +48,9 @@ class BachData:
 
 
 def load(cfg: TrainConfig) -> BachData:
-    splits = corpus.load_corpus(cfg.cache_path, rebuild=cfg.rebuild, limit=cfg.limit or None)
+    splits = corpus.load_corpus(
+        cfg.cache_path, rebuild=cfg.rebuild, limit=cfg.limit or None, progress=cfg.progress
+    )
     if not splits["train"]:
         raise ValueError("no training chorales were read")
     for name in ("valid", "test"):  # a tiny run still needs something to validate on

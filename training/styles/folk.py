@@ -9,10 +9,13 @@ state, so the step model answers one token at a time at constant cost.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from partimento.core.music.encoding import FOLK_DURATIONS, START, Vocabulary
 from partimento.core.players.contract import Tensor
+from partimento.progress import bar
 from partimento.training.config import TrainConfig
 from partimento.training.data import folk as corpus
 from partimento.training.data.folk import Tune
@@ -46,7 +49,10 @@ def prepare(cfg: TrainConfig) -> Prepared:
         encoding = {**encoding, **gan.encoding(cfg)}
     arrays = {
         name: _arrays(
-            tunes, vocab, cfg.seq_len, cfg.window_stride if name == "train" else cfg.seq_len
+            bar(tunes, f"preparing {name} windows", unit="tune", level=cfg.progress),
+            vocab,
+            cfg.seq_len,
+            cfg.window_stride if name == "train" else cfg.seq_len,
         )
         for name, tunes in splits.items()
     }
@@ -101,7 +107,7 @@ def sequence(tune: Tune, vocab: Vocabulary, seq_len: int) -> np.ndarray:
     return np.concatenate([prefix, tune_tokens(tune, vocab)])
 
 
-def _arrays(tunes: list[Tune], vocab: Vocabulary, seq_len: int, stride: int) -> Split:
+def _arrays(tunes: Iterable[Tune], vocab: Vocabulary, seq_len: int, stride: int) -> Split:
     """Windows of ``seq_len`` inputs and the tokens one step later, per tune."""
     xs, ys, ws = [], [], []
     for tune in tunes:
@@ -179,7 +185,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     nll = correct = count = 0.0
     token = m.contract.input("token").name
     logits_name = m.contract.output("logits").name
-    for tune in test:
+    for tune in bar(test, "scoring test tunes", unit="tune"):
         seq = sequence(tune, vocab, cfg.seq_len)
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}

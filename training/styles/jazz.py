@@ -28,6 +28,7 @@ import numpy as np
 from partimento.core.music.encoding import HOLD, REST, START, Note
 from partimento.core.players import events
 from partimento.core.players.contract import Tensor
+from partimento.progress import bar
 from partimento.training.config import MODELS_BY_STYLE, TrainConfig
 from partimento.training.data import midi_folder, wjazzd
 from partimento.training.data.midi_folder import Piece
@@ -322,7 +323,7 @@ def evaluate(m, cfg: TrainConfig, *, limit: int = 0, seed: int = 0) -> dict:
     token = m.contract.input("token").name
     logits_name = m.contract.output("logits").name
     nll = correct = count = 0.0
-    for piece in test:
+    for piece in bar(test, "scoring test pieces", unit="piece"):
         seq = sequence(piece, enc)
         feeds = {token: seq[None, :-1]}
         feeds |= {t.name: np.zeros((1, int(t.shape[1])), np.float32) for t, _ in m.contract.states}
