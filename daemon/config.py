@@ -558,7 +558,8 @@ class Config(_Section):
     """How many seconds of what was played the daemon keeps (key estimation, phrases)."""
     log_level: str = "info"
     models_dir: Path | None = None
-    """Looked in first for named models; None: ``$PARTIMENTO_MODELS``, ``exported_models``."""
+    """Looked in first for named models; then ``$PARTIMENTO_MODELS``, the user's models folder
+    and the shipped models (:mod:`partimento.files.locations`)."""
     midi: MidiConfig = field(default_factory=MidiConfig)
     tempo: TempoConfig = field(default_factory=TempoConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

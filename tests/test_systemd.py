@@ -536,7 +536,7 @@ def test_missing_template_is_one_line(
 ) -> None:
     from partimento.core.errors import PartimentoError
 
-    monkeypatch.setattr(install, "TEMPLATE_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(install.locations, "unit_templates", lambda: tmp_path / "nowhere")
     with pytest.raises(PartimentoError) as caught:
         _run("service", "install", "--user", "--dry-run", "--exec", sys.executable)
     assert "no unit template" in str(caught.value)

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
@@ -16,9 +15,6 @@ from partimento.core.errors import CommandError
 
 if TYPE_CHECKING:
     from partimento.live.service import Ready
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "partimento.toml"
-"""``partimento run`` reads this when it is there and no ``--config`` is given."""
 
 
 class StartupStderr:
@@ -72,19 +68,15 @@ class StartupStderr:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
+    from partimento.config import load
+    from partimento.files import locations
 
-    from partimento.config import Config, load
-
-    path: Path | None = Path(args.config) if args.config else DEFAULT_CONFIG
-    if args.config or DEFAULT_CONFIG.is_file():
-        assert path is not None
-        config = load(path)
-    else:
-        config, path = Config(), None
+    path = locations.config_file(args.config)
+    config = load(path)
     level = config.logging_level
     logging.getLogger().setLevel(min(level, logging.INFO) if args.verbose else level)
     try:
+        from partimento.live import eventloop
         from partimento.live.service import serve
     except ImportError as exc:  # python-rtmidi, or the ALSA library it links, is missing
         raise CommandError(
@@ -100,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(r.line, flush=True)
 
     with held:
-        return asyncio.run(serve(config, config_path=path, on_ready=ready))
+        logging.getLogger("partimento").info("configuration %s", path)
+        return eventloop.run(serve(config, config_path=path, on_ready=ready))
 
 
 def add_parser(
@@ -117,8 +110,9 @@ def add_parser(
     )
     r.add_argument(
         "--config",
-        help="the TOML configuration (default: config/partimento.toml "
-        "beside the package if there, else the built-in defaults)",
+        help="the TOML configuration (default: $PARTIMENTO_CONFIG, else partimento.toml in "
+        "your config folder, else the shipped default)",
     )
+
     r.set_defaults(func=cmd_run)
     return r

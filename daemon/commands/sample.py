@@ -1,7 +1,8 @@
 """``partimento sample STYLE -o out.mid``: listen to a model without a keyboard.
 
 STYLE is a model name or folder, found as :func:`partimento.files.model.load` finds it
-(``exported_models/<name>``). Only the runtime is used (onnxruntime, numpy, mido), never
+(:mod:`partimento.files.locations`: ``$PARTIMENTO_MODELS``, the user's models, the shipped
+ones). Only the runtime is used (onnxruntime, numpy, mido), never
 TensorFlow, so sampling works with the runtime install. What a sample is depends on the model's
 contract:
 
@@ -53,10 +54,8 @@ from partimento.core.music.encoding import (
     notes_to_grid,
 )
 from partimento.core.players.respond import DEFAULT_CANDIDATES
-from partimento.files import outputs
+from partimento.files import locations, outputs
 
-ROOT = Path(__file__).resolve().parents[2]
-CHORALE_MELODY = ROOT / "docs" / "examples" / "chorale-melody.mid"
 STEPS_PER_BAR = 16
 DEFAULT_BARS = 8
 MAX_BARS = 256
@@ -288,7 +287,7 @@ def sample_harmony(
     target = target or output
     from partimento.commands.harmonize import harmonize_file
 
-    melody = seed_file if seed_file is not None else CHORALE_MELODY
+    melody = seed_file if seed_file is not None else locations.example_melody()
     if not Path(melody).is_file():
         raise SampleError(f"seed file {melody} does not exist")
     line = harmonize_file(
@@ -477,7 +476,8 @@ def add_parser(
     s.add_argument(
         "style",
         metavar="STYLE",
-        help="model name or folder (as partimento run finds it: exported_models/NAME)",
+        help="model name or folder (a name as partimento run finds it: $PARTIMENTO_MODELS, "
+        "your models folder, the shipped models)",
     )
     s.add_argument(
         "-o",

@@ -1,19 +1,17 @@
 """``partimento service install [--user]``: the systemd unit and the config for this installation.
 
-The unit templates are ``systemd/partimento.service`` (system) and
-``systemd/partimento-user.service`` (``systemctl --user``) in the source tree, the only copies:
-like the shipped models and ``config/partimento.toml``, they are found beside the ``daemon``
-package, which is where an editable install from a clone (``pip install -e .``, the README's way)
-leaves them. A non-editable install has none of them and gets a one-line error pointing to
-docs/SERVICE.md, whose commands do the same by hand.
+The unit templates (``systemd/`` in the source tree) and the default config travel inside the
+package (``partimento.units``, ``partimento.defaults``), so a plain ``pip install`` or a wheel
+has them as an editable install from a clone does (:mod:`partimento.files.locations`). Nothing
+here needs a POSIX-only module at import time (``pwd`` is imported where it is used), so
+``partimento --help`` runs on Windows too.
 
 What it does:
 
 * renders the template: ``ExecStart=`` runs this installation's ``partimento`` program (the one
   in the running interpreter's scripts folder) with ``run --config CONFIG``; for the system
   unit, ``ProtectHome=read-only`` instead of ``yes`` when the installation or the config lives
-  under /home, /root or /run/user (``yes`` would hide it); ``Documentation=`` points to this
-  tree's docs/SERVICE.md;
+  under /home, /root or /run/user (``yes`` would hide it);
 * copies ``config/partimento.toml`` to CONFIG if nothing is there yet, never overwriting
   (system: /etc/partimento/partimento.toml; ``--user``: $XDG_CONFIG_HOME/partimento/, by
   default ~/.config/partimento/);
@@ -35,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import re
 import shutil
 import stat
@@ -46,12 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from partimento.core.errors import PartimentoError
-
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
-"""The source tree the ``daemon`` package sits in (a clone, for an editable install)."""
-TEMPLATE_DIR = SOURCE_ROOT / "systemd"
-CONFIG_TEMPLATE = SOURCE_ROOT / "config" / "partimento.toml"
-DOCS = SOURCE_ROOT / "docs" / "SERVICE.md"
+from partimento.files import locations
 
 SYSTEM_UNIT = "partimento.service"
 USER_UNIT = "partimento-user.service"
@@ -78,7 +70,17 @@ class InstallError(PartimentoError):
 
 def template_path(user: bool) -> Path:
     """The unit template for a system (``user=False``) or ``--user`` service."""
-    return TEMPLATE_DIR / (USER_UNIT if user else SYSTEM_UNIT)
+    return locations.unit_templates() / (USER_UNIT if user else SYSTEM_UNIT)
+
+
+def config_template() -> Path:
+    """The config copied for the service: the shipped default, every key documented."""
+    return locations.shipped_config()
+
+
+def package_folders() -> list[Path]:
+    """The installed package and its shipped models (apart in an editable install)."""
+    return [locations.shipped("partimento"), locations.shipped_models()]
 
 
 def read_template(user: bool) -> str:
@@ -87,9 +89,8 @@ def read_template(user: bool) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InstallError(
-            f"no unit template at {path}: `partimento service install` needs a "
-            "source checkout installed with pip install -e .; without one, "
-            "follow docs/SERVICE.md by hand"
+            f"no unit template at {path}: this installation is incomplete "
+            "(reinstall partimento), or follow docs/SERVICE.md by hand"
         ) from None
 
 
@@ -128,14 +129,14 @@ def in_home(path: Path) -> bool:
 
 def installation_paths(executable: Path, config: Path) -> list[Path]:
     """What the service must be able to read: the program, its environment, the interpreter,
-    the source tree (package and models), the config."""
+    the package and its models, the config."""
     return [
         executable,
         executable.resolve(),
         Path(sys.prefix),
         Path(sys.base_prefix),
         Path(sys.executable).resolve(),
-        SOURCE_ROOT,
+        *package_folders(),
         config,
     ]
 
@@ -249,13 +250,8 @@ def plan(
         raise InstallError(f"{executable}: not an executable program")
     needed = installation_paths(executable, config)
     protect_home = None if user else ("read-only" if any(map(in_home, needed)) else "yes")
-    documentation = DOCS.as_uri() if DOCS.is_file() else None
     text = render_unit(
-        read_template(user),
-        executable=executable,
-        config=config,
-        protect_home=protect_home,
-        documentation=documentation,
+        read_template(user), executable=executable, config=config, protect_home=protect_home
     )
     name = USER_UNIT if user else SYSTEM_UNIT
     warnings = [] if user else _system_warnings(needed)
@@ -309,6 +305,8 @@ def follow_up(p: Plan) -> list[str]:
 
 
 def _user_exists(name: str) -> bool:
+    import pwd  # POSIX only: imported here, so the module loads on Windows
+
     try:
         pwd.getpwnam(name)
     except KeyError:
@@ -340,7 +338,7 @@ def _show(p: Plan, say: Say) -> None:
     config = p.target(p.config_path)
     say(
         f"# {config} "
-        + ("exists, would be kept" if config.exists() else f"(would copy {CONFIG_TEMPLATE})")
+        + ("exists, would be kept" if config.exists() else f"(would copy {config_template()})")
     )
 
 
@@ -349,15 +347,16 @@ def _write_config(p: Plan, say: Say) -> None:
     if path.exists():
         say(f"kept {path} (exists; never overwritten)")
         return
+    template = config_template()
     try:
-        text = CONFIG_TEMPLATE.read_bytes()
+        text = template.read_bytes()
     except FileNotFoundError:
         raise InstallError(
-            f"no config template at {CONFIG_TEMPLATE}; write {path} yourself "
+            f"no config template at {template}; write {path} yourself "
             "(an empty file means every default)"
         ) from None
     _guarded(path, lambda: _create(path, text, 0o600 if p.user else 0o644, exclusive=True))
-    say(f"wrote {path} (from {CONFIG_TEMPLATE})")
+    say(f"wrote {path} (from {template})")
 
 
 def _write_unit(p: Plan, say: Say) -> None:
@@ -434,7 +433,7 @@ def add_parser(
         parents=list(parents),
         help="write the systemd unit and the config",
         description="Write the systemd unit for this installation (ExecStart= "
-        "runs its partimento program) and copy config/partimento.toml to the "
+        "runs its partimento program) and copy the default partimento.toml to the "
         "config path unless a file is there, then print the commands that "
         "enable and start it. System service: /etc/systemd/system/"
         "partimento.service and /etc/partimento/partimento.toml (as root). "
@@ -449,8 +448,8 @@ def add_parser(
     )
     i.add_argument(
         "--config",
-        help="the config file the service reads (copied there from "
-        "config/partimento.toml if missing; never overwritten)",
+        help="the config file the service reads (the default partimento.toml is "
+        "copied there if missing; never overwritten)",
     )
     i.add_argument(
         "--unit-dir",

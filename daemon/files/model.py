@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract, ContractError
 from partimento.core.players.heads import GivenHeads
+from partimento.files import locations
 
 HEADS_TOLERANCE = 1e-3
 """Largest logit difference allowed between ``heads.npz`` and the graph's own heads at load."""
@@ -26,13 +26,9 @@ class ModelError(PartimentoError):
 
 
 def models_dirs() -> list[Path]:
-    """Where named models are looked for, first match wins."""
-    dirs = []
-    if os.environ.get("PARTIMENTO_MODELS"):
-        dirs.append(Path(os.environ["PARTIMENTO_MODELS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "exported_models")
-    dirs.append(Path.cwd() / "exported_models")
-    return dirs
+    """Where named models are looked for, first match wins: ``$PARTIMENTO_MODELS``, the
+    user's models folder, the shipped models (:mod:`partimento.files.locations`)."""
+    return locations.models_dirs()
 
 
 def find(name_or_path: str | Path) -> Path:

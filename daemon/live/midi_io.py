@@ -279,7 +279,12 @@ def _open(
             # sysex and active sensing never reach Python; the clock does
             rt.ignore_types(sysex=True, timing=False, active_sense=True)
         if virtual:
-            rt.open_virtual_port(virtual)
+            if rt.get_current_api() == rtmidi.API_WINDOWS_MM:
+                raise _no_virtual_ports(_api_label(rt), direction, virtual)
+            try:
+                rt.open_virtual_port(virtual)
+            except NotImplementedError:  # python-rtmidi's answer where the API has none
+                raise _no_virtual_ports(_api_label(rt), direction, virtual) from None
             return cls(rt, virtual, virtual=True)
         names = rt.get_ports()
         own = re.compile(rf"{re.escape(client_name)}(-\d+)?:")
@@ -319,6 +324,15 @@ def _open(
         rt.delete()
         what = f"virtual MIDI {direction} {virtual!r}" if virtual else f"MIDI {direction}"
         raise MidiError(f"cannot open {what}: {_one_line(exc)}") from exc
+
+
+def _no_virtual_ports(api: str, direction: str, name: str) -> MidiError:
+    """The one line for a virtual port asked of an API that has none (Windows MultiMedia)."""
+    return MidiError(
+        f"cannot open virtual MIDI {direction} {name!r}: {api} has no virtual ports; leave "
+        f"midi.virtual_{direction} empty and name a port of a loopback driver (such as "
+        f"loopMIDI) in midi.{direction}"
+    )
 
 
 def open_input(

@@ -10,6 +10,16 @@ from partimento.training.commands import require_extra
 from partimento.training.config import STYLES, add_flags, overrides
 
 
+def export_folder(name: str) -> Path:
+    """Where ``--export NAME`` writes: the folder NAME when it holds a path separator, else
+    NAME in the user's models folder, where every command finds it by name."""
+    from partimento.files import locations
+
+    if "/" in name or "\\" in name:
+        return Path(name)
+    return locations.user_models() / name
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     require_extra("partimento train")
     from partimento.training.config import resolve
@@ -21,12 +31,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.export:
         print(
             f"trained {args.style}: run folder {run_dir}; next: partimento export {run_dir} "
-            f"-o exported_models/{args.style}"
+            f"-o {export_folder(args.style)}"
         )
         return 0
     from partimento.training.export import export
 
-    out = Path(args.export if "/" in args.export else f"exported_models/{args.export}")
+    out = export_folder(args.export)
     contract = export(run_dir, out)
     print(
         f"trained {args.style} (run folder {run_dir}) and exported it to {out}: play it with "
@@ -55,9 +65,8 @@ def add_parser(
     t.add_argument(
         "--export",
         metavar="NAME",
-        help="then export the run as "
-        "exported_models/NAME (or to the folder NAME if it contains a /), ready "
-        "for partimento run, sample and evaluate",
+        help="then export the run as NAME in your models folder (or to the folder NAME if it "
+        "contains a /), ready for partimento run, sample and evaluate by name",
     )
     add_flags(t)
     t.set_defaults(func=cmd_train)
