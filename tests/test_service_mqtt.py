@@ -39,7 +39,6 @@ from tests.test_service_jack import (
     play,
     write_config,
 )
-from tests.test_service_jack import models as models  # the fixture
 
 CONTROL_BACK = 5.0
 """Seconds: control must work again this soon after the broker is back."""

@@ -18,7 +18,6 @@ import pytest
 from jack import jack_server
 
 from tests.test_service_jack import HARMONY, Daemon, Rig, note_ons, write_config
-from tests.test_service_jack import models as models  # the fixture
 
 WATCHDOG_USEC = 400_000
 """systemd's WatchdogSec as the daemon sees it; it pings every 0.2 s."""
