@@ -222,7 +222,8 @@ def test_tunes_are_normalised_and_split_at_x_lines():
 def corpus(tmp_path_factory):
     from partimento.training.config import resolve
     from partimento.training.data import abc_text
-    from tests.conftest import require
+
+    from support.project import require
 
     cfg = resolve("abc", overrides={"cache_dir": str(tmp_path_factory.mktemp("abc-cache"))})
     require(
@@ -248,7 +249,7 @@ def test_the_corpus_has_four_sources_split_by_tune(corpus):
 
 @pytest.fixture(scope="module")
 def tiny_abc(tmp_path_factory):
-    from tests.conftest import train_tiny
+    from support.project import train_tiny
 
     return train_tiny(
         tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32, limit=10, batch_size=8

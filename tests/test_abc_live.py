@@ -11,14 +11,8 @@ import pytest
 
 from partimento.core.music.encoding import folk_transposition
 from partimento.core.players import abc
-from tests.conftest import SHIPPED, require
-from tests.synth import Synth
-from tests.test_engine import (
-    ANSWER,
-    answer_a_phrase,
-)
-from tests.test_engine import PHRASE as ENGINE_PHRASE
-from tests.test_service_jack import (
+
+from support.daemon import (
     BPM,
     END_SILENCE,
     MODE_CC,
@@ -29,6 +23,13 @@ from tests.test_service_jack import (
     play,
     write_config,
 )
+from support.engine import (
+    ANSWER,
+    answer_a_phrase,
+)
+from support.engine import PHRASE as ENGINE_PHRASE
+from support.project import SHIPPED, require
+from support.synth import Synth
 
 PARSE_FLOOR = 0.6
 """Of 20 tunes sampled from the shipped model at temperature 1, at least this share parses with
@@ -40,7 +41,7 @@ def abc_model(tmp_path_factory) -> Path:
     """The shipped abc model, else a tiny one trained for the tests."""
     if (SHIPPED / "abc" / "model.onnx").exists():
         return SHIPPED / "abc"
-    from tests.conftest import train_tiny
+    from support.project import train_tiny
 
     return train_tiny(
         tmp_path_factory.mktemp("tiny-abc"), "abc", embedding=8, seq_len=32, limit=10, batch_size=8

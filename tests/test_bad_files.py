@@ -28,11 +28,12 @@ from pathlib import Path
 
 import mido
 import pytest
-from jack import JACK_BACKEND, JackServer, jack_server
 
 from partimento.config import MidiConfig
 from partimento.live.midi_io import open_input, open_output
-from tests.conftest import ROOT, SHIPPED, require
+
+from support.jack import JACK_BACKEND, JackServer, jack_server
+from support.project import ROOT, SHIPPED, require
 
 ERROR = "partimento: error: "
 TIMEOUT = 60

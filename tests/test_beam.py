@@ -9,7 +9,8 @@ import pytest
 from partimento.core.music import voiceleading
 from partimento.core.music.encoding import HOLD_CODE, sounding_pitches
 from partimento.core.players.beam import BeamHarmonizer, BeamSettings, ahead_windows
-from tests.conftest import train_tiny
+
+from support.project import train_tiny
 
 
 def test_ahead_windows_read_the_next_steps_and_pad_past_the_end() -> None:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from support.project import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

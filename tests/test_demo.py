@@ -13,7 +13,7 @@ import mido
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHIPPED, require
+from support.project import ROOT, SHIPPED, require
 
 ALTO, TENOR, BASS, ANSWER = 1, 2, 3, 4  # the default configuration's channels; the demo's answer
 

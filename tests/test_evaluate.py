@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.test_harmonize_cli import partimento
+from support.cli import partimento
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from jack import JACK_BACKEND, JackServer, jack_server
 from test_service_jack import Daemon, Listener, note_ons
 
 from partimento.config import Config, MidiConfig
@@ -45,8 +44,10 @@ from partimento.engine.driver import Driver
 from partimento.engine.engine import Engine
 from partimento.files import model as model_files
 from partimento.live.midi_io import MidiInput, clean_message, open_input
-from tests.conftest import SHIPPED, require
-from tests.synth import Synth
+
+from support.jack import JACK_BACKEND, JackServer, jack_server
+from support.project import SHIPPED, require
+from support.synth import Synth
 
 COUNT, SEED = 100_000, 20_240_611
 BURST = 1000

@@ -1,31 +1,17 @@
 """`partimento harmonize` from the command line, on real chorale melodies."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 
 from partimento.core.music.encoding import grid_to_notes
-from tests.conftest import SHIPPED, require
+
+from support.cli import partimento
+from support.project import SHIPPED, require
 
 pytestmark = pytest.mark.slow
-
-
-def partimento(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run(
-        [sys.executable, "-m", "partimento.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 def write_melody(path, grid, ticks_per_beat=480, velocity=90, extra_chord=False):

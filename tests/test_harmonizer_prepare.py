@@ -6,7 +6,8 @@ import pytest
 
 from partimento.core.players.harmonizer import HarmonizerSettings, LiveHarmonizer
 from partimento.files import model
-from tests.conftest import SHIPPED, require
+
+from support.project import SHIPPED, require
 
 GREEDY = HarmonizerSettings(temperature=1e-4, candidates=1)  # argmax, whatever the draws
 

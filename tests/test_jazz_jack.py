@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHIPPED, require, train_tiny
-from tests.synth import Synth
-from tests.test_jazz_piano import write_song
-from tests.test_service_jack import (
+from support.daemon import (
     KEYS,
     SYNTH,
     Daemon,
@@ -26,6 +23,9 @@ from tests.test_service_jack import (
     note_ons,
     play,
 )
+from support.project import SHIPPED, require, train_tiny
+from support.songs import write_song
+from support.synth import Synth
 
 ANSWER = 4  # channel 5
 BPM = 90.0

@@ -17,41 +17,9 @@ from partimento.engine.engine import Engine
 from partimento.files import model as models
 from partimento.training.config import resolve
 from partimento.training.data import midi_folder, wjazzd
-from tests.conftest import require, train_tiny
 
-SCALE = (0, 2, 3, 5, 7, 9, 10)  # dorian
-
-
-def write_song(path: Path, rng: random.Random, *, drums: bool = True) -> None:
-    """A random-walk melody in eighths over a chord per bar, and a drum track."""
-    mid = mido.MidiFile(ticks_per_beat=96)
-    melody, chords, kit = mido.MidiTrack(), mido.MidiTrack(), mido.MidiTrack()
-    mid.tracks += [melody, chords] + ([kit] if drums else [])
-    pitch = 67
-    for _ in range(64):
-        pitch = min(84, max(55, pitch + rng.choice((-2, -1, 1, 2, 3))))
-        pitch += 0 if pitch % 12 in SCALE else 1
-        melody += [
-            mido.Message("note_on", note=pitch, velocity=90, time=0),
-            mido.Message("note_on", note=pitch, velocity=0, time=48),
-        ]
-    for bar in range(8):
-        root = 48 + (0, 5, 7, 2)[bar % 4]
-        chords += [
-            mido.Message("note_on", note=root + i, velocity=60, time=0, channel=1)
-            for i in (0, 3, 7)
-        ]
-        chords += [
-            mido.Message(
-                "note_off", note=root + i, velocity=0, channel=1, time=384 if i == 0 else 0
-            )
-            for i in (0, 3, 7)
-        ]
-    kit += [
-        mido.Message("note_on", note=36, velocity=100, time=0, channel=9),
-        mido.Message("note_off", note=36, velocity=0, time=96, channel=9),
-    ]
-    mid.save(str(path))
+from support.project import SHIPPED, require, train_tiny
+from support.songs import write_song
 
 
 @pytest.fixture(scope="module")
@@ -203,17 +171,17 @@ def test_the_piano_config_maps_mechanicalbachs_flags():
 
 @pytest.mark.slow
 def test_a_jazz_model_answers_in_the_engines_continue_mode(tiny_jazz):
-    from tests import test_engine as te
+    from support import engine as te
 
-    require((te.SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     cache: dict[str, models.Model] = {}
 
     def loader(name: str) -> models.Model:
         return cache.setdefault(name, models.load(name))
 
-    answer = te.answer_a_phrase(te.SHIPPED / "bach", tiny_jazz, loader)[1]
+    answer = te.answer_a_phrase(SHIPPED / "bach", tiny_jazz, loader)[1]
 
-    engine = Engine(te.config(te.SHIPPED / "bach", tiny_jazz, mode="continue"), loader, seed=0)
+    engine = Engine(te.config(SHIPPED / "bach", tiny_jazz, mode="continue"), loader, seed=0)
     cut = answer[0][0] + 0.6
     records = te.play_phrase(engine, more=[(cut, (0x90, 60, 80))], until=14.0)[0]
     at = next(i for i, r in enumerate(records) if r.given == (0x90, 60, 80))
@@ -238,8 +206,6 @@ def test_evaluate_scores_a_jazz_model_next_to_ngrams(tiny_jazz):
 
 @pytest.mark.parametrize("name", ["jazz", "piano"])
 def test_the_shipped_model_answers_a_phrase_and_beats_its_baseline(name):
-    from tests.conftest import SHIPPED
-
     folder = SHIPPED / name
     require((folder / "model.onnx").exists(), f"no shipped {name} model")
     m = models.load(folder)

@@ -9,7 +9,8 @@ import pytest
 
 from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Vocabulary, sounding_pitches
 from partimento.training.data import jsb, jsb_split
-from tests.conftest import require
+
+from support.project import require
 
 JSB = jsb.default_path()
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from jack import JACK_BACKEND, jack_server
 
 from partimento.config import MidiConfig
 from partimento.live.midi_io import (
@@ -27,6 +26,8 @@ from partimento.live.midi_io import (
     open_input,
     open_output,
 )
+
+from support.jack import JACK_BACKEND, jack_server
 
 TEST_CLIENT = "partimento-test"
 """The test side's JACK client, apart from the daemon's ``partimento``."""

@@ -15,9 +15,10 @@ from partimento.core.players.contract import Contract, Tensor
 from partimento.core.players.phrases import PhraseContinuer, pitch_class_histogram
 from partimento.engine.engine import Engine
 from partimento.files import model
-from tests.conftest import SHIPPED, require
-from tests.model_types import KINDS, WINDOW, tiny_model
-from tests.test_engine import ANSWER, config, play_phrase
+
+from support.engine import ANSWER, config, play_phrase
+from support.model_types import KINDS, WINDOW, tiny_model
+from support.project import SHIPPED, require
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -209,7 +210,8 @@ def test_compare_measures_repetition_novelty_and_pitch_classes():
 @pytest.mark.slow
 def test_compare_writes_a_row_per_model_type(tmp_path):
     from partimento.training import compare
-    from tests.model_types import SIZES, cache_dir, tiny_run
+
+    from support.model_types import SIZES, cache_dir, tiny_run
 
     for kind in KINDS:  # the tiny runs stand in for trainings (compare reuses finished runs)
         (tmp_path / f"compare-folk-{kind}").symlink_to(tiny_run(kind))

@@ -15,8 +15,9 @@ from partimento.core.music.encoding import HOLD_CODE, REST_CODE
 from partimento.core.players import continuation
 from partimento.files import model as models
 from partimento.training.config import MODEL_TYPES, MODELS_BY_STYLE, STYLES, ConfigError, resolve
-from tests.conftest import require, train_tiny
-from tests.test_jazz_piano import write_song
+
+from support.project import SHIPPED, require, train_tiny
+from support.songs import write_song
 
 WINDOW = 16  # seq_len: the transformer's window (a multiple of window_stride 16)
 
@@ -72,15 +73,15 @@ def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_t
 
 
 def test_a_jazz_transformer_answers_in_the_engines_continue_mode(jazz_transformer):
-    from tests import test_engine as te
+    from support import engine as te
 
-    require((te.SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
+    require((SHIPPED / "bach" / "model.onnx").exists(), "no shipped bach model")
     cache: dict[str, models.Model] = {}
 
     def loader(name: str) -> models.Model:
         return cache.setdefault(name, models.load(name))
 
-    te.answer_a_phrase(te.SHIPPED / "bach", jazz_transformer, loader)
+    te.answer_a_phrase(SHIPPED / "bach", jazz_transformer, loader)
 
 
 def test_evaluate_streams_a_jazz_transformer_one_token_at_a_time(jazz_transformer):

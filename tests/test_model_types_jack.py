@@ -10,10 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import SHIPPED, require
-from tests.model_types import tiny_model
-from tests.synth import Synth
-from tests.test_service_jack import (
+from support.daemon import (
     ANSWER,
     BPM,
     END_SILENCE,
@@ -25,6 +22,9 @@ from tests.test_service_jack import (
     play,
     write_config,
 )
+from support.model_types import tiny_model
+from support.project import SHIPPED, require
+from support.synth import Synth
 
 
 @pytest.mark.slow

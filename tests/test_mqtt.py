@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import (
+
+from partimento.config import MqttConfig
+from partimento.live.control import Command, Panic, SetBars, SetMode, SetStyle, SetTempo
+from partimento.live.mqtt import Backoff, MqttLink
+
+from support.broker import (
     Endpoint,
     Received,
     Subscription,
@@ -36,11 +41,7 @@ from broker import (
     shared_broker,
     unique_prefix,
 )
-from jack import unavailable
-
-from partimento.config import MqttConfig
-from partimento.live.control import Command, Panic, SetBars, SetMode, SetStyle, SetTempo
-from partimento.live.mqtt import Backoff, MqttLink
+from support.jack import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL_BACK_SECONDS = 5.0

@@ -21,7 +21,8 @@ from partimento.core.music.melody import Melody, TickNote
 from partimento.core.players.continuation import Continuer
 from partimento.core.players.respond import AnswerSettings, Responder, fork
 from partimento.files import model
-from tests.conftest import SHIPPED, require
+
+from support.project import SHIPPED, require
 
 G_MAJOR_CALL = notes_to_grid(
     [Note(p, 4 * i, 4) for i, p in enumerate((67, 71, 74, 71, 72, 69, 66, 67))]

@@ -16,7 +16,7 @@ import mido
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHIPPED, require
+from support.project import ROOT, SHIPPED, require
 
 SHIM = """
 import sys
@@ -207,7 +207,8 @@ def test_sampling_needs_no_tensorflow(tmp_path, folk):
 def tiny_abc(tmp_path_factory):
     from partimento.training.config import resolve
     from partimento.training.data import abc_text
-    from tests.conftest import train_tiny
+
+    from support.project import train_tiny
 
     cfg = resolve("abc")
     require(

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from partimento.training.config import resolve
-from tests.conftest import ROOT
+
+from support.project import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 import pytest
-from broker import Endpoint, broker, mqtt_pub, mqtt_sub, shared_broker, unique_prefix
-from jack import JACK_BACKEND, jack_server
 
 from partimento.config import MidiConfig
 from partimento.live.midi_io import open_input, open_output
-from tests.synth import Synth
-from tests.test_service_jack import (
+
+from support.broker import Endpoint, broker, mqtt_pub, mqtt_sub, shared_broker, unique_prefix
+from support.daemon import (
     ANSWER,
     BPM,
     HARMONY,
@@ -39,6 +38,8 @@ from tests.test_service_jack import (
     play,
     write_config,
 )
+from support.jack import JACK_BACKEND, jack_server
+from support.synth import Synth
 
 CONTROL_BACK = 5.0
 """Seconds: control must work again this soon after the broker is back."""

@@ -15,9 +15,9 @@ import threading
 import time
 
 import pytest
-from jack import jack_server
 
-from tests.test_service_jack import HARMONY, Daemon, Rig, note_ons, write_config
+from support.daemon import HARMONY, Daemon, Rig, note_ons, write_config
+from support.jack import jack_server
 
 WATCHDOG_USEC = 400_000
 """systemd's WatchdogSec as the daemon sees it; it pings every 0.2 s."""

@@ -30,7 +30,8 @@ from partimento.commands import service as install
 from partimento.commands.service import InstallError
 from partimento.live import sdnotify
 from partimento.live.sdnotify import Notifier
-from tests.conftest import ROOT, require
+
+from support.project import ROOT, require
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 PROBLEM_WORDS = ("Unknown", "Invalid", "Failed to parse", "ignoring", "not executable")

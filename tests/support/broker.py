@@ -6,8 +6,9 @@
 stops it by its PID at the end (SIGTERM, then SIGKILL after 5 s). :meth:`Broker.stop` and
 :meth:`Broker.start` stop and start it again on the *same* port, for tests of a broker that
 goes away and comes back. If the test process dies first, the kernel sends mosquitto a SIGTERM
-(``PR_SET_PDEATHSIG``, as for jackd in ``tests/jack.py``; it is tied to the thread that started
-the process, so start brokers and subscribers from the main thread, not ``asyncio.to_thread``).
+(``PR_SET_PDEATHSIG``, as for jackd in ``support/jack.py``; it is tied to the thread that
+started the process, so start brokers and subscribers from the main thread, not
+``asyncio.to_thread``).
 
 ``PARTIMENTO_TEST_BROKER=host:port`` (set by ``.ci/run``) names a broker that is already
 running; :func:`shared_broker` returns it (else it starts one of its own). Tests may use it only
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jack import _die_with_parent, unavailable
+from support.jack import die_with_parent, unavailable
 
 READY_SECONDS = 5.0
 """How long a starting broker or subscriber may take to answer."""
@@ -49,7 +50,7 @@ PROGRAMS = ("mosquitto", "mosquitto_sub", "mosquitto_pub")
 
 
 def _preexec() -> Callable[[], None] | None:
-    return _die_with_parent if sys.platform.startswith("linux") else None
+    return die_with_parent if sys.platform.startswith("linux") else None
 
 
 def _killed_with_parent() -> None:  # pragma: no cover - runs in the child before exec

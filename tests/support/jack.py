@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from support.project import IN_CI
+
 JACKD_ARGS = ("--no-realtime", "-S", "-d", "dummy", "-r", "48000", "-p", "64")
 """No realtime scheduling (no privileges needed), synchronous mode, the dummy audio driver:
 48 kHz and 64-frame periods (1.3 ms)."""
@@ -48,7 +49,7 @@ def unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Ask the kernel to SIGTERM the child when the thread that started it ends."""
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError, AttributeError):
@@ -170,7 +171,7 @@ def jack_server(*, timeout: float = 10.0) -> Iterator[JackServer]:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
     server = JackServer(name, process, log_path)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
