@@ -1,6 +1,6 @@
 """The service's reader-thread path in process: the reply leaves from the thread that read the
 message, and an error in the engine there ends the daemon's task group like any task's error.
-(Over real JACK ports: tests/test_service_jack.py.)"""
+(Over real JACK ports: tests/integration/test_service_jack.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The transformer and the GAN play ``continue`` mode in ``partimento run`` over real JACK
-ports: the daemon as a subprocess (tests/test_service_jack.py's rig), its continuation model a
-tiny folk model of that type. Skipped without jackd, failed without it under CI."""
+ports: the daemon as a subprocess (the rig of tests/support/daemon.py), its continuation model
+a tiny folk model of that type. Skipped without jackd, failed without it under CI."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ and answers (with scripted models), the corpus reader, and a tiny train -> expor
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from partimento.core.music.encoding import HOLD_CODE, REST_CODE, Note, grid_to_n
 from partimento.core.players import abc
 from partimento.core.players.contract import Contract, Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
 BODY = "X:1\nT:\nM:4/4\nL:1/8\nK:C\n"
 
 

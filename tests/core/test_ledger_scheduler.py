@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,9 @@ from partimento.core.timing.ledger import NoteLedger
 from partimento.core.timing.scheduler import Scheduler, SchedulerError, TimedNote, schedule_notes
 from partimento.core.types import MidiOut
 
-CORE = Path(__file__).resolve().parents[1] / "daemon" / "core" / "timing"
+from support.project import ROOT
+
+CORE = ROOT / "daemon" / "core" / "timing"
 
 
 def on(ch: int, p: int, v: int = 80) -> MidiOut:

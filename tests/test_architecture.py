@@ -2,12 +2,13 @@
 
 import subprocess
 import sys
-from pathlib import Path
+
+from support.project import ROOT
 
 
 def runtime_modules() -> list[str]:
     """Every module under daemon/, found on disk, so a new one is covered at once."""
-    root = Path(__file__).resolve().parents[1] / "daemon"
+    root = ROOT / "daemon"
     return sorted(
         "partimento." + ".".join(p.relative_to(root).with_suffix("").parts)
         for p in root.rglob("*.py")

@@ -15,7 +15,9 @@ from partimento.config import Config, ConfigError, from_dict, load
 from partimento.core.music.encoding import MAJOR, MINOR
 from partimento.core.players.harmonizer import HarmonizerSettings
 
-SHIPPED = Path(__file__).resolve().parents[1] / "config" / "partimento.toml"
+from support.project import ROOT
+
+SHIPPED = ROOT / "config" / "partimento.toml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

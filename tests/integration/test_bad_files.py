@@ -7,7 +7,7 @@ Cases: the config file (missing, not UTF-8, not TOML, a bad value, an unknown ke
 folder (``model.onnx`` random bytes or cut short, ``model.json`` not JSON or lacking a key,
 a vocabulary that does not fit the graph's logits) through ``run``'s ``models_dir`` and
 through ``harmonize --model``; the melody file (random bytes, a cut header or track, no notes,
-missing); a MIDI port name that matches nothing, on a private jackd (tests/jack.py; skipped
+missing); a MIDI port name that matches nothing, on a private jackd (tests/support/jack.py; skipped
 without jackd, failed without it under ``CI=true``).
 
 Defects found and not fixed here are ``xfail(strict=True)``: they fail loudly once fixed, so

@@ -1,8 +1,8 @@
 """``partimento run`` controlled over MQTT, with a real mosquitto and real JACK ports.
 
-The daemon runs as a subprocess of a private jackd (tests/jack.py) with ``[mqtt]`` enabled;
+The daemon runs as a subprocess of a private jackd (tests/support/jack.py) with ``[mqtt]`` enabled;
 the test plays its keyboard port, listens on its synthesizer port, publishes with
-``mosquitto_pub`` and reads the daemon's topics with ``mosquitto_sub`` (tests/broker.py).
+``mosquitto_pub`` and reads the daemon's topics with ``mosquitto_sub`` (tests/support/broker.py).
 What is asserted is what a musician or a stage technician would notice: the music changes
 when told to, a bad command changes nothing and says why, the broker going away loses no
 note and control comes back by itself, a vanished port shows in the status, a SIGHUP reads

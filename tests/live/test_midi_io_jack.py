@@ -1,4 +1,4 @@
-"""The MIDI edge over real ports: a private JACK server (tests/jack.py), a writer in this
+"""The MIDI edge over real ports: a private JACK server (tests/support/jack.py), a writer in this
 process sending to the reader's port. Skipped without jackd, failed without it under CI."""
 
 from __future__ import annotations

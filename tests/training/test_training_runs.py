@@ -10,6 +10,8 @@ import pytest
 
 from partimento.training.config import ConfigError, resolve
 
+from support.project import ROOT
+
 pytestmark = pytest.mark.slow
 
 
@@ -124,7 +126,7 @@ def test_chorale_round_trip_from_the_file(chorales):
 
 
 def test_split_is_by_tune_and_disjoint(chorales):
-    """The standard JSB split by tune (tests/test_jsb_split.py checks the rule itself)."""
+    """The standard JSB split by tune (tests/training/test_jsb_split.py checks the rule itself)."""
     keys = {name: {c.melody_key() for c in split} for name, split in chorales.items()}
     assert not keys["train"] & keys["test"]
     assert not keys["train"] & keys["valid"]
@@ -134,12 +136,11 @@ def test_split_is_by_tune_and_disjoint(chorales):
 
 def test_documented_config_file_names_every_key():
     from dataclasses import fields
-    from pathlib import Path
 
     from partimento.training.config import TrainConfig
     from partimento.training.config import tomllib as toml
 
-    path = Path(__file__).resolve().parents[1] / "config" / "train.toml"
+    path = ROOT / "config" / "train.toml"
     documented = set(toml.loads(path.read_text())["train"])
     assert documented == {f.name for f in fields(TrainConfig)} - {"style"}
     assert resolve("folk", path).units == 256

@@ -1,5 +1,5 @@
 """``partimento run`` over real JACK ports: the daemon as a subprocess of a private jackd
-(tests/jack.py), with ``MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK``. The test offers two
+(tests/support/jack.py), with ``MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK``. The test offers two
 virtual ports, a keyboard (``svc-keys``) and a synthesizer (``svc-synth``); the daemon opens them
 by name, which connects them. A thread in the test hears everything the daemon sends, stamped
 with the monotonic clock; a strict synthesizer replays it at the end.

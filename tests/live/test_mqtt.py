@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,8 @@ from support.broker import (
     unique_prefix,
 )
 from support.jack import unavailable
+from support.project import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONTROL_BACK_SECONDS = 5.0
 """After the broker is back, control must work again within this."""
 

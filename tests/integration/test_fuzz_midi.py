@@ -9,7 +9,7 @@ of :data:`BURST` messages back to back (far faster than a MIDI cable's 3,125 byt
 one burst every :data:`PERIOD` seconds.
 
 * :func:`test_daemon_survives_the_fuzz_over_jack`: ``partimento run`` as a subprocess on a
-  private jackd (tests/jack.py), the fuzz sent through a real JACK port with python-rtmidi's
+  private jackd (tests/support/jack.py), the fuzz sent through a real JACK port with python-rtmidi's
   ``MidiOut`` (it refuses some byte sequences itself; those are counted). A tap port, opened
   exactly as the daemon opens its input, is connected to the same keyboard port: it reads what
   JACK delivered, so the daemon's "notes in" must equal the note-ons the tap saw. Afterwards
@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_service_jack import Daemon, Listener, note_ons
 
 from partimento.config import Config, MidiConfig
 from partimento.core.midi import parse as parse_message
@@ -45,6 +44,7 @@ from partimento.engine.engine import Engine
 from partimento.files import model as model_files
 from partimento.live.midi_io import MidiInput, clean_message, open_input
 
+from support.daemon import Daemon, Listener, note_ons
 from support.jack import JACK_BACKEND, JackServer, jack_server
 from support.project import SHIPPED, require
 from support.synth import Synth

@@ -1,7 +1,7 @@
 """A jazz model played by ``partimento run`` in continue mode over real JACK ports: a phrase,
 the answer heard on the continue channel, cut short by playing again, nothing left sounding
-after SIGTERM. The daemon runs as a subprocess of a private jackd (tests/jack.py); the model is
-a tiny one trained on generated MIDI files, so the test needs no data set.
+after SIGTERM. The daemon runs as a subprocess of a private jackd (tests/support/jack.py); the
+model is a tiny one trained on generated MIDI files, so the test needs no data set.
 
 Skipped without jackd, failed without it under CI."""
 

@@ -25,7 +25,7 @@ WINDOW = 16  # seq_len: the transformer's window (a multiple of window_stride 16
 @pytest.fixture(scope="module")
 def jazz_transformer(tmp_path_factory) -> Path:
     """A jazz transformer trained for two steps on 16 generated songs and exported (the
-    file names of tests/test_jazz_piano.py's folder, so the split has a test piece)."""
+    file names of tests/training/test_jazz_piano.py's folder, so the split has a test piece)."""
     songs = tmp_path_factory.mktemp("songs")
     rng = random.Random(3)
     for i in range(16):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from partimento.core.music.encoding import HOLD_CODE, REST_CODE, grid_to_notes
 from partimento.core.timing.phrase import ContextWindow, PhraseDetector
 from partimento.core.timing.tempo import TempoTracker, estimate_onset_bpm
 
+from support.project import ROOT
+
 H, R = HOLD_CODE, REST_CODE
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def ticks(
