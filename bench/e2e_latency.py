@@ -2,7 +2,7 @@
 
     python bench/e2e_latency.py [--quick]
 
-Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py), a
+Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/support/jack.py), a
 zero-work echo client (this file with ``--echo``: it polls its input the way
 :class:`partimento.live.midi_io.InputReader` does and writes every note-on straight back) and, per
 condition, ``python -m partimento.cli run`` with a configuration of its own. The bench plays a
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/jack.py: the private jackd the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # support.jack: the private jackd the tests use
 
 import pytest
 
@@ -56,7 +56,8 @@ from partimento.live.midi_io import (
     open_output,
 )
 from partimento.live.service import percentile
-from tests.jack import JACK_BACKEND, _die_with_parent, jack_server
+
+from support.jack import JACK_BACKEND, die_with_parent, jack_server
 
 MODELS = ROOT / "exported_models"
 EXAMPLE = ROOT / "docs" / "examples" / "chorale-melody.mid"
@@ -88,7 +89,7 @@ READY_TIMEOUT = 30.0
 LISTEN_SLEEP = 0.0002
 """The bench's listener polls 2.5 times as often as the daemon; it adds the same to both."""
 JACK_UNAVAILABLE = (pytest.skip.Exception, pytest.fail.Exception)
-"""What tests/jack.py raises when jackd is missing or does not start (skip; fail under CI)."""
+"""What support.jack raises when jackd is missing or does not start (skip; fail under CI)."""
 CONTINUE_BPM, CONTINUE_BARS, END_SILENCE = 150.0, 4, 0.5
 
 
@@ -107,7 +108,7 @@ class Processes:
             args,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             **kwargs,
         )
         self._started.append(process)

@@ -2,7 +2,7 @@
 
     python bench/footprint.py [--runs 5] [--notes 300]
 
-Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py) and the
+Starts a private ``jackd --no-realtime -S -d dummy -r 48000 -p 64`` (tests/support/jack.py) and the
 bench's keyboard and synthesizer ports (as bench/e2e_latency.py), then:
 
 * start-up: ``python -m partimento.cli run`` ``--runs`` times, from just before the process is

@@ -6,7 +6,7 @@ What it checks (the issue's bench, not CI): over a long run at a high note rate 
 resident memory does not creep (VmRSS growth ≤ 10 MB) and its latency stays steady.
 
 How: as bench/e2e_latency.py (whose pieces it imports) it starts a private ``jackd
---no-realtime -S -d dummy -r 48000 -p 64`` (tests/jack.py), the bench's keyboard and
+--no-realtime -S -d dummy -r 48000 -p 64`` (tests/support/jack.py), the bench's keyboard and
 synthesizer ports, and ``python -m partimento.cli run`` in harmonize mode with the shipped
 ``bach`` model. A player thread plays the sopranos of 9 Bach chorales one after the other
 as even notes at ``--rate`` notes/s, each released at 85 % of its length, with a pause of
@@ -26,7 +26,7 @@ daemon, harmonized under the top note only), the daemon's ``VmRSS``, ``VmHWM`` a
 At the end: RSS growth from minute 1 to the last minute and from ready to the end, the p99
 of the first minute against the last, the notes without (full) harmony, the daemon's own
 ``stopped:`` summary (arrival → sent, ``Engine.handle``, steps answered ahead), and a strict
-account of every message the daemon sent (as tests/synth.py: a note-on for a sounding key, a
+account of every message the daemon sent (as tests/support/synth.py: a note-on for a sounding key, a
 note-off for a silent one or any other message is counted as a fault; all-notes-off silences
 its channel) with the keys left sounding after its SIGTERM. Targets: VmRSS growth from
 minute 1 to the last minute ≤ 10 MB; p99 steady, defined as the last minute's p99 within
@@ -312,7 +312,7 @@ def measure_minute(
 
 @dataclass
 class Account:
-    """Every message heard, played on a strict synthesizer (tests/synth.py's rules, counted
+    """Every message heard, played on a strict synthesizer (tests/support/synth.py's rules, counted
     instead of failing)."""
 
     sounding: set[tuple[int, int]] = field(default_factory=set)

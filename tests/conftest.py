@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "exported_models"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, why: str) -> None:
-    """Skip with a message, except under CI where a missing piece is a failure."""
-    if not condition:
-        if IN_CI:
-            pytest.fail(f"required under CI: {why}")
-        pytest.skip(why)
+from support.project import SHIPPED, require, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -27,29 +17,6 @@ def chorales(tmp_path_factory):
 
     cache = Path(os.environ.get("PARTIMENTO_CACHE", "~/.cache/partimento")).expanduser()
     return corpus.load_corpus(cache)
-
-
-def train_tiny(base: Path, style: str, **sizes) -> Path:
-    """Train ``style`` for two steps on a few pieces (cached under ``base``) and export it."""
-    from partimento.training.config import resolve
-    from partimento.training.export import export
-    from partimento.training.train import train
-
-    cfg = resolve(
-        style,
-        overrides=dict(
-            epochs=1,
-            steps_per_epoch=2,
-            units=16,
-            layers=1,
-            progress=0,
-            cache_dir=str(base / "cache"),
-            **sizes,
-        ),
-    )
-    train(cfg, base / "run")
-    export(base / "run", base / f"{style}-tiny")
-    return base / f"{style}-tiny"
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +36,7 @@ def tiny_folk_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def jack():
     """A private jackd (dummy backend) for the module's tests, stopped after them."""
-    from jack import jack_server
+    from support.jack import jack_server
 
     with jack_server() as server:
         yield server

@@ -36,8 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mido
-
 from partimento.config import Config, ContinueConfig
 from partimento.core import midi
 from partimento.core.errors import PartimentoError
@@ -47,6 +45,7 @@ from partimento.engine.driver import Driver
 from partimento.engine.engine import Engine
 from partimento.files import model as model_files
 from partimento.files import pianoroll
+from partimento.files.midifile import Track, tempo_of, write_tracks
 
 Melody = Sequence[tuple[int, float]]
 """(MIDI pitch, length in beats) per note, played legato."""
@@ -198,25 +197,11 @@ def write_take(
         mine = [(t, m) for t, m in take.sent if len(m) > 1 and m[0] & 0x0F == channel]
         if mine:
             parts.append((name, channel, mine))
-    mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
-    for k, (name, channel, timed) in enumerate(parts):
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        if k == 0:
-            track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(take.bpm), time=0))
-        track.append(
-            mido.Message(
-                "program_change", channel=channel, program=programs.get(channel, 0), time=0
-            )
-        )
-        last = 0
-        for t, message in timed:  # in the order sent: a re-strike's note-off stays first
-            at = tick(t)
-            track.append(mido.Message.from_bytes(list(message), time=at - last))
-            last = at
-        track.append(mido.MetaMessage("end_of_track", time=0))
-        mid.tracks.append(track)
-    mid.save(str(path))
+    tracks = [
+        Track(name, channel, programs.get(channel, 0), messages=[(tick(t), m) for t, m in timed])
+        for name, channel, timed in parts
+    ]  # each in the order sent: a re-strike's note-off stays first
+    write_tracks(path, tracks, ticks_per_beat=tpb, tempo_us=tempo_of(take.bpm))
     return [p[0] for p in parts]
 
 

@@ -42,7 +42,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import mido
 import numpy as np
 
 from partimento.core.errors import PartimentoError
@@ -55,6 +54,7 @@ from partimento.core.music.encoding import (
 )
 from partimento.core.players.respond import DEFAULT_CANDIDATES
 from partimento.files import locations, outputs
+from partimento.files.midifile import TickedNote, Track, tempo_of, write_tracks
 
 STEPS_PER_BAR = 16
 DEFAULT_BARS = 8
@@ -142,31 +142,16 @@ def write_parts(path: Path, parts: list[tuple[str, int, list[Note]]], bpm: float
     """A type-1 MIDI file, one track per (name, program, notes on the sixteenth grid); each
     track its own channel, the first one carrying the tempo."""
     per_step = TICKS_PER_BEAT // STEPS_PER_QUARTER
-    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    for channel, (name, program, notes) in enumerate(parts):
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        if channel == 0:
-            track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-        track.append(mido.Message("program_change", channel=channel, program=program, time=0))
-        events = [(n.start * per_step, 1, n.pitch) for n in notes]
-        events += [(n.end * per_step, 0, n.pitch) for n in notes]
-        now = 0
-        for tick, on, pitch in sorted(events):  # note-offs first at a tick: re-strikes sound
-            kind = "note_on" if on else "note_off"
-            track.append(
-                mido.Message(
-                    kind,
-                    channel=channel,
-                    note=pitch,
-                    velocity=VELOCITY if on else 0,
-                    time=tick - now,
-                )
-            )
-            now = tick
-        track.append(mido.MetaMessage("end_of_track", time=0))
-        mid.tracks.append(track)
-    mid.save(str(path))
+    tracks = [
+        Track(
+            name,
+            channel,
+            program,
+            [TickedNote(n.pitch, n.start * per_step, n.end * per_step, VELOCITY) for n in notes],
+        )
+        for channel, (name, program, notes) in enumerate(parts)
+    ]
+    write_tracks(path, tracks, ticks_per_beat=TICKS_PER_BEAT, tempo_us=tempo_of(bpm))
 
 
 def sample_continuation(
