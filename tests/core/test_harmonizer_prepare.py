@@ -67,3 +67,17 @@ def test_numpy_heads_choose_what_the_graph_would(bach, chorales):
     for i in range(c.steps):
         p, f, s = int(c.position[i]), int(c.fermata[i]), int(c.voices[0][i])
         assert fast.step(s, p, f) == graph.step(s, p, f), f"step {i}"
+
+
+def test_a_melody_note_never_stands_alone(bach, chorales):
+    """However hot the sampling, while the melody sounds every harmony voice sounds too: no
+    rest, and no hold of a silent voice (which a player hears as a melody left bare)."""
+    hot = HarmonizerSettings(temperature=3.0)
+    bare = 0
+    for c in chorales["test"][:6]:
+        h = LiveHarmonizer(bach.contract, bach.run, settings=hot, mode=c.mode, seed=1)
+        for i in range(c.steps):
+            s = int(c.voices[0][i])
+            h.step(s, int(c.position[i]), int(c.fermata[i]))
+            bare += s >= 0 and min(h.sounding[1:]) < 0
+    assert bare == 0

@@ -139,9 +139,10 @@ def test_harmony_moves_while_the_melody_is_held(bach, loader):
 
 
 def test_a_run_faster_than_the_grid_is_answered_from_the_prepared_steps(bach, loader):
-    """30 notes/s at 96 BPM (five notes a sixteenth): every note gets its own harmony, each
-    the next step, each looked up from what ``prepare`` answered ahead (none computed while
-    the note waits), and no step is stepped twice."""
+    """30 notes/s at 96 BPM (five notes a sixteenth): every note sounds over three voices
+    (struck anew, or held where the model keeps a voice), each harmony the next step, each
+    looked up from what ``prepare`` answered ahead (none computed while the note waits), and
+    no step is stepped twice."""
     engine = Engine(config(bach), loader, seed=3)
     synth = Synth()
     run = [72, 74, 76, 77, 79, 77, 76, 74] * 8
@@ -154,7 +155,7 @@ def test_a_run_faster_than_the_grid_is_answered_from_the_prepared_steps(bach, lo
             due = engine.next_time()
         out = engine.handle((0x90, pitch, 80), t)
         synth.play(out)
-        heard += bool(note_ons(out))
+        heard += len({channel for channel, _ in synth.keys}) == 3  # three voices under it
         engine.prepare()
         synth.play(engine.handle((0x80, pitch, 0), t + 0.028))
         engine.prepare()

@@ -227,6 +227,19 @@ class LiveHarmonizer:
             shift += 12
         return shift
 
+    def _voiced(self, p: np.ndarray, melody: np.ndarray, sounding: int) -> np.ndarray:
+        """``p`` with silence taken out where a melody note sounds: no rest, and no hold of a
+        voice that is silent. A melody note never stands alone; where the model gives silence
+        all its mass, the row is left as it is."""
+        silent = [self._rest] if sounding >= 0 else [self._rest, self._hold]
+        q = p.copy()
+        q[np.ix_(melody, silent)] = 0.0
+        total = q.sum(axis=1, keepdims=True)
+        keep = (total[:, 0] > 0) & melody
+        p = p.copy()
+        p[keep] = q[keep] / total[keep]
+        return p
+
     def _feeds(
         self,
         base: dict[str, int],
@@ -275,6 +288,8 @@ class LiveHarmonizer:
             k,
             axis=0,
         )
+        melody = np.repeat(np.asarray(s_pitches) >= 0, k)  # rows with a melody sounding
+        bass_p = self._voiced(bass_p, melody, sounding[3])
         bass = sampling.sample(bass_p, self.rng)
         heads = self.heads
         if heads is not None:  # the heads on the LSTMs' output, without running them again
@@ -284,7 +299,11 @@ class LiveHarmonizer:
             tenor_logits = self._run(
                 self._feeds(base, sop_k, bass, rest_nk, state), [self._logit_names[1]]
             )[self._logit_names[1]][:, -1]
-        tenor_p = sampling.probabilities(tenor_logits, st.temperature, top_p=st.top_p)
+        tenor_p = self._voiced(
+            sampling.probabilities(tenor_logits, st.temperature, top_p=st.top_p),
+            melody,
+            sounding[2],
+        )
         tenor = sampling.sample(tenor_p, self.rng)
         if heads is not None:
             alto_logits = heads.alto(x, bass, tenor)
@@ -292,7 +311,11 @@ class LiveHarmonizer:
             alto_logits = self._run(
                 self._feeds(base, sop_k, bass, tenor, state), [self._logit_names[2]]
             )[self._logit_names[2]][:, -1]
-        alto_p = sampling.probabilities(alto_logits, st.temperature, top_p=st.top_p)
+        alto_p = self._voiced(
+            sampling.probabilities(alto_logits, st.temperature, top_p=st.top_p),
+            melody,
+            sounding[1],
+        )
         alto = sampling.sample(alto_p, self.rng)
 
         rows = np.arange(n * k)
