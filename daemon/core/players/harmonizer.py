@@ -231,7 +231,7 @@ class LiveHarmonizer:
         """``p`` with silence taken out where a melody note sounds: no rest, and no hold of a
         voice that is silent. A melody note never stands alone; where the model gives silence
         all its mass, the row is left as it is."""
-        silent = [self._rest] if sounding >= 0 else [self._rest, self._hold]
+        silent = np.array([self._rest] if sounding >= 0 else [self._rest, self._hold])
         q = p.copy()
         q[np.ix_(melody, silent)] = 0.0
         total = q.sum(axis=1, keepdims=True)
