@@ -41,6 +41,7 @@ def jazz_transformer(tmp_path_factory) -> Path:
         num_heads=2,
         ff_dim=16,
         data_dir=str(songs),
+        grid_step=2,  # the eighth grid, as the original jazz project reads
     )
 
 
@@ -49,6 +50,7 @@ def test_a_jazz_transformer_exports_checked_and_is_fed_one_token_per_call(jazz_t
     c = m.contract
     assert c.training["config"]["model"] == "transformer"
     assert c.encoding["type"] == "events" and c.encoding["mode"] == "numeric"
+    assert c.encoding["step"] == 2
     assert c.training["parity_max_logit_difference"] <= 1e-4
     assert c.input("token").shape == ("batch", 1)
     assert {i.name: i.shape for i, _ in c.states} == {
@@ -134,3 +136,11 @@ def test_a_transformer_window_off_the_bar_lines_is_refused_at_once():
         resolve("piano", overrides={"model": "transformer"})
     with pytest.raises(ConfigError, match=r"^embed_dim: 31 is not a multiple of num_heads"):
         resolve("folk", overrides={"model": "transformer", "embed_dim": 31})
+
+
+def test_the_grid_step_is_checked_and_jazz_reads_sixteenths():
+    from partimento.training.config import ConfigError, resolve
+
+    assert resolve("jazz").grid_step == 1 and resolve("piano").grid_step == 2
+    with pytest.raises(ConfigError, match=r"^grid_step: must be 1-4 sixteenths, got 0$"):
+        resolve("jazz", overrides={"grid_step": 0})

@@ -237,10 +237,10 @@ def prepare_pieces(cfg: TrainConfig, pieces: list[Piece], corpus: str, mode: str
         # in twelve keys a chord is heard twelve times as often: the same threshold per key
         tokens = numeric_vocabulary(
             splits["train"],
-            events.NUMERIC_STEP,
+            cfg.grid_step,
             min_count=MIN_COUNT * (len(TRANSPOSITIONS) if cfg.transpose else 1),
         )
-        encoding = encoding_of(tokens, mode, events.NUMERIC_STEP, cfg.seq_len, rule)
+        encoding = encoding_of(tokens, mode, cfg.grid_step, cfg.seq_len, rule)
     split_arrays = {
         name: arrays(
             ps, encoding, cfg.seq_len, cfg.window_stride if name == "train" else cfg.seq_len
