@@ -227,18 +227,14 @@ class LiveHarmonizer:
             shift += 12
         return shift
 
-    def _voiced(self, p: np.ndarray, melody: np.ndarray, sounding: int) -> np.ndarray:
-        """``p`` with silence taken out where a melody note sounds: no rest, and no hold of a
-        voice that is silent. A melody note never stands alone; where the model gives silence
-        all its mass, the row is left as it is."""
+    def _allowed(self, melody: np.ndarray, width: int, sounding: int) -> np.ndarray:
+        """The tokens a voice may take, per row: under a sounding melody note (``melody``)
+        no rest, and no hold of a voice that is silent, so a melody note never stands alone
+        (:func:`sampling.probabilities` ignores a mask that would forbid everything)."""
+        allowed = np.ones((len(melody), width), bool)
         silent = np.array([self._rest] if sounding >= 0 else [self._rest, self._hold])
-        q = p.copy()
-        q[np.ix_(melody, silent)] = 0.0
-        total = q.sum(axis=1, keepdims=True)
-        keep = (total[:, 0] > 0) & melody
-        p = p.copy()
-        p[keep] = q[keep] / total[keep]
-        return p
+        allowed[np.ix_(melody, silent)] = False
+        return allowed
 
     def _feeds(
         self,
@@ -281,15 +277,19 @@ class LiveHarmonizer:
         states = {i: first[o] for i, o, _ in self._state_pairs}
 
         sop_k = np.repeat(sop, k)
+        bass_logits = first[self._logit_names[0]][:, -1]
+        melody = np.asarray(s_pitches) >= 0  # the rows with a melody note sounding
         bass_p = np.repeat(
             sampling.probabilities(
-                first[self._logit_names[0]][:, -1], st.temperature, top_p=st.top_p
+                bass_logits,
+                st.temperature,
+                top_p=st.top_p,
+                mask=self._allowed(melody, bass_logits.shape[-1], sounding[3]),
             ),
             k,
             axis=0,
         )
-        melody = np.repeat(np.asarray(s_pitches) >= 0, k)  # rows with a melody sounding
-        bass_p = self._voiced(bass_p, melody, sounding[3])
+        melody = np.repeat(melody, k)
         bass = sampling.sample(bass_p, self.rng)
         heads = self.heads
         if heads is not None:  # the heads on the LSTMs' output, without running them again
@@ -299,10 +299,11 @@ class LiveHarmonizer:
             tenor_logits = self._run(
                 self._feeds(base, sop_k, bass, rest_nk, state), [self._logit_names[1]]
             )[self._logit_names[1]][:, -1]
-        tenor_p = self._voiced(
-            sampling.probabilities(tenor_logits, st.temperature, top_p=st.top_p),
-            melody,
-            sounding[2],
+        tenor_p = sampling.probabilities(
+            tenor_logits,
+            st.temperature,
+            top_p=st.top_p,
+            mask=self._allowed(melody, tenor_logits.shape[-1], sounding[2]),
         )
         tenor = sampling.sample(tenor_p, self.rng)
         if heads is not None:
@@ -311,10 +312,11 @@ class LiveHarmonizer:
             alto_logits = self._run(
                 self._feeds(base, sop_k, bass, tenor, state), [self._logit_names[2]]
             )[self._logit_names[2]][:, -1]
-        alto_p = self._voiced(
-            sampling.probabilities(alto_logits, st.temperature, top_p=st.top_p),
-            melody,
-            sounding[1],
+        alto_p = sampling.probabilities(
+            alto_logits,
+            st.temperature,
+            top_p=st.top_p,
+            mask=self._allowed(melody, alto_logits.shape[-1], sounding[1]),
         )
         alto = sampling.sample(alto_p, self.rng)
 
