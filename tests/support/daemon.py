@@ -81,7 +81,7 @@ class Listener:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(2)
+        self._thread.join()  # polling: it ends within a sleep; its port is closed after
 
 
 def play(keys: MidiOutput, events: Timed, start: float) -> Timed:
