@@ -39,6 +39,7 @@ class TrainConfig:
     optimizer: str = "adam"
     loss: str = "sparse_categorical_crossentropy"
     clipnorm: float = 1.0
+    lr_decay: float = 1.0  # the learning rate is multiplied by this after every epoch
     # model sizes
     embedding: int = 32
     units: int = 256
@@ -157,6 +158,8 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"learning_rate: must be between 0 and 1, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
 

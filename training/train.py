@@ -211,6 +211,14 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Path:
         ),
         EveryN(),
     ]
+    if cfg.lr_decay != 1.0:  # from the epoch number alone, so a resumed run decays alike;
+        # first, so the log's learning_rate column is the epoch's own
+        callbacks.insert(
+            0,
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch: cfg.learning_rate * cfg.lr_decay**epoch
+            ),
+        )
     # --resume: an interrupted run goes on from backup/ (weights, optimizer, epoch); a finished
     # run is extended from its final weights, after the epochs its log already has
     initial_epoch = 0

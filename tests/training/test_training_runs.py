@@ -59,6 +59,19 @@ def test_run_folder_checkpoints_and_resume(tmp_path):
     assert epochs_logged(run) == [0, 1, 2]
 
 
+def test_learning_rate_decays_each_epoch_and_after_a_resume(tmp_path):
+    from partimento.training.train import train
+
+    run = tmp_path / "run"
+    train(tiny(tmp_path / "cache", learning_rate=0.004, lr_decay=0.5), run)
+    train(tiny(tmp_path / "cache", epochs=3, learning_rate=0.004, lr_decay=0.5), run, resume=True)
+    with open(run / "log.csv") as f:
+        rates = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    assert rates == pytest.approx([0.004, 0.002, 0.001])
+    with pytest.raises(ConfigError, match=r"^lr_decay: must be in \(0, 1\]"):
+        resolve("bach", overrides={"lr_decay": 1.5})
+
+
 def test_same_seed_same_weights(tmp_path):
     from partimento.training.train import train
 
