@@ -45,6 +45,8 @@ class TrainConfig:
     units: int = 256
     layers: int = 2
     dropout: float = 0.2
+    input_dropout: float = 0.0  # LSTM styles: dropout on what enters the first LSTM
+    recurrent_dropout: float = 0.0  # LSTM styles: dropout on each LSTM's recurrent state
     dense: int = 128
     # DeepBach (bach-offline): past and future context, sampling gap, second LSTM
     timesteps: int = 16
@@ -160,8 +162,9 @@ class TrainConfig:
             raise ConfigError(f"learning_rate: must be between 0 and 1, got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        for key in ("dropout", "input_dropout", "recurrent_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be in [0, 1), got {getattr(self, key)}")
 
     @property
     def cache_path(self) -> Path:

@@ -137,6 +137,25 @@ def test_jazz_trains_exports_and_steps(tiny_jazz):
     assert events.numeric_tokens(notes, 2)[:2] == ["60", "64"]
 
 
+def test_input_and_recurrent_dropout_train_and_export_a_matching_step_model(midi_dir, tmp_path):
+    from partimento.training.export import load_run
+
+    path = train_tiny(
+        tmp_path,
+        "jazz",
+        embedding=8,
+        seq_len=16,
+        data_dir=str(midi_dir),
+        input_dropout=0.3,
+        recurrent_dropout=0.3,
+    )
+    m = models.load(path)
+    assert abs(m.contract.training["parity_max_logit_difference"]) <= 1e-4
+    *_, train_model, _, _ = load_run(tmp_path / "run")
+    assert train_model.get_layer("input_dropout").rate == 0.3
+    assert train_model.get_layer("lstm0").recurrent_dropout == 0.3
+
+
 @pytest.mark.parametrize("mode", ["numeric", "event"])
 def test_piano_trains_exports_and_plays_in_both_data_modes(mode, midi_dir, tmp_path):
     path = train_tiny(

@@ -8,7 +8,8 @@ from partimento.training.config import TrainConfig
 
 
 class LSTMStack:
-    """``cfg.layers`` LSTMs of ``cfg.units`` with dropout after each, callable with or without
+    """``cfg.layers`` LSTMs of ``cfg.units`` with dropout after each (``cfg.input_dropout``
+    before the first, ``cfg.recurrent_dropout`` on each one's state), callable with or without
     initial state; the step model feeds ``h{i}_in``/``c{i}_in`` and reads ``h{i}_out``/
     ``c{i}_out``."""
 
@@ -17,14 +18,23 @@ class LSTMStack:
 
         self.cfg = cfg
         self.lstms = [
-            layers.LSTM(cfg.units, return_sequences=True, return_state=True, name=f"lstm{i}")
+            layers.LSTM(
+                cfg.units,
+                return_sequences=True,
+                return_state=True,
+                recurrent_dropout=cfg.recurrent_dropout,
+                name=f"lstm{i}",
+            )
             for i in range(cfg.layers)
         ]
         self.drop = layers.Dropout(cfg.dropout, name="dropout")
+        self.drop_in = layers.Dropout(cfg.input_dropout, name="input_dropout")
 
     def __call__(self, x, states: list | None = None):
         """The sequence output and the final ``[h0, c0, h1, c1, ...]``."""
         new_states = []
+        if self.cfg.input_dropout:
+            x = self.drop_in(x)
         for i, lstm in enumerate(self.lstms):
             init = None if states is None else states[2 * i : 2 * i + 2]
             x, h, c = lstm(x, initial_state=init)
