@@ -21,7 +21,7 @@ import numpy as np
 from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract
 from partimento.training import styles
-from partimento.training.config import TrainConfig, from_saved
+from partimento.training.config import TrainConfig, from_saved, resolve
 from partimento.training.versions import versions
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,25 @@ def load_run(run_dir: Path):
     return run, cfg, style, train_model, step_model, ckpts[-1].name
 
 
+NOT_SETTINGS = ("style", "progress", "cache_dir", "rebuild", "seed")
+
+
+def train_command(cfg: TrainConfig) -> str:
+    """The ``partimento train`` command that trains ``cfg`` again: the style, every key that
+    differs from the style's defaults as a flag, and the seed."""
+    defaults = resolve(cfg.style).to_dict()
+    flags = []
+    for key, value in cfg.to_dict().items():
+        if key in NOT_SETTINGS or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(["partimento train", cfg.style, *flags, "--seed", str(cfg.seed)])
+
+
 def random_feeds(contract: Contract, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A random but valid sequence for every token, given and condition input."""
     rng = np.random.default_rng(seed)
@@ -134,7 +153,7 @@ def export(run_dir: Path, out_dir: Path, *, name: str | None = None) -> Contract
             "weights": weights,
             "windows": run.get("windows"),
             "seconds": run.get("training_seconds"),
-            "command": f"partimento train {cfg.style} --seed {cfg.seed}",
+            "command": train_command(cfg),
         },
         versions=versions(),
     )

@@ -191,7 +191,9 @@ def card(folder: Path) -> str:
         "Reproduce (seeded; each step's figures end up in `model.json`):",
         "",
         "```sh",
-        t.get("reproduce") or f"partimento train {c['style']} --seed {cfg['seed']}",
+        t.get("reproduce")
+        or t.get("command")
+        or f"partimento train {c['style']} --seed {cfg['seed']}",
         f"partimento export runs/{c['style']} -o exported_models/{folder.name}",
         f"partimento evaluate {folder.name}",
         "```",

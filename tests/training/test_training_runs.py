@@ -72,6 +72,26 @@ def test_learning_rate_decays_each_epoch_and_after_a_resume(tmp_path):
         resolve("bach", overrides={"lr_decay": 1.5})
 
 
+def test_a_models_train_command_trains_the_same_config_again():
+    import argparse
+
+    from partimento.training.config import add_flags, overrides
+    from partimento.training.export import NOT_SETTINGS, train_command
+
+    cfg = resolve(
+        "jazz",
+        overrides={"window_stride": 64, "lr_decay": 0.6, "dropout": 0.4, "transpose": False},
+    )
+    words = train_command(cfg).split()
+    assert words[:3] == ["partimento", "train", "jazz"] and "--no-transpose" in words
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    again = resolve("jazz", overrides=overrides(parser.parse_args(words[3:])))
+    same = {k: v for k, v in cfg.to_dict().items() if k not in NOT_SETTINGS}
+    assert {k: v for k, v in again.to_dict().items() if k not in NOT_SETTINGS} == same
+    assert again.seed == cfg.seed
+
+
 def test_same_seed_same_weights(tmp_path):
     from partimento.training.train import train
 
