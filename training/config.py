@@ -47,6 +47,7 @@ class TrainConfig:
     dropout: float = 0.2
     input_dropout: float = 0.0  # LSTM styles: dropout on what enters the first LSTM
     recurrent_dropout: float = 0.0  # LSTM styles: dropout on each LSTM's recurrent state
+    tie_embedding: bool = False  # token LSTMs: the input embedding is the output matrix too
     dense: int = 128
     # DeepBach (bach-offline): past and future context, sampling gap, second LSTM
     timesteps: int = 16

@@ -137,7 +137,7 @@ def test_jazz_trains_exports_and_steps(tiny_jazz):
     assert events.numeric_tokens(notes, 2)[:2] == ["60", "64"]
 
 
-def test_input_and_recurrent_dropout_train_and_export_a_matching_step_model(midi_dir, tmp_path):
+def test_dropouts_and_a_tied_embedding_train_and_export_a_matching_step_model(midi_dir, tmp_path):
     from partimento.training.export import load_run
 
     path = train_tiny(
@@ -148,12 +148,18 @@ def test_input_and_recurrent_dropout_train_and_export_a_matching_step_model(midi
         data_dir=str(midi_dir),
         input_dropout=0.3,
         recurrent_dropout=0.3,
+        tie_embedding=True,
     )
     m = models.load(path)
     assert abs(m.contract.training["parity_max_logit_difference"]) <= 1e-4
     *_, train_model, _, _ = load_run(tmp_path / "run")
     assert train_model.get_layer("input_dropout").rate == 0.3
     assert train_model.get_layer("lstm0").recurrent_dropout == 0.3
+    # the output reads the embedding: only a bias of its own, one per token
+    vocab = len(m.contract.encoding["tokens"])
+    assert [w.shape for w in train_model.get_layer("next").weights] == [(vocab,)]
+    embedding = train_model.get_layer("token_embedding").embeddings
+    assert sum(v is embedding for v in train_model.trainable_variables) == 1
 
 
 @pytest.mark.parametrize("mode", ["numeric", "event"])

@@ -88,6 +88,26 @@ def state_tensors(cfg: TrainConfig) -> tuple[list[Tensor], list[Tensor]]:
     return ins, outs
 
 
+def tied_output(embed, width: int, name: str):
+    """The output layer of a model whose input embedding is its output matrix too (Press and
+    Wolf 2017): the LSTM's output projected to the embedding's ``width``, multiplied by the
+    embedding's transpose, plus a bias per token."""
+    import keras
+    from keras import layers
+
+    class TiedLogits(layers.Layer):
+        def build(self, input_shape) -> None:
+            self.bias = self.add_weight(shape=(embed.input_dim,), initializer="zeros", name="bias")
+
+        def call(self, x):
+            # the embedding's own variable, not tracked here: the embedding layer owns it
+            return keras.ops.matmul(x, keras.ops.transpose(embed.embeddings)) + self.bias
+
+    project = layers.Dense(width, name=f"{name}_projection")
+    logits = TiedLogits(name=name)
+    return lambda x: logits(project(x))
+
+
 def token_lstm(
     cfg: TrainConfig,
     vocab_size: int,
@@ -107,7 +127,8 @@ def token_lstm(
 
     embed = layers.Embedding(vocab_size, cfg.embedding, name=embedding)
     stack = LSTMStack(cfg)
-    out = layers.Dense(vocab_size, name=output)
+    out = tied_output(embed, cfg.embedding, output) if cfg.tie_embedding else None
+    out = out or layers.Dense(vocab_size, name=output)
 
     def forward(ids, states: list | None):
         x, new_states = stack(embed(ids), states)
