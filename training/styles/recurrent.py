@@ -127,8 +127,10 @@ def token_lstm(
 
     embed = layers.Embedding(vocab_size, cfg.embedding, name=embedding)
     stack = LSTMStack(cfg)
-    out = tied_output(embed, cfg.embedding, output) if cfg.tie_embedding else None
-    out = out or layers.Dense(vocab_size, name=output)
+    if cfg.tie_embedding:
+        out = tied_output(embed, cfg.embedding, output)
+    else:
+        out = layers.Dense(vocab_size, name=output)
 
     def forward(ids, states: list | None):
         x, new_states = stack(embed(ids), states)
