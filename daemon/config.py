@@ -367,7 +367,7 @@ class HarmonizeConfig(_Section):
     channels: VoiceChannels = field(default_factory=VoiceChannels)
     velocity: int | None = None
     """1-127, or None: each harmony note takes the velocity of the melody note."""
-    candidates: int = 8
+    candidates: int = 16
     voice_leading: float = 3.0
     sonority: float = 0.15
     movement: float = 2.0
