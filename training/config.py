@@ -303,24 +303,28 @@ def resolve(
     return TrainConfig(**{k: _coerce(k, v, types[k]) for k, v in values.items()})
 
 
+def flag(key: str) -> str:
+    """The command-line flag of a training key (``--key-name``; a bool's off form adds ``no-``)."""
+    return "--" + key.replace("_", "-")
+
+
 def add_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ("style",)) -> None:
     """A ``--flag`` for every :class:`TrainConfig` field but ``skip`` (default None: the style's
     own value or the config file's)."""
     for f in fields(TrainConfig):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
         if kind is bool:
             parser.add_argument(
-                flag,
+                flag(f.name),
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=f"(default {f.default})",
             )
         else:
             parser.add_argument(
-                flag,
+                flag(f.name),
                 type=kind,
                 default=None,
                 metavar=kind.__name__.upper(),

@@ -21,7 +21,7 @@ import numpy as np
 from partimento.core.errors import PartimentoError
 from partimento.core.players.contract import Contract
 from partimento.training import styles
-from partimento.training.config import TrainConfig, from_saved, resolve
+from partimento.training.config import TrainConfig, flag, from_saved, resolve
 from partimento.training.versions import versions
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,10 @@ def train_command(cfg: TrainConfig) -> str:
     for key, value in cfg.to_dict().items():
         if key in NOT_SETTINGS or value == defaults.get(key):
             continue
-        flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{flag[2:]}")
+            flags.append(flag(key) if value else flag(f"no_{key}"))
         else:
-            flags.append(f"{flag} {value}")
+            flags.append(f"{flag(key)} {value}")
     return " ".join(["partimento train", cfg.style, *flags, "--seed", str(cfg.seed)])
 
 
